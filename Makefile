@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make run` (set up and serve) and `make test` (install and test).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test lint bench install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+
+## Set everything up and run the all-in-one service on SQLite with demo data (http://127.0.0.1:8000/docs).
+run: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	$(BIN)/takedown run --demo
+
+## Install the test dependencies, lint, type-check the domain, and run every test on SQLite and PostgreSQL.
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
+
+bench: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python bench/store.py
+	$(BIN)/python bench/notifier.py
+
+clean:
+	rm -rf $(VENV) takedown.db takedown.db-wal takedown.db-shm

@@ -1,0 +1,203 @@
+"""Event types: frozen, versioned facts with stable type names ("order.issued").
+
+The type string and schema version are part of the stored history: never rename a type, never change a field's
+meaning. A new shape gets a new schema_version and an upcaster in `load_event`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Category = Literal[
+    "child_cyberbullying",
+    "child_sexual_abuse_material",
+    "illegal_image_distribution",
+    "extremism",
+    "illegal_gambling",
+    "fraud",
+    "drugs",
+    "suicide_promotion",
+    "other",
+]
+CATEGORIES: tuple[str, ...] = Category.__args__  # type: ignore[attr-defined]
+
+RequestedAction = Literal["remove", "restrict"]
+Outcome = Literal["removed", "restricted", "not_found", "declined"]
+ContestGrounds = Literal["not_illegal", "forged", "out_of_scope", "already_actioned", "other"]
+NotificationChannel = Literal["webhook", "inbox"]
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Authority(_Value):
+    """The issuing authority as recorded on the order."""
+
+    id: str
+    name: str
+    unit: str | None = None
+
+
+class LegalBasis(_Value):
+    """The act and article an order relies on."""
+
+    act: str
+    article: str
+
+
+class Item(_Value):
+    """One exact locator of content; outcomes are reported per item."""
+
+    item_id: str
+    url: str
+    content_id: str | None = None
+    content_type: str | None = None
+
+
+class Attachment(_Value):
+    """A document attached by digest (the bytes travel elsewhere)."""
+
+    sha256: str
+    name: str | None = None
+
+
+class Redress(_Value):
+    """How, and until when, the platform or the uploader may contest."""
+
+    instructions: str
+    contest_within_hours: int | None = None
+
+
+class Event(_Value):
+    """Base of every domain event. `type` and `schema_version` are the stable storage identity."""
+
+    type: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+
+
+class OrderIssued(Event):
+    type: ClassVar[str] = "order.issued"
+    order_id: str
+    issuer_reference: str
+    authority: Authority
+    signed_off_by: str
+    platform_id: str
+    legal_basis: LegalBasis
+    category: Category
+    category_specification: str | None = None
+    statement_of_reasons: str
+    items: tuple[Item, ...]
+    requested_action: RequestedAction
+    territorial_scope: tuple[str, ...]
+    redress: Redress | None = None
+    language: str
+    attachments: tuple[Attachment, ...] = ()
+    issued_at: datetime
+
+
+class DeliveryAttemptFailed(Event):
+    type: ClassVar[str] = "order.delivery_attempt_failed"
+    delivery_id: str
+    webhook_type: str
+    attempt: int
+    attempted_at: datetime
+    status_code: int | None = None
+    error_kind: str
+    duration_ms: float
+    next_attempt_at: datetime | None = None
+
+
+class OrderDelivered(Event):
+    """The platform was notified: the SLA clock starts at `notified_at`."""
+
+    type: ClassVar[str] = "order.delivered"
+    channel: NotificationChannel
+    notified_at: datetime
+    delivery_id: str | None = None
+    attempt: int | None = None
+
+
+class OrderAcknowledged(Event):
+    type: ClassVar[str] = "order.acknowledged"
+    acknowledged_at: datetime
+    note: str | None = None
+
+
+class ItemOutcomeReported(Event):
+    """What the platform did about one item: removed, restricted, not_found or declined (with a reason)."""
+
+    type: ClassVar[str] = "order.item_outcome_reported"
+    item_id: str
+    outcome: Outcome
+    reason: str | None = None
+    actioned_at: datetime
+    reported_at: datetime
+
+
+class OrderClosed(Event):
+    """Every item has an outcome."""
+
+    type: ClassVar[str] = "order.closed"
+    closed_at: datetime
+
+
+class OrderContested(Event):
+    type: ClassVar[str] = "order.contested"
+    grounds: ContestGrounds
+    detail: str
+    contested_at: datetime
+
+
+class OrderUpheld(Event):
+    type: ClassVar[str] = "order.upheld"
+    reason: str
+    upheld_at: datetime
+
+
+class OrderWithdrawn(Event):
+    type: ClassVar[str] = "order.withdrawn"
+    reason: str
+    withdrawn_at: datetime
+
+
+class OrderEscalated(Event):
+    type: ClassVar[str] = "order.escalated"
+    level: int
+    reason: str
+    escalated_at: datetime
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.type: cls
+    for cls in (
+        OrderIssued,
+        DeliveryAttemptFailed,
+        OrderDelivered,
+        OrderAcknowledged,
+        ItemOutcomeReported,
+        OrderClosed,
+        OrderContested,
+        OrderUpheld,
+        OrderWithdrawn,
+        OrderEscalated,
+    )
+}
+
+
+def dump_event(event: Event) -> dict[str, Any]:
+    """Serialise an event's fields to JSON-ready data (type and version are stored beside it)."""
+    return event.model_dump(mode="json")
+
+
+def load_event(type_name: str, schema_version: int, data: dict[str, Any]) -> Event:
+    """Rebuild an event from its stored type, schema version and data."""
+    cls = EVENT_TYPES.get(type_name)
+    if cls is None:
+        raise KeyError(f"unknown event type {type_name!r}")
+    if schema_version != cls.schema_version:
+        raise ValueError(f"no upcaster from {type_name} v{schema_version} to v{cls.schema_version}")
+    return cls.model_validate(data)

@@ -1,0 +1,72 @@
+"""The sequencer: gives global positions to committed events, in its own short transactions (PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+
+from shared.db import Database
+from shared.eventstore.store import EventStore
+
+
+class Sequencer:
+    """Runs `EventStore.sequence` on demand (`wake`) and on a short poll; a no-op on SQLite."""
+
+    def __init__(self, db: Database, store: EventStore, interval_s: float = 0.05) -> None:
+        self.db, self.store, self.interval_s = db, store, interval_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def needed(self) -> bool:
+        """Only PostgreSQL numbers events after commit; SQLite numbers them inline."""
+        return self.db.dialect == "postgresql"
+
+    def run_once(self) -> int:
+        """Number whatever is ready now; returns how many events got positions."""
+        if not self.needed:
+            return 0
+        with self.db.transaction() as conn:
+            return self.store.sequence(conn)
+
+    def catch_up(self, max_rounds: int = 1000) -> None:
+        """Number everything committed so far (for tests, tools and shutdown)."""
+        for _ in range(max_rounds):
+            if self.run_once() == 0:
+                with self.db.read() as conn:
+                    pending = conn.exec_driver_sql(
+                        "SELECT count(*) FROM events e WHERE NOT EXISTS "
+                        "(SELECT 1 FROM event_positions p WHERE p.event_pk = e.id)"
+                    ).scalar_one()
+                if not pending:
+                    return
+                self._stop.wait(0.005)
+
+    def wake(self) -> None:
+        """Ask the background loop to run now (called after an append commits)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Run in a daemon thread until `stop`."""
+        if not self.needed or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._loop, name="sequencer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the background loop."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            try:
+                while self.run_once() > 0 and not self._stop.is_set():
+                    pass
+            except Exception:
+                self._stop.wait(self.interval_s)

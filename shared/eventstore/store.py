@@ -1,0 +1,283 @@
+"""The event store: streams with expected-version appends, idempotent event ids, a dense global position.
+
+Positions. Writers never wait for each other: an append inserts its events and commits, so PostgreSQL can
+group-commit concurrent writers. Global positions are given afterwards by the sequencer (`sequence`), which
+numbers only events whose transaction id is below the oldest transaction still running
+(`pg_snapshot_xmin(pg_current_snapshot())`): every such transaction has finished, so no event can later
+appear before a position already handed out. Positions are therefore dense (1, 2, 3, ... without holes,
+even when appends roll back) and a reader tailing `read_all(after=p)` never skips a late committer.
+On SQLite, writers are serialised by the database lock, so `append` numbers its events inline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from shared.events import Event, dump_event
+from shared.eventstore.tables import event_positions, events
+from shared.ids import new_id
+
+# Key of the transaction-scoped advisory lock that makes one sequencer run at a time (PostgreSQL).
+SEQUENCER_LOCK = 0x7A6B_0001
+
+
+class EventStoreError(Exception):
+    """Base of the event store's refusals."""
+
+
+class ConcurrencyError(EventStoreError):
+    """The stream is not at the version the caller expected: someone else appended first."""
+
+    def __init__(self, stream_id: str, expected: int, actual: int | None = None) -> None:
+        self.stream_id, self.expected, self.actual = stream_id, expected, actual
+        got = "" if actual is None else f", found {actual}"
+        super().__init__(f"stream {stream_id}: expected version {expected}{got}")
+
+
+class DuplicateEventError(EventStoreError):
+    """An event id is already stored with other content."""
+
+    def __init__(self, event_id: str) -> None:
+        self.event_id = event_id
+        super().__init__(f"event id {event_id} already stored with other content")
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event about to be appended."""
+
+    type: str
+    data: dict[str, Any]
+    schema_version: int = 1
+    event_id: str = field(default_factory=new_id)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, event: Event, meta: dict[str, Any] | None = None, event_id: str | None = None) -> NewEvent:
+        """Wrap a domain event for storage."""
+        return cls(
+            type=event.type,
+            data=dump_event(event),
+            schema_version=event.schema_version,
+            event_id=event_id or new_id(),
+            meta=meta or {},
+        )
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    """An event as stored: its stream version and, once sequenced, its global position."""
+
+    event_id: str
+    stream_id: str
+    version: int
+    type: str
+    schema_version: int
+    data: dict[str, Any]
+    meta: dict[str, Any]
+    recorded_at: datetime
+    position: int | None
+
+
+_columns = (
+    events.c.id,
+    events.c.event_id,
+    events.c.stream_id,
+    events.c.version,
+    events.c.type,
+    events.c.schema_version,
+    events.c.data,
+    events.c.meta,
+    events.c.recorded_at,
+)
+
+
+def _recorded(row: Any) -> RecordedEvent:
+    return RecordedEvent(
+        event_id=row.event_id,
+        stream_id=row.stream_id,
+        version=row.version,
+        type=row.type,
+        schema_version=row.schema_version,
+        data=row.data,
+        meta=row.meta,
+        recorded_at=row.recorded_at,
+        position=row.position,
+    )
+
+
+class EventStore:
+    """Append to and read from streams; all methods run inside the caller's transaction and never commit."""
+
+    def __init__(self, dialect: str) -> None:
+        if dialect not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database {dialect!r}")
+        self.dialect = dialect
+
+    def append(
+        self,
+        conn: Connection,
+        stream_id: str,
+        expected_version: int,
+        new_events: Sequence[NewEvent],
+        recorded_at: datetime,
+    ) -> list[RecordedEvent]:
+        """Append events to a stream that must be at `expected_version` (0: the stream must not exist).
+
+        Re-appending exactly the same events (same ids, stream and versions) is a no-op that returns them.
+        """
+        if not new_events:
+            return []
+        if expected_version > 0:
+            current = conn.execute(
+                select(func.max(events.c.version)).where(events.c.stream_id == stream_id)
+            ).scalar_one()
+            if current != expected_version and not self._is_replay(conn, stream_id, expected_version, new_events):
+                raise ConcurrencyError(stream_id, expected_version, current or 0)
+        rows = [
+            {
+                "event_id": e.event_id,
+                "stream_id": stream_id,
+                "version": expected_version + i,
+                "type": e.type,
+                "schema_version": e.schema_version,
+                "data": e.data,
+                "meta": e.meta,
+                "recorded_at": recorded_at,
+            }
+            for i, e in enumerate(new_events, start=1)
+        ]
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        stmt = (
+            dialect_insert(events)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(events.c.id, events.c.event_id, sort_by_parameter_order=True)
+        )
+        try:
+            inserted = conn.execute(stmt, rows).all()
+        except IntegrityError as exc:
+            raise ConcurrencyError(stream_id, expected_version) from exc
+        if len(inserted) != len(rows):
+            if inserted or not self._is_replay(conn, stream_id, expected_version, new_events):
+                known = {r.event_id for r in inserted}
+                raise DuplicateEventError(next(e.event_id for e in new_events if e.event_id not in known))
+            return self.read_stream(conn, stream_id, after_version=expected_version)[: len(new_events)]
+        positions: list[int | None] = [None] * len(rows)
+        if self.dialect == "sqlite":
+            # The SQLite write lock is held since BEGIN IMMEDIATE, so numbering inline is in commit order.
+            last = conn.execute(select(func.coalesce(func.max(event_positions.c.position), 0))).scalar_one()
+            positions = list(range(last + 1, last + 1 + len(rows)))
+            conn.execute(
+                event_positions.insert(),
+                [{"position": p, "event_pk": r.id} for p, r in zip(positions, inserted, strict=True)],
+            )
+        return [
+            RecordedEvent(
+                event_id=row["event_id"],
+                stream_id=stream_id,
+                version=row["version"],
+                type=row["type"],
+                schema_version=row["schema_version"],
+                data=row["data"],
+                meta=row["meta"],
+                recorded_at=recorded_at,
+                position=pos,
+            )
+            for row, pos in zip(rows, positions, strict=True)
+        ]
+
+    def _is_replay(
+        self, conn: Connection, stream_id: str, expected_version: int, new_events: Sequence[NewEvent]
+    ) -> bool:
+        """True if exactly these events are already stored at these versions of this stream."""
+        stored = conn.execute(
+            select(events.c.event_id, events.c.version, events.c.type, events.c.data).where(
+                events.c.event_id.in_([e.event_id for e in new_events])
+            )
+        ).all()
+        by_id = {r.event_id: r for r in stored}
+        for i, e in enumerate(new_events, start=1):
+            r = by_id.get(e.event_id)
+            if r is None or r.version != expected_version + i or r.type != e.type or r.data != e.data:
+                return False
+        return conn.execute(
+            select(func.count())
+            .select_from(events)
+            .where(events.c.event_id.in_(list(by_id)), events.c.stream_id == stream_id)
+        ).scalar_one() == len(new_events)
+
+    def read_stream(self, conn: Connection, stream_id: str, after_version: int = 0) -> list[RecordedEvent]:
+        """All events of one stream after a version, in version order."""
+        stmt = (
+            select(*_columns, event_positions.c.position)
+            .outerjoin(event_positions, event_positions.c.event_pk == events.c.id)
+            .where(events.c.stream_id == stream_id, events.c.version > after_version)
+            .order_by(events.c.version)
+        )
+        return [_recorded(r) for r in conn.execute(stmt)]
+
+    def stream_version(self, conn: Connection, stream_id: str) -> int:
+        """The stream's current version (0 if it has no events)."""
+        return int(
+            conn.execute(
+                select(func.coalesce(func.max(events.c.version), 0)).where(events.c.stream_id == stream_id)
+            ).scalar_one()
+        )
+
+    def read_all(self, conn: Connection, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        """Sequenced events with a global position above `after`, in position order."""
+        stmt = (
+            select(*_columns, event_positions.c.position)
+            .join(events, events.c.id == event_positions.c.event_pk)
+            .where(event_positions.c.position > after)
+            .order_by(event_positions.c.position)
+            .limit(limit)
+        )
+        return [_recorded(r) for r in conn.execute(stmt)]
+
+    def head(self, conn: Connection) -> int:
+        """The highest global position handed out so far (0 when empty)."""
+        return int(conn.execute(select(func.coalesce(func.max(event_positions.c.position), 0))).scalar_one())
+
+    def sequence(self, conn: Connection, batch: int = 10_000) -> int:
+        """Give global positions to committed events (PostgreSQL); returns how many were numbered.
+
+        Call it in a transaction of its own. Only one sequencer runs at a time (a transaction-scoped
+        advisory lock); a second caller returns 0 at once and the running one, or the next call, numbers
+        what it missed.
+        """
+        if self.dialect != "postgresql":
+            return 0
+        if not conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": SEQUENCER_LOCK}).scalar_one():
+            return 0
+        last = conn.execute(
+            select(event_positions.c.position, events.c.tx_id, events.c.id)
+            .join(events, events.c.id == event_positions.c.event_pk)
+            .order_by(event_positions.c.position.desc())
+            .limit(1)
+        ).first()
+        last_pos, last_tx, last_id = (last.position, last.tx_id, last.id) if last else (0, -1, -1)
+        result = conn.execute(
+            text(
+                """
+                INSERT INTO event_positions (position, event_pk)
+                SELECT :last_pos + row_number() OVER (ORDER BY tx_id, id), id
+                FROM (
+                    SELECT tx_id, id FROM events
+                    WHERE (tx_id, id) > (:last_tx, :last_id)
+                      AND tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+                    ORDER BY tx_id, id
+                    LIMIT :batch
+                ) AS ready
+                """
+            ),
+            {"last_pos": last_pos, "last_tx": last_tx, "last_id": last_id, "batch": batch},
+        )
+        return int(result.rowcount or 0)

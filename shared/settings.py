@@ -1,0 +1,43 @@
+"""Configuration from the environment (prefix TAKEDOWN_), with defaults that are safe only in development."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of every service; each process reads only what it uses."""
+
+    model_config = SettingsConfigDict(env_prefix="TAKEDOWN_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = "sqlite:///./takedown.db"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Run the notifier and the sequencer inside the API process (the embedded default).
+    embedded_workers: bool = True
+    max_body_bytes: int = 256 * 1024
+    max_items_per_order: int = 1000
+    max_reasons_chars: int = 10_000
+    sla_hours: float = 24.0
+    sla_category_hours: dict[str, float] = Field(default_factory=dict)
+    sla_at_risk_share: float = 0.25
+    # Webhook destinations in private ranges are refused unless listed here (IPs or CIDRs).
+    webhook_allow_list: list[str] = Field(default_factory=list)
+    webhook_timeout_s: float = 15.0
+    secret_overlap_hours: float = 24.0
+    public_base_url: str = "http://127.0.0.1:8000"
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment == "production":
+            if self.database_url.startswith("sqlite"):
+                raise ValueError("production needs PostgreSQL: set TAKEDOWN_DATABASE_URL")
+            if any(a.startswith("127.") or a in ("::1", "0.0.0.0/0") for a in self.webhook_allow_list):
+                raise ValueError("production must not allow-list loopback webhook destinations")
+        return self

@@ -1,0 +1,187 @@
+"""One contract suite for the event store, run on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from shared.db import Database
+from shared.eventstore import ConcurrencyError, DuplicateEventError, EventStore, NewEvent
+from shared.eventstore.sequencer import Sequencer
+from tests.conftest import T0
+
+
+def ev(n: int, **extra: object) -> NewEvent:
+    return NewEvent(type="test.happened", data={"n": n, **extra})
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest) -> EventStore:
+    db = request.getfixturevalue("pg" if "pg" in request.fixturenames else "db")
+    return EventStore(db.dialect)
+
+
+def append(db: Database, store: EventStore, stream: str, expected: int, events: list[NewEvent]) -> None:
+    with db.transaction() as conn:
+        store.append(conn, stream, expected, events, recorded_at=T0)
+
+
+def sequenced(db: Database, store: EventStore) -> list:
+    Sequencer(db, store).catch_up()
+    with db.read() as conn:
+        return store.read_all(conn, after=0, limit=100_000)
+
+
+def test_append_then_read_stream_in_version_order(db: Database, store: EventStore) -> None:
+    append(db, store, "order-1", 0, [ev(1), ev(2)])
+    append(db, store, "order-1", 2, [ev(3)])
+    with db.read() as conn:
+        got = store.read_stream(conn, "order-1")
+        assert [e.version for e in got] == [1, 2, 3]
+        assert [e.data["n"] for e in got] == [1, 2, 3]
+        assert store.stream_version(conn, "order-1") == 3
+        assert store.read_stream(conn, "order-1", after_version=2)[0].data == {"n": 3}
+        assert store.read_stream(conn, "nobody") == []
+
+
+def test_global_positions_are_dense_and_follow_commit_order(db: Database, store: EventStore) -> None:
+    append(db, store, "a", 0, [ev(1), ev(2)])
+    append(db, store, "b", 0, [ev(3)])
+    append(db, store, "a", 2, [ev(4)])
+    events = sequenced(db, store)
+    assert [e.position for e in events] == [1, 2, 3, 4]
+    assert [e.data["n"] for e in events] == [1, 2, 3, 4]
+    with db.read() as conn:
+        assert [e.position for e in store.read_all(conn, after=2, limit=1)] == [3]
+        assert store.head(conn) == 4
+
+
+@pytest.mark.parametrize("expected", [0, 1, 3])
+def test_wrong_expected_version_is_refused_and_writes_nothing(db: Database, store: EventStore, expected: int) -> None:
+    append(db, store, "order-1", 0, [ev(1), ev(2)])
+    with pytest.raises(ConcurrencyError):
+        append(db, store, "order-1", expected, [ev(9)])
+    with db.read() as conn:
+        assert [e.data["n"] for e in store.read_stream(conn, "order-1")] == [1, 2]
+
+
+def test_a_refused_append_leaves_no_hole_in_positions(db: Database, store: EventStore) -> None:
+    append(db, store, "order-1", 0, [ev(1)])
+    with pytest.raises(ConcurrencyError):
+        append(db, store, "order-1", 0, [ev(2), ev(3)])
+    append(db, store, "order-2", 0, [ev(4)])
+    assert [e.position for e in sequenced(db, store)] == [1, 2]
+
+
+def test_duplicate_event_id_with_other_content_is_refused(db: Database, store: EventStore) -> None:
+    first = ev(1)
+    append(db, store, "order-1", 0, [first])
+    clash = NewEvent(type="test.happened", data={"n": 2}, event_id=first.event_id)
+    with pytest.raises(DuplicateEventError):
+        append(db, store, "order-2", 0, [clash])
+    with pytest.raises(DuplicateEventError):
+        append(db, store, "order-1", 1, [ev(3), clash])
+    with db.read() as conn:
+        assert store.read_stream(conn, "order-2") == []
+        assert len(store.read_stream(conn, "order-1")) == 1
+
+
+def test_re_appending_the_same_events_is_an_idempotent_no_op(db: Database, store: EventStore) -> None:
+    batch = [ev(1), ev(2)]
+    append(db, store, "order-1", 0, batch)
+    with db.transaction() as conn:
+        again = store.append(conn, "order-1", 0, batch, recorded_at=T0)
+    assert [e.event_id for e in again] == [e.event_id for e in batch]
+    assert [e.event_id for e in sequenced(db, store)] == [e.event_id for e in batch]
+
+
+def test_events_round_trip_data_and_metadata(db: Database, store: EventStore) -> None:
+    e = NewEvent(type="order.issued", data={"text": "Ғ ә і ң", "nested": {"a": [1, 2]}}, meta={"actor": "k1"})
+    append(db, store, "s", 0, [e])
+    got = sequenced(db, store)[0]
+    assert (got.event_id, got.type, got.schema_version, got.data, got.meta) == (
+        e.event_id,
+        "order.issued",
+        1,
+        e.data,
+        {"actor": "k1"},
+    )
+    assert got.recorded_at.replace(tzinfo=None) == T0.replace(tzinfo=None)
+
+
+# --------------------------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture
+def pg(pg_db: Database) -> Database:
+    """PostgreSQL only: SQLite serialises writers and has no triggers guarding history here."""
+    return pg_db
+
+
+@pytest.mark.parametrize("table", ["events", "event_positions"])
+@pytest.mark.parametrize("statement", ["UPDATE {t} SET {c} = {c}", "DELETE FROM {t}", "TRUNCATE {t} CASCADE"])
+def test_history_cannot_be_changed_on_postgres(pg: Database, store: EventStore, table: str, statement: str) -> None:
+    append(pg, store, "order-1", 0, [ev(1)])
+    sequenced(pg, store)
+    column = "version" if table == "events" else "position"
+    with pytest.raises(DBAPIError, match="append-only"), pg.transaction() as conn:
+        conn.execute(text(statement.format(t=table, c=column)))
+    assert len(sequenced(pg, store)) == 1
+
+
+def test_tailing_reader_sees_every_position_once_in_order_under_8_writers(pg: Database, store: EventStore) -> None:
+    writers, appends_each = 8, 100
+    written: list[str] = []
+    lock = threading.Lock()
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer(w: int) -> None:
+        try:
+            for i in range(appends_each):
+                batch = [ev(i, w=w), ev(i, w=w)]
+                # Jitter the commit so transactions overlap and commit out of id order.
+                with pg.transaction() as conn:
+                    store.append(conn, f"w{w}-{i}", 0, batch, recorded_at=T0)
+                    if i % 3 == 0:
+                        time.sleep(0.002)
+                with lock:
+                    written.extend(e.event_id for e in batch)
+        except BaseException as exc:
+            errors.append(exc)
+
+    seen: list[tuple[int, str]] = []
+
+    def reader() -> None:
+        sequencer = Sequencer(pg, store)
+        last = 0
+        while True:
+            finished = done.is_set()
+            sequencer.run_once()
+            with pg.read() as conn:
+                batch = store.read_all(conn, after=last, limit=500)
+            for e in batch:
+                assert e.position is not None
+                seen.append((e.position, e.event_id))
+                last = e.position
+            if finished and not batch:
+                return
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
+    tail = threading.Thread(target=reader)
+    tail.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    Sequencer(pg, store).catch_up()
+    done.set()
+    tail.join(timeout=60)
+    assert not errors
+    positions = [p for p, _ in seen]
+    assert positions == list(range(1, len(written) + 1)), "positions must arrive once each, in order, no holes"
+    assert sorted(eid for _, eid in seen) == sorted(written)
