@@ -68,5 +68,5 @@ class Sequencer:
             try:
                 while self.run_once() > 0 and not self._stop.is_set():
                     pass
-            except Exception:
+            except Exception:  # noqa: BLE001 - a dropped connection must not kill the loop; retry next tick
                 self._stop.wait(self.interval_s)

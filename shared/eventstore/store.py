@@ -180,17 +180,17 @@ class EventStore:
             )
         return [
             RecordedEvent(
-                event_id=row["event_id"],
+                event_id=e.event_id,
                 stream_id=stream_id,
-                version=row["version"],
-                type=row["type"],
-                schema_version=row["schema_version"],
-                data=row["data"],
-                meta=row["meta"],
+                version=expected_version + i,
+                type=e.type,
+                schema_version=e.schema_version,
+                data=e.data,
+                meta=e.meta,
                 recorded_at=recorded_at,
                 position=pos,
             )
-            for row, pos in zip(rows, positions, strict=True)
+            for i, (e, pos) in enumerate(zip(new_events, positions, strict=True), start=1)
         ]
 
     def _is_replay(

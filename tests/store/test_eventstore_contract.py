@@ -151,7 +151,7 @@ def test_tailing_reader_sees_every_position_once_in_order_under_8_writers(pg: Da
                         time.sleep(0.002)
                 with lock:
                     written.extend(e.event_id for e in batch)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             errors.append(exc)
 
     seen: list[tuple[int, str]] = []

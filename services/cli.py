@@ -1,0 +1,146 @@
+"""The `takedown` command: run the all-in-one service or one part of it, migrate, and make API keys."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+
+from services.app import create_app
+from services.bootstrap import Container, bootstrap
+from shared.auth import ROLES, create_key
+from shared.migrate import upgrade
+from shared.settings import Settings
+
+cli = typer.Typer(help="Takedown orders: intake, notification, SLA and ledger.", no_args_is_help=True)
+keys = typer.Typer(help="API keys.", no_args_is_help=True)
+cli.add_typer(keys, name="keys")
+
+
+def _container() -> Container:
+    return bootstrap(Settings())
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring the database to the newest schema."""
+    container = _container()
+    upgrade(container.db.engine)
+    typer.echo(f"migrated {container.db.engine.url.render_as_string(hide_password=True)} to head")
+    container.close()
+
+
+@keys.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help=f"one of {', '.join(ROLES)}")],
+    authority: Annotated[str | None, typer.Option(help="issuer keys: the authority id, e.g. mci")] = None,
+    authority_name: Annotated[str | None, typer.Option(help="issuer keys: the authority's full name")] = None,
+    platform: Annotated[str | None, typer.Option(help="platform keys: the platform id")] = None,
+    label: Annotated[str | None, typer.Option(help="a note on who holds the key")] = None,
+) -> None:
+    """Create an API key and print it (it is stored hashed and cannot be shown again)."""
+    container = _container()
+    try:
+        with container.db.transaction() as conn:
+            plaintext, _ = create_key(
+                conn,
+                role,  # type: ignore[arg-type]  # checked by create_key
+                container.clock.now(),
+                authority_id=authority,
+                authority_name=authority_name,
+                platform_id=platform,
+                label=label,
+            )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        container.close()
+    typer.echo(plaintext)
+
+
+def _demo(container: Container) -> dict[str, Any]:
+    """A demo platform and one key per role, printed at start-up."""
+    from services.registry import service as registry
+
+    now = container.clock.now()
+    with container.db.transaction() as conn:
+        platform = next((p for p in registry.list_all(conn) if p.name == "Demo Platform"), None)
+        if platform is None:
+            platform, _ = registry.register(
+                conn,
+                {
+                    "name": "Demo Platform",
+                    "monthly_users": 250_000,
+                    "representative": {"name": "Aigerim Demo", "citizenship": "KZ", "email": "rep@demo.example"},
+                    "webhook_url": None,
+                },
+                now,
+            )
+        made = {
+            "admin": create_key(conn, "admin", now, label="demo")[0],
+            "issuer": create_key(
+                conn,
+                "issuer",
+                now,
+                authority_id="mci",
+                authority_name="Ministry of Culture and Information",
+                label="demo",
+            )[0],
+            "platform": create_key(conn, "platform", now, platform_id=platform.id, label="demo")[0],
+            "auditor": create_key(conn, "auditor", now, label="demo")[0],
+        }
+    return {"platform_id": platform.id, "keys": made}
+
+
+@cli.command()
+def run(
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="port")] = None,
+    demo: Annotated[bool, typer.Option(help="register a demo platform and print demo keys")] = False,
+) -> None:
+    """The all-in-one service: migrate, then serve the API with the sequencer and notifier in-process."""
+    settings = Settings()
+    container = bootstrap(settings)
+    upgrade(container.db.engine)
+    if demo:
+        info = _demo(container)
+        typer.echo(f"demo platform id: {info['platform_id']}")
+        for role, key in info["keys"].items():
+            typer.echo(f"demo {role:<8} key: {key}")
+    typer.echo(f"API docs: http://{host or settings.host}:{port or settings.port}/docs")
+    uvicorn.run(create_app(container, run_workers=True), host=host or settings.host, port=port or settings.port)
+    container.close()
+
+
+@cli.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="port")] = None,
+) -> None:
+    """The API alone (run any number of copies against PostgreSQL; workers run separately)."""
+    settings = Settings()
+    container = bootstrap(settings)
+    uvicorn.run(create_app(container, run_workers=False), host=host or settings.host, port=port or settings.port)
+    container.close()
+
+
+@cli.command()
+def sequencer() -> None:
+    """The sequencer alone: gives committed events their global positions (safe to run in many copies)."""
+    container = _container()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    container.sequencer.start()
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+    container.close()
+
+
+def main() -> None:
+    """Entry point of the `takedown` command."""
+    cli()

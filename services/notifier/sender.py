@@ -1,0 +1,86 @@
+"""One webhook delivery attempt over HTTP: POST, bounded by a total deadline, never raising on network errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import httpx
+
+ErrorKind = Literal["timeout", "connect", "read", "write", "protocol", "transport"]
+EXCERPT_BYTES = 2048
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """What one attempt produced: a status and/or a transport error, its duration and a response excerpt."""
+
+    status_code: int | None
+    error_kind: ErrorKind | None
+    duration_ms: int
+    response_excerpt: str
+    retry_after: str | None
+
+
+def _error_kind(exc: httpx.RequestError) -> ErrorKind:
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        return "connect"
+    if isinstance(exc, httpx.ReadError):
+        return "read"
+    if isinstance(exc, httpx.WriteError):
+        return "write"
+    if isinstance(exc, httpx.ProtocolError | httpx.DecodingError):
+        return "protocol"
+    return "transport"
+
+
+async def send(
+    client: httpx.AsyncClient,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    timeout: float,
+) -> AttemptResult:
+    """POST `body` to `url` once, within `timeout` seconds in total, and report what happened."""
+    status_code: int | None = None
+    retry_after: str | None = None
+    error_kind: ErrorKind | None = None
+    excerpt = bytearray()
+    started = time.monotonic()
+    try:
+        # httpx's own timeouts bound each read, not the whole exchange: a body dribbling one byte at a time
+        # would never trip them, so the deadline wraps everything up to the last byte we read.
+        async with (
+            asyncio.timeout(timeout),
+            client.stream(
+                "POST",
+                url,
+                headers=dict(headers),
+                content=body,
+                timeout=httpx.Timeout(timeout),
+                follow_redirects=False,
+            ) as response,
+        ):
+            status_code = response.status_code
+            retry_after = response.headers.get("retry-after")
+            async for chunk in response.aiter_bytes():
+                excerpt += chunk[: EXCERPT_BYTES - len(excerpt)]
+                if len(excerpt) >= EXCERPT_BYTES:
+                    break
+    except TimeoutError:
+        error_kind = "timeout"
+    except httpx.RequestError as exc:
+        error_kind = _error_kind(exc)
+    duration_ms = round((time.monotonic() - started) * 1000)
+    return AttemptResult(
+        status_code=status_code,
+        error_kind=error_kind,
+        duration_ms=duration_ms,
+        response_excerpt=excerpt.decode("utf-8", errors="replace"),
+        retry_after=retry_after,
+    )

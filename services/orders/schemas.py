@@ -1,0 +1,150 @@
+"""The HTTP shapes of orders: requests are validated here and turned into commands; they never become events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import pycountry
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from shared.events import Category, ContestGrounds, Outcome, RequestedAction
+
+MAX_ITEMS = 1000
+MAX_REASONS = 10_000
+MAX_URL = 2048
+
+Text200 = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+Text2000 = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"\S")]
+
+
+def _absolute_http_url(value: str) -> str:
+    if any(c.isspace() for c in value):
+        raise ValueError("a URL must not contain whitespace")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URL")
+    return value
+
+
+def _territory(value: str) -> str:
+    code = value.upper()
+    if len(code) == 2 and pycountry.countries.get(alpha_2=code) is not None:
+        return code
+    if "-" in code and pycountry.subdivisions.get(code=code) is not None:
+        return code
+    raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-2 country or ISO 3166-2 subdivision code")
+
+
+HttpUrl = Annotated[str, Field(max_length=MAX_URL), AfterValidator(_absolute_http_url)]
+Territory = Annotated[str, Field(min_length=2, max_length=6), AfterValidator(_territory)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ItemIn(_Strict):
+    url: HttpUrl
+    item_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")] | None = None
+    content_id: Annotated[str, Field(max_length=200)] | None = None
+    content_type: Annotated[str, Field(max_length=64)] | None = None
+
+
+class LegalBasisIn(_Strict):
+    act: Text200
+    article: Text200
+
+
+class RedressIn(_Strict):
+    instructions: Text2000
+    contest_within_hours: Annotated[int, Field(ge=1, le=24 * 365)] | None = None
+
+
+class AttachmentIn(_Strict):
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    name: Annotated[str, Field(max_length=200)] | None = None
+
+
+class IssueOrderIn(_Strict):
+    """An order as an issuer sends it (the authority comes from the API key)."""
+
+    issuer_reference: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
+    platform_id: Annotated[str, Field(min_length=1, max_length=36)]
+    signed_off_by: Text200
+    unit: Annotated[str, Field(max_length=200)] | None = None
+    legal_basis: LegalBasisIn
+    category: Category
+    category_specification: Annotated[str, Field(max_length=500)] | None = None
+    statement_of_reasons: Annotated[str, Field(min_length=1, max_length=MAX_REASONS, pattern=r"\S")]
+    items: Annotated[list[ItemIn], Field(min_length=1, max_length=MAX_ITEMS)]
+    requested_action: RequestedAction = "remove"
+    territorial_scope: Annotated[list[Territory], Field(min_length=1, max_length=250)] = ["KZ"]
+    redress: RedressIn | None = None
+    language: Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] = "kk"
+    attachments: Annotated[list[AttachmentIn], Field(max_length=50)] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> IssueOrderIn:
+        if self.category == "other" and not self.category_specification:
+            raise ValueError("category 'other' needs a category_specification")
+        ids = [i.item_id for i in self.items if i.item_id]
+        if len(ids) != len(set(ids)):
+            raise ValueError("item_id values must be unique")
+        urls = [i.url for i in self.items]
+        if len(urls) != len(set(urls)):
+            raise ValueError("the same item URL is listed twice")
+        if len(set(self.territorial_scope)) != len(self.territorial_scope):
+            raise ValueError("territorial_scope lists a code twice")
+        return self
+
+
+class AcknowledgeIn(_Strict):
+    note: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class OutcomeIn(_Strict):
+    item_id: Annotated[str, Field(min_length=1, max_length=64)]
+    outcome: Outcome
+    actioned_at: datetime
+    reason: Annotated[str, Field(max_length=2000)] | None = None
+
+    @model_validator(mode="after")
+    def _aware(self) -> OutcomeIn:
+        if self.actioned_at.tzinfo is None:
+            raise ValueError("actioned_at needs a timezone (RFC 3339, e.g. ...Z)")
+        if self.outcome == "declined" and not self.reason:
+            raise ValueError("a declined item needs a reason")
+        return self
+
+
+class OutcomesIn(_Strict):
+    outcomes: Annotated[list[OutcomeIn], Field(min_length=1, max_length=MAX_ITEMS)]
+
+
+class ContestIn(_Strict):
+    grounds: ContestGrounds
+    detail: Text2000
+
+
+class ReviewIn(_Strict):
+    reason: Text2000
+
+
+class OrderPage(BaseModel):
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+class EventOut(BaseModel):
+    event_id: str
+    type: str
+    schema_version: int
+    version: int
+    position: int | None
+    recorded_at: datetime
+    data: dict[str, Any]
+
+
+StatusFilter = Literal["issued", "delivered", "acknowledged", "contested", "closed", "withdrawn"]

@@ -1,0 +1,289 @@
+"""Order command handlers: load, decide, append, update the view, queue webhooks, commit. Nothing else commits."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlalchemy.exc import IntegrityError
+
+from services.notifier import outbox
+from services.orders import views
+from services.orders.domain import (
+    Command,
+    DomainError,
+    IssueOrder,
+    OrderState,
+    apply,
+    decide,
+    replay,
+)
+from services.orders.schemas import IssueOrderIn
+from services.orders.sla import SlaPolicy
+from services.registry import service as registry
+from shared.auth import Principal
+from shared.clock import Clock
+from shared.db import Database
+from shared.events import Attachment, Authority, Item, LegalBasis, Redress, load_event
+from shared.eventstore import ConcurrencyError, EventStore, NewEvent, RecordedEvent
+from shared.ids import new_id
+from shared.problems import NotFound, Problem
+
+MAX_RETRIES = 5
+
+
+def request_hash(body: IssueOrderIn) -> str:
+    """A digest of the request's meaning, to tell a repeat from a different order under the same key."""
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def visible(principal: Principal, row: Any) -> bool:
+    """Whether this caller may see this order (a platform its own, an issuer its authority's)."""
+    if principal.role in ("admin", "auditor"):
+        return True
+    if principal.role == "issuer":
+        return bool(row.authority_id == principal.authority_id)
+    if principal.role == "platform":
+        return bool(row.platform_id == principal.platform_id)
+    return False
+
+
+def _encode_cursor(order_id: str) -> str:
+    return base64.urlsafe_b64encode(order_id.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Problem(400, "bad-cursor", "Invalid cursor", "the cursor is not one this API returned") from exc
+
+
+def _to_issue_command(order_id: str, principal: Principal, body: IssueOrderIn) -> IssueOrder:
+    return IssueOrder(
+        order_id=order_id,
+        issuer_reference=body.issuer_reference,
+        authority=Authority(id=principal.authority_id or "", name=principal.authority_name or "", unit=body.unit),
+        signed_off_by=body.signed_off_by,
+        platform_id=body.platform_id,
+        legal_basis=LegalBasis(act=body.legal_basis.act, article=body.legal_basis.article),
+        category=body.category,
+        category_specification=body.category_specification,
+        statement_of_reasons=body.statement_of_reasons,
+        items=tuple(
+            Item(item_id=i.item_id or f"item-{n}", url=i.url, content_id=i.content_id, content_type=i.content_type)
+            for n, i in enumerate(body.items, start=1)
+        ),
+        requested_action=body.requested_action,
+        territorial_scope=tuple(body.territorial_scope),
+        redress=Redress(**body.redress.model_dump()) if body.redress else None,
+        language=body.language,
+        attachments=tuple(Attachment(**a.model_dump()) for a in body.attachments),
+    )
+
+
+@dataclass
+class OrderService:
+    """The order side's use cases; each public method is one transaction."""
+
+    db: Database
+    store: EventStore
+    clock: Clock
+    policy: SlaPolicy
+    base_url: str = "http://127.0.0.1:8000"
+    after_commit: Callable[[], None] = field(default=lambda: None)
+
+    # ------------------------------------------------------------------------------------------ writes
+
+    def record(
+        self, conn: Connection, order_id: str, command: Command, meta: dict[str, Any], request_hash: str | None = None
+    ) -> tuple[OrderState, list[RecordedEvent]]:
+        """Decide a command against the stored order and record the result in the caller's transaction."""
+        now = self.clock.now()
+        state = self.load(conn, order_id)
+        new = decide(state, command, now)
+        recorded = self.store.append(
+            conn,
+            order_id,
+            state.version if state else 0,
+            [NewEvent.of(e, meta) for e in new],
+            recorded_at=now,
+        )
+        for event in new:
+            state = apply(state, event)
+        assert state is not None
+        views.upsert(conn, state, self.policy, request_hash)
+        document = views.render(state, self.policy)
+        for event in recorded:
+            outbox.enqueue(conn, event, state.issued.platform_id, document, self.links(order_id), now)
+        return state, recorded
+
+    def issue(
+        self, principal: Principal, body: IssueOrderIn, idempotency_key: str | None
+    ) -> tuple[dict[str, Any], bool]:
+        """Issue an order; a repeat (same key or issuer_reference, same body) returns the first one unchanged."""
+        digest = request_hash(body)
+        for _ in range(MAX_RETRIES):
+            try:
+                with self.db.transaction() as conn:
+                    existing = self._existing(conn, principal, body.issuer_reference, idempotency_key, digest)
+                    if existing is not None:
+                        return existing, False
+                    if registry.find(conn, body.platform_id) is None:
+                        raise Problem(
+                            422,
+                            "unknown-platform",
+                            "Unknown platform",
+                            f"no platform {body.platform_id!r} is registered",
+                        )
+                    order_id = new_id()
+                    command = _to_issue_command(order_id, principal, body)
+                    state, _ = self.record(conn, order_id, command, self._meta(principal), digest)
+                    if idempotency_key:
+                        conn.execute(
+                            views.idempotency_keys.insert().values(
+                                authority_id=principal.authority_id,
+                                key=idempotency_key,
+                                request_hash=digest,
+                                order_id=order_id,
+                                created_at=self.clock.now(),
+                            )
+                        )
+                    document = views.render(state, self.policy)
+                self.after_commit()
+                return document, True
+            except IntegrityError:
+                continue  # a concurrent repeat won the race: the next round finds and returns it
+        raise Problem(409, "conflict", "Conflict", "the order could not be recorded; retry")
+
+    def act(self, principal: Principal, order_id: str, command: Command) -> dict[str, Any]:
+        """Run a platform's or issuer's command on an order it may see; refusals record nothing."""
+        for _ in range(MAX_RETRIES):
+            try:
+                with self.db.transaction() as conn:
+                    row = views.get_row(conn, order_id)
+                    if row is None or not visible(principal, row):
+                        raise NotFound("order")
+                    state, _ = self.record(conn, order_id, command, self._meta(principal))
+                    document = views.render(state, self.policy)
+                self.after_commit()
+                return document
+            except ConcurrencyError:
+                continue  # someone appended first: decide again against the new state
+            except DomainError as exc:
+                raise Problem(409, exc.code, "Refused by the order's rules", exc.reason) from exc
+        raise Problem(409, "conflict", "Conflict", "the order kept changing; retry")
+
+    # ------------------------------------------------------------------------------------------- reads
+
+    def load(self, conn: Connection, order_id: str) -> OrderState | None:
+        """The order's state, replayed from its events (None if it has none)."""
+        return replay(load_event(e.type, e.schema_version, e.data) for e in self.store.read_stream(conn, order_id))
+
+    def get(self, principal: Principal, order_id: str) -> dict[str, Any]:
+        """One order as this caller may see it."""
+        with self.db.read() as conn:
+            row = views.get_row(conn, order_id)
+            if row is None or not visible(principal, row):
+                raise NotFound("order")
+            return dict(row.document)
+
+    def events(self, principal: Principal, order_id: str) -> list[RecordedEvent]:
+        """The order's events, with their global (ledger) positions once sequenced."""
+        with self.db.read() as conn:
+            row = views.get_row(conn, order_id)
+            if row is None or not visible(principal, row):
+                raise NotFound("order")
+            return self.store.read_stream(conn, order_id)
+
+    def list(
+        self,
+        principal: Principal,
+        *,
+        status: str | None = None,
+        platform_id: str | None = None,
+        category: str | None = None,
+        issued_from: datetime | None = None,
+        issued_to: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the orders this caller may see, newest first, with the cursor of the next page."""
+        o = views.orders
+        stmt = select(o.c.id, o.c.document).order_by(o.c.id.desc()).limit(limit + 1)
+        if principal.role == "issuer":
+            stmt = stmt.where(o.c.authority_id == principal.authority_id)
+        elif principal.role == "platform":
+            stmt = stmt.where(o.c.platform_id == principal.platform_id)
+        if status:
+            stmt = stmt.where(o.c.status == status)
+        if platform_id:
+            stmt = stmt.where(o.c.platform_id == platform_id)
+        if category:
+            stmt = stmt.where(o.c.category == category)
+        if issued_from:
+            stmt = stmt.where(o.c.issued_at >= issued_from)
+        if issued_to:
+            stmt = stmt.where(o.c.issued_at < issued_to)
+        if cursor:
+            stmt = stmt.where(o.c.id < _decode_cursor(cursor))
+        with self.db.read() as conn:
+            rows = conn.execute(stmt).all()
+        page = rows[:limit]
+        next_cursor = _encode_cursor(page[-1].id) if len(rows) > limit else None
+        return [dict(r.document) for r in page], next_cursor
+
+    # ---------------------------------------------------------------------------------------- helpers
+
+    def links(self, order_id: str) -> dict[str, str]:
+        """Where a platform acts on an order."""
+        base = f"{self.base_url.rstrip('/')}/v1/orders/{order_id}"
+        return {
+            "self": base,
+            "acknowledge": f"{base}/acknowledge",
+            "outcomes": f"{base}/outcomes",
+            "contest": f"{base}/contest",
+            "events": f"{base}/events",
+        }
+
+    def _existing(
+        self, conn: Connection, principal: Principal, reference: str, key: str | None, digest: str
+    ) -> dict[str, Any] | None:
+        """The order an earlier identical request created, or a 409 if the key or reference meant another."""
+        if key:
+            hit = conn.execute(
+                select(views.idempotency_keys).where(
+                    views.idempotency_keys.c.authority_id == principal.authority_id,
+                    views.idempotency_keys.c.key == key,
+                )
+            ).first()
+            if hit is not None:
+                if hit.request_hash != digest:
+                    raise Problem(
+                        409, "idempotency-key-reused", "Idempotency-Key reused", "this key was used with another body"
+                    )
+                row = views.get_row(conn, hit.order_id)
+                return dict(row.document)
+        row = conn.execute(
+            select(views.orders).where(
+                views.orders.c.authority_id == principal.authority_id, views.orders.c.issuer_reference == reference
+            )
+        ).first()
+        if row is None:
+            return None
+        if row.request_hash != digest:
+            raise Problem(
+                409, "issuer-reference-reused", "issuer_reference reused", "this issuer_reference names another order"
+            )
+        return dict(row.document)
+
+    @staticmethod
+    def _meta(principal: Principal) -> dict[str, Any]:
+        return {"actor": principal.key_id, "role": principal.role}

@@ -1,0 +1,124 @@
+"""The order view: one row per order for lists, filters and tenancy, kept in the command's own transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    Index,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+    select,
+)
+
+from services.orders.domain import OrderState
+from services.orders.sla import SlaPolicy, deadline
+from shared.db import UtcDateTime, metadata
+from shared.events import dump_event
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("issuer_reference", String(200), nullable=False),
+    Column("authority_id", String(64), nullable=False),
+    Column("platform_id", String(36), nullable=False),
+    Column("category", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("issued_at", UtcDateTime, nullable=False),
+    Column("notified_at", UtcDateTime, nullable=True),
+    Column("deadline", UtcDateTime, nullable=True),
+    Column("closed_at", UtcDateTime, nullable=True),
+    Column("withdrawn_at", UtcDateTime, nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("document", JSON, nullable=False),
+    UniqueConstraint("authority_id", "issuer_reference"),
+    Index(None, "platform_id", "id"),
+    Index(None, "authority_id", "id"),
+    Index(None, "status", "id"),
+)
+
+# Idempotency-Key → the order it created, per issuing authority.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("authority_id", String(64), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("order_id", String(36), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+
+def render(state: OrderState, policy: SlaPolicy) -> dict[str, Any]:
+    """The order as clients see it (JSON-ready), derived from its state."""
+    issued = dump_event(state.issued)
+    items = [
+        {**item, "outcome": dump_event(o) if (o := state.outcomes.get(item["item_id"])) else None}
+        for item in issued.pop("items")
+    ]
+    for outcome in (i["outcome"] for i in items if i["outcome"]):
+        outcome.pop("item_id")
+    due = deadline(state, policy)
+    return {
+        "id": issued.pop("order_id"),
+        **issued,
+        "items": items,
+        "status": state.status,
+        "version": state.version,
+        "notified_at": _iso(state.notified_at),
+        "notified_via": state.notified_via,
+        "deadline": _iso(due),
+        "acknowledged_at": _iso(state.acknowledged_at),
+        "contested_at": _iso(state.contested_at),
+        "upheld_at": _iso(state.upheld_at),
+        "withdrawn_at": _iso(state.withdrawn_at),
+        "closed_at": _iso(state.closed_at),
+        "escalation_levels": sorted(state.escalation_levels),
+        "failed_delivery_attempts": state.failed_attempts,
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def upsert(conn: Connection, state: OrderState, policy: SlaPolicy, request_hash: str | None = None) -> None:
+    """Write the order's row from its state (insert on issue, update afterwards)."""
+    values = {
+        "status": state.status,
+        "notified_at": state.notified_at,
+        "deadline": deadline(state, policy),
+        "closed_at": state.closed_at,
+        "withdrawn_at": state.withdrawn_at,
+        "version": state.version,
+        "document": render(state, policy),
+    }
+    if state.version == 1:
+        issued = state.issued
+        conn.execute(
+            orders.insert().values(
+                id=issued.order_id,
+                issuer_reference=issued.issuer_reference,
+                authority_id=issued.authority.id,
+                platform_id=issued.platform_id,
+                category=issued.category,
+                issued_at=issued.issued_at,
+                request_hash=request_hash or "",
+                **values,
+            )
+        )
+    else:
+        conn.execute(orders.update().where(orders.c.id == state.order_id).values(**values))
+
+
+def get_row(conn: Connection, order_id: str) -> Any:
+    """The order's view row, or None."""
+    return conn.execute(select(orders).where(orders.c.id == order_id)).first()
