@@ -32,7 +32,7 @@ def pg_template() -> Iterator[str]:
     try:
         with admin.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any connection failure is a hard failure
         pytest.fail(f"PostgreSQL is unreachable at {PG_ADMIN_URL}: {exc}", pytrace=False)
     name = f"takedown_tpl_{os.getpid()}"
     with admin.connect() as conn:
