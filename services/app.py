@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,6 +13,7 @@ from sqlalchemy import text
 
 from services.bootstrap import Container
 from services.deps import ContainerDep
+from services.notifier.api import router as deliveries_router
 from services.orders.api import router as orders_router
 from services.registry.api import router as platforms_router
 from shared import problems
@@ -25,11 +27,17 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        notifier: asyncio.Task[None] | None = None
         if workers:
             container.sequencer.start()
+            notifier = asyncio.create_task(container.notifier.run(stop))
         try:
             yield
         finally:
+            stop.set()
+            if notifier is not None:
+                await notifier
             container.sequencer.stop()
 
     app = FastAPI(
@@ -43,6 +51,7 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
     app.add_middleware(BodyLimitMiddleware, max_bytes=container.settings.max_body_bytes)
     app.include_router(platforms_router)
     app.include_router(orders_router)
+    app.include_router(deliveries_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     def healthz() -> dict[str, str]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from services.notifier.worker import Notifier, NotifierConfig
 from services.orders.service import OrderService
 from services.orders.sla import SlaPolicy
 from shared.clock import Clock, SystemClock
@@ -26,7 +27,7 @@ class Container:
     policy: SlaPolicy
     sequencer: Sequencer
     orders: OrderService
-    background: list[object] = field(default_factory=list)
+    notifier: Notifier
 
     def close(self) -> None:
         """Stop background loops and release connections."""
@@ -45,9 +46,28 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
         at_risk_share=settings.sla_at_risk_share,
     )
     sequencer = Sequencer(db, store)
-    orders = OrderService(
-        db=db, store=store, clock=clock, policy=policy, base_url=settings.public_base_url, after_commit=sequencer.wake
+    orders = OrderService(db=db, store=store, clock=clock, policy=policy, base_url=settings.public_base_url)
+    notifier = Notifier(
+        db,
+        orders,
+        clock,
+        NotifierConfig(timeout_s=settings.webhook_timeout_s, allow_list=tuple(settings.webhook_allow_list)),
     )
+
+    def after_commit() -> None:
+        # In-process signals instead of LISTEN/NOTIFY: a NOTIFY takes a database-wide lock at commit and
+        # would serialise every writer; other processes pick work up on their short poll.
+        sequencer.wake()
+        notifier.wake()
+
+    orders.after_commit = after_commit
     return Container(
-        settings=settings, db=db, clock=clock, store=store, policy=policy, sequencer=sequencer, orders=orders
+        settings=settings,
+        db=db,
+        clock=clock,
+        store=store,
+        policy=policy,
+        sequencer=sequencer,
+        orders=orders,
+        notifier=notifier,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import threading
@@ -138,6 +139,22 @@ def sequencer() -> None:
     container.sequencer.start()
     with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
+    container.close()
+
+
+@cli.command()
+def notifier() -> None:
+    """The notifier alone: delivers webhooks from the outbox (safe to run in many copies on PostgreSQL)."""
+    container = _container()
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await container.notifier.run(stop)
+
+    asyncio.run(serve())
     container.close()
 
 

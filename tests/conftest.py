@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,9 @@ from sqlalchemy import Engine, create_engine, text
 
 from shared.db import Database, make_engine
 from shared.migrate import upgrade
+from tests.support import Api, make_api
 
 PG_ADMIN_URL = os.environ.get("TAKEDOWN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 def _pg_url(database: str) -> str:
@@ -103,3 +102,10 @@ def engine(db_url: str) -> Iterator[Engine]:
 def db(engine: Engine) -> Database:
     """The unit-of-work wrapper over the engine."""
     return Database(engine)
+
+
+@pytest.fixture
+def api(db_url: str) -> Iterator[Api]:
+    """The whole app over HTTP (TestClient) on each backend, frozen clock, workers off (tests drive them)."""
+    with make_api(db_url) as running:
+        yield running

@@ -47,6 +47,7 @@ def enqueue(
             payload=payload,
             state="pending",
             attempts=0,
+            retry_base=0,
             next_attempt_at=now,
             created_at=now,
         )

@@ -32,6 +32,8 @@ deliveries = Table(
     # pending → delivered | dead | cancelled; a pending row with a live lease is being sent.
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
+    # Attempts made before the current retry cycle (a manual redelivery starts a new cycle).
+    Column("retry_base", Integer, nullable=False),
     Column("next_attempt_at", UtcDateTime, nullable=False),
     Column("lease_owner", String(64), nullable=True),
     Column("lease_expires_at", UtcDateTime, nullable=True),

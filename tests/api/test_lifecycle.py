@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from tests.api.conftest import Api, order_body
-from tests.conftest import T0
+from tests.support import T0, Api, order_body
 
 
 def iso(api: Api) -> str:

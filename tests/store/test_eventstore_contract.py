@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from shared.db import Database
 from shared.eventstore import ConcurrencyError, DuplicateEventError, EventStore, NewEvent
 from shared.eventstore.sequencer import Sequencer
-from tests.conftest import T0
+from tests.support import T0
 
 
 def ev(n: int, **extra: object) -> NewEvent:

@@ -1,13 +1,13 @@
-"""An API under test on each backend, with a frozen clock, two platforms and a key for every role."""
+"""An API under test with a frozen clock, two platforms and a key for every role (used by the `api` fixture)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from services.app import create_app
@@ -15,7 +15,8 @@ from services.bootstrap import Container, bootstrap
 from shared.auth import create_key
 from shared.clock import FrozenClock
 from shared.settings import Settings
-from tests.conftest import T0
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 @dataclass
@@ -63,8 +64,9 @@ def order_body(platform_id: str, **overrides: Any) -> dict[str, Any]:
     return body
 
 
-@pytest.fixture
-def api(db_url: str) -> Iterator[Api]:
+@contextmanager
+def make_api(db_url: str) -> Iterator[Api]:
+    """Start the app on a migrated database with two platforms and one key per role."""
     settings = Settings(
         environment="test", database_url=db_url, embedded_workers=False, webhook_allow_list=["127.0.0.1"]
     )

@@ -1,0 +1,358 @@
+"""The notifier: claims due deliveries from the outbox, signs and sends them, records every attempt.
+
+Any number of notifier processes may run on one PostgreSQL: a claim is a row lease taken with
+`FOR UPDATE SKIP LOCKED`, and an attempt is recorded only by the worker that still holds the lease, under a
+unique (delivery, attempt) row. A killed worker's leases expire and another worker resumes its deliveries.
+One slow or dead platform cannot hold up the others: each platform has a small concurrency cap, and a
+worker does not claim work for a platform whose slots are full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import socket
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from prometheus_client import Counter as MetricCounter
+from prometheus_client import Histogram
+from sqlalchemy import Connection, select, update
+from sqlalchemy.exc import IntegrityError
+
+from services.notifier.policy import DEFAULT_POLICY, RetryPolicy, classify, parse_retry_after
+from services.notifier.safety import is_allowed_destination
+from services.notifier.sender import AttemptResult, send
+from services.notifier.signing import webhook_headers
+from services.notifier.tables import deliveries, delivery_attempts
+from services.orders.domain import DomainError, Escalate, RecordDelivery, RecordDeliveryFailure
+from services.orders.service import OrderService
+from services.registry import service as registry
+from shared.clock import Clock
+from shared.db import Database
+from shared.eventstore import ConcurrencyError
+
+log = logging.getLogger("takedown.notifier")
+
+DELIVERIES = MetricCounter("takedown_webhook_attempts_total", "Webhook attempts by outcome", ["outcome"])
+LATENCY = Histogram(
+    "takedown_webhook_attempt_seconds",
+    "Duration of webhook attempts",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30),
+)
+DISABLED = MetricCounter("takedown_webhook_endpoints_disabled_total", "Endpoints disabled after 410 Gone")
+DEAD = MetricCounter("takedown_webhook_dead_letters_total", "Deliveries given up after the last attempt")
+
+EXCERPT_CHARS = 500
+DEAD_LETTER_ESCALATION_LEVEL = 1
+
+
+@dataclass(frozen=True)
+class Job:
+    """One claimed delivery: what to send, and which attempt this is."""
+
+    id: str
+    order_id: str
+    platform_id: str
+    webhook_type: str
+    payload: dict[str, Any]
+    attempt: int
+    retry_base: int
+
+
+@dataclass(frozen=True)
+class NotifierConfig:
+    """Limits and timings of one notifier process."""
+
+    timeout_s: float = 15.0
+    per_platform: int = 4
+    total: int = 64
+    poll_interval_s: float = 0.25
+    lease_margin_s: float = 30.0
+    allow_list: tuple[str, ...] = ()
+
+
+class Notifier:
+    """A delivery worker; run `run()` in an event loop, `wake()` from any thread when new jobs exist."""
+
+    def __init__(
+        self,
+        db: Database,
+        orders: OrderService,
+        clock: Clock,
+        config: NotifierConfig | None = None,
+        policy: RetryPolicy = DEFAULT_POLICY,
+        rng: random.Random | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.db, self.orders, self.clock = db, orders, clock
+        self.config = config or NotifierConfig()
+        self.policy = policy
+        self.rng = rng or random.Random()
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._busy: Counter[str] = Counter()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------------------------------------ loop
+
+    def wake(self) -> None:
+        """Claim at once instead of at the next poll (thread-safe; a no-op before `run` starts)."""
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim and send until `stop` is set; then let in-flight attempts finish."""
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        async with httpx.AsyncClient(
+            trust_env=False,
+            limits=httpx.Limits(max_connections=self.config.total, max_keepalive_connections=self.config.total),
+        ) as client:
+            while not stop.is_set():
+                self._wake.clear()
+                claimed = 0
+                if len(self._inflight) < self.config.total:
+                    try:
+                        jobs = await asyncio.to_thread(self.claim, self.config.total - len(self._inflight))
+                    except Exception:
+                        log.exception("claiming deliveries failed")
+                        jobs = []
+                    claimed = len(jobs)
+                    for job in jobs:
+                        self._busy[job.platform_id] += 1
+                        task = asyncio.create_task(self._attempt(client, job))
+                        self._inflight.add(task)
+                        task.add_done_callback(self._done(job.platform_id))
+                if claimed == 0 or len(self._inflight) >= self.config.total:
+                    waiters = [asyncio.create_task(self._wake.wait()), asyncio.create_task(stop.wait())]
+                    await asyncio.wait(
+                        waiters, timeout=self.config.poll_interval_s, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    for w in waiters:
+                        w.cancel()
+            if self._inflight:
+                await asyncio.wait(self._inflight, timeout=self.config.timeout_s + 1)
+
+    async def drain(self, client: httpx.AsyncClient) -> int:
+        """Claim every due delivery once and wait for their attempts (tests and tools; `run` is the loop)."""
+        jobs = await asyncio.to_thread(self.claim, self.config.total)
+        await asyncio.gather(*(self._attempt(client, job) for job in jobs))
+        return len(jobs)
+
+    def _done(self, platform_id: str) -> Any:
+        def callback(task: asyncio.Task[None]) -> None:
+            self._inflight.discard(task)
+            self._busy[platform_id] -= 1
+            if self._wake is not None:
+                self._wake.set()  # a slot freed: there may be work for that platform
+
+        return callback
+
+    # ------------------------------------------------------------------------------------------ claim
+
+    def claim(self, limit: int) -> list[Job]:
+        """Lease up to `limit` due deliveries, skipping rows other workers hold and platforms at their cap."""
+        now = self.clock.now()
+        lease_until = now + timedelta(seconds=self.config.timeout_s + self.config.lease_margin_s)
+        full = [p for p, n in self._busy.items() if n >= self.config.per_platform]
+        due = (
+            select(deliveries.c.id)
+            .where(
+                deliveries.c.state == "pending",
+                deliveries.c.next_attempt_at <= now,
+                (deliveries.c.lease_expires_at.is_(None)) | (deliveries.c.lease_expires_at < now),
+            )
+            .order_by(deliveries.c.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        if full:
+            due = due.where(deliveries.c.platform_id.not_in(full))
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(due.scalar_subquery()))
+                .values(lease_owner=self.worker_id, lease_expires_at=lease_until)
+                .returning(
+                    deliveries.c.id,
+                    deliveries.c.order_id,
+                    deliveries.c.platform_id,
+                    deliveries.c.webhook_type,
+                    deliveries.c.payload,
+                    deliveries.c.attempts,
+                    deliveries.c.retry_base,
+                )
+            ).all()
+        jobs = [
+            Job(r.id, r.order_id, r.platform_id, r.webhook_type, r.payload, r.attempts + 1, r.retry_base) for r in rows
+        ]
+        # Per-platform cap inside one claim batch too: hand back what exceeds it.
+        kept: list[Job] = []
+        counts: Counter[str] = Counter()
+        for job in jobs:
+            if self._busy[job.platform_id] + counts[job.platform_id] < self.config.per_platform:
+                counts[job.platform_id] += 1
+                kept.append(job)
+        if len(kept) < len(jobs):
+            self._release([j.id for j in jobs if j not in kept])
+        return kept
+
+    def _release(self, ids: list[str]) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(ids), deliveries.c.lease_owner == self.worker_id)
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+
+    # ---------------------------------------------------------------------------------------- attempt
+
+    async def _attempt(self, client: httpx.AsyncClient, job: Job) -> None:
+        try:
+            with self.db.read() as conn:
+                platform = registry.find(conn, job.platform_id)
+            if platform is None or not platform.webhook_enabled or not platform.webhook_url:
+                reason = "no webhook endpoint" if platform is None or not platform.webhook_url else "endpoint disabled"
+                await asyncio.to_thread(self._cancel, job, f"{reason}: the order waits in the platform's inbox")
+                return
+            ok, why = await asyncio.to_thread(is_allowed_destination, platform.webhook_url, self.config.allow_list)
+            now = self.clock.now()
+            if not ok:
+                result = AttemptResult(None, "refused_destination", 0, why, None)  # type: ignore[arg-type]
+            else:
+                body = json.dumps(job.payload, separators=(",", ":")).encode()
+                secrets = registry.signing_secrets(platform, now)
+                headers = webhook_headers(secrets, job.id, int(now.timestamp()), body)
+                result = await send(client, platform.webhook_url, headers, body, self.config.timeout_s)
+            await asyncio.to_thread(self.record, job, result, now)
+        except Exception:
+            log.exception("delivery %s attempt %s failed unexpectedly", job.id, job.attempt)
+
+    def _cancel(self, job: Job, reason: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == job.id, deliveries.c.lease_owner == self.worker_id)
+                .values(state="cancelled", last_error=reason, lease_owner=None, lease_expires_at=None)
+            )
+
+    def record(self, job: Job, result: AttemptResult, started: datetime) -> None:
+        """Record one attempt, its effect on the delivery, and its fact in the order's stream, in one transaction."""
+        outcome = classify(result.status_code, result.error_kind)
+        DELIVERIES.labels(outcome).inc()
+        LATENCY.observe(result.duration_ms / 1000)
+        now = self.clock.now()
+        values: dict[str, Any] = {"attempts": job.attempt, "lease_owner": None, "lease_expires_at": None}
+        error = result.error_kind or (f"HTTP {result.status_code}" if result.status_code else None)
+        next_at: datetime | None = None
+        if outcome == "delivered":
+            values |= {"state": "delivered", "delivered_at": now, "last_error": None}
+        elif outcome == "gone":
+            values |= {"state": "dead", "last_error": "410 Gone: endpoint disabled"}
+        else:
+            retry_after = parse_retry_after(result.retry_after, now) if outcome == "retry_after" else None
+            delay = self.policy.next_delay(job.attempt - job.retry_base, self.rng, retry_after)
+            if delay is None:
+                values |= {"state": "dead", "last_error": f"gave up after {job.attempt} attempts: {error}"}
+            else:
+                next_at = now + timedelta(seconds=delay)
+                values |= {"next_attempt_at": next_at, "last_error": error}
+        for _ in range(5):
+            try:
+                if not self._record_once(job, result, started, outcome, values, next_at, now):
+                    return
+                break
+            except ConcurrencyError:
+                continue  # the order changed under us (e.g. acknowledged just now): record against the new state
+            except IntegrityError:
+                log.warning("attempt %s of %s was already recorded by another worker", job.attempt, job.id)
+                return
+        if outcome == "gone":
+            DISABLED.inc()
+            log.error("ALERT: platform %s webhook answered 410 Gone; endpoint disabled", job.platform_id)
+        if values.get("state") == "dead" and outcome != "gone":
+            DEAD.inc()
+            log.error("ALERT: delivery %s dead-lettered after %s attempts", job.id, job.attempt)
+        self.orders.after_commit()
+
+    def _record_once(
+        self,
+        job: Job,
+        result: AttemptResult,
+        started: datetime,
+        outcome: str,
+        values: dict[str, Any],
+        next_at: datetime | None,
+        now: datetime,
+    ) -> bool:
+        """One transaction: the delivery row, the attempt row, the order's facts. False if the lease was lost."""
+        with self.db.transaction() as conn:
+            owned = conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == job.id, deliveries.c.lease_owner == self.worker_id)
+                .values(**values)
+            ).rowcount
+            if not owned:
+                log.warning("lease on %s lost before attempt %s was recorded", job.id, job.attempt)
+                return False
+            conn.execute(
+                delivery_attempts.insert().values(
+                    delivery_id=job.id,
+                    attempt=job.attempt,
+                    worker=self.worker_id,
+                    started_at=started,
+                    duration_ms=float(result.duration_ms),
+                    status_code=result.status_code,
+                    error_kind=result.error_kind,
+                    response_excerpt=(result.response_excerpt or "")[:EXCERPT_CHARS],
+                )
+            )
+            self._order_facts(conn, job, result, outcome, next_at, values.get("state"))
+            if outcome == "gone":
+                registry.disable_webhook(conn, job.platform_id, "410 Gone from the webhook endpoint", now)
+        return True
+
+    def _order_facts(
+        self,
+        conn: Connection,
+        job: Job,
+        result: AttemptResult,
+        outcome: str,
+        next_at: datetime | None,
+        state: str | None,
+    ) -> None:
+        meta = {"actor": f"notifier:{self.worker_id}", "role": "system", "delivery_id": job.id}
+        commands: list[Any] = []
+        if outcome == "delivered":
+            if job.webhook_type == "order.issued":
+                commands.append(RecordDelivery(delivery_id=job.id, attempt=job.attempt))
+        else:
+            commands.append(
+                RecordDeliveryFailure(
+                    delivery_id=job.id,
+                    webhook_type=job.webhook_type,
+                    attempt=job.attempt,
+                    error_kind=result.error_kind or "http_status",
+                    duration_ms=float(result.duration_ms),
+                    status_code=result.status_code,
+                    next_attempt_at=next_at,
+                )
+            )
+            if state == "dead" and job.webhook_type == "order.issued":
+                reason = f"webhook delivery {job.id} failed after {job.attempt} attempts"
+                commands.append(Escalate(level=DEAD_LETTER_ESCALATION_LEVEL, reason=reason))
+        for command in commands:
+            try:
+                with conn.begin_nested():
+                    self.orders.record(conn, job.order_id, command, meta)
+            except DomainError as exc:
+                # e.g. already notified through the inbox, or the order was withdrawn meanwhile: the attempt
+                # is still in the delivery log; the order's own history has nothing to add.
+                log.info("order %s: %s not recorded: %s", job.order_id, type(command).__name__, exc.reason)
