@@ -345,7 +345,7 @@ class Notifier:
                     next_attempt_at=next_at,
                 )
             )
-            if state == "dead" and job.webhook_type == "order.issued":
+            if state == "dead" and outcome != "gone" and job.webhook_type == "order.issued":
                 reason = f"webhook delivery {job.id} failed after {job.attempt} attempts"
                 commands.append(Escalate(level=DEAD_LETTER_ESCALATION_LEVEL, reason=reason))
         for command in commands:

@@ -1,0 +1,233 @@
+"""The notifier end to end on each backend: outbox → signed POST to a real receiver → recorded facts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from tests.support import Api
+
+from .receiver import BlackHole, Dribble, Hangup, Receiver, Respond, unused_port
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(trust_env=False) as client:
+        yield client
+
+
+@pytest.fixture
+def api(api: Api) -> Api:
+    """The app with its frozen clock set to the real time: receivers check webhook-timestamp against it."""
+    api.clock.set(datetime.now(UTC).replace(microsecond=0))
+    return api
+
+
+def point_webhook(api: Api, url: str) -> str:
+    r = api.call("PATCH", f"/v1/platforms/{api.platform_a}", "admin", json={"webhook_url": url})
+    assert r.status_code == 200, r.text
+    rotated = api.call("POST", f"/v1/platforms/{api.platform_a}/secret/rotate", "admin").json()
+    return str(rotated["webhook_secret"])
+
+
+def deliveries(api: Api, order_id: str, webhook_type: str = "order.issued") -> list[dict]:
+    found = api.call("GET", f"/v1/deliveries?order_id={order_id}", "admin").json()
+    return [d for d in found if d["webhook_type"] == webhook_type]
+
+
+def event_types(api: Api, order_id: str) -> list[str]:
+    return [e["type"] for e in api.call("GET", f"/v1/orders/{order_id}/events", "admin").json()]
+
+
+async def test_issue_is_pushed_signed_and_the_clock_starts(
+    api: Api, receiver: Receiver, http: httpx.AsyncClient
+) -> None:
+    secret = point_webhook(api, receiver.url("/hook"))
+    receiver.script("/hook", Respond(200))
+    order = api.issue().json()
+    api.container.notifier.config = api.container.notifier.config.__class__(timeout_s=2, allow_list=("127.0.0.1",))
+    assert await api.container.notifier.drain(http) == 1
+    [request] = receiver.requests("/hook")
+    Webhook(secret).verify(request.body, request.headers)
+    body = json.loads(request.body)
+    assert body["type"] == "order.issued" and body["data"]["order"]["id"] == order["id"]
+    assert body["data"]["links"]["acknowledge"].endswith(f"/v1/orders/{order['id']}/acknowledge")
+    got = api.call("GET", f"/v1/orders/{order['id']}", "platform_a").json()
+    assert got["status"] == "delivered" and got["notified_via"] == "webhook"
+    notified = datetime.fromisoformat(got["notified_at"])
+    assert notified == api.clock.now()
+    assert datetime.fromisoformat(got["deadline"]) - notified == timedelta(hours=24)
+    [delivery] = deliveries(api, order["id"])
+    assert delivery["state"] == "delivered" and delivery["webhook_id"] == request.headers["webhook-id"]
+    assert [a["status_code"] for a in delivery["attempt_log"]] == [200]
+
+
+async def test_500_then_200_retries_with_the_same_webhook_id(
+    api: Api, receiver: Receiver, http: httpx.AsyncClient
+) -> None:
+    secret = point_webhook(api, receiver.url("/hook"))
+    receiver.script("/hook", Respond(500, b"oops"), Respond(200))
+    notifier = api.container.notifier
+    notifier.config = notifier.config.__class__(timeout_s=2, allow_list=("127.0.0.1",))
+    oid = api.issue().json()["id"]
+    await notifier.drain(http)
+    [d] = deliveries(api, oid)
+    assert d["state"] == "pending" and d["attempt_log"][0]["status_code"] == 500
+    assert d["attempt_log"][0]["response_excerpt"] == "oops"
+    assert await notifier.drain(http) == 0, "the retry waits for its backoff"
+    api.advance(seconds=6)
+    assert await notifier.drain(http) == 1
+    first, second = receiver.requests("/hook")
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    for r in (first, second):
+        Webhook(secret).verify(r.body, r.headers)
+    assert event_types(api, oid) == ["order.issued", "order.delivery_attempt_failed", "order.delivered"]
+    assert deliveries(api, oid)[0]["state"] == "delivered"
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "error_kind"),
+    [(BlackHole(), "timeout"), (Dribble(length=100, interval=0.1), "timeout"), (Hangup(), "protocol")],
+)
+async def test_transport_faults_are_recorded_and_retried(
+    api: Api, receiver: Receiver, http: httpx.AsyncClient, behaviour: object, error_kind: str
+) -> None:
+    point_webhook(api, receiver.url("/hook"))
+    receiver.script("/hook", behaviour)  # type: ignore[arg-type]
+    notifier = api.container.notifier
+    notifier.config = notifier.config.__class__(timeout_s=0.5, allow_list=("127.0.0.1",))
+    oid = api.issue().json()["id"]
+    await notifier.drain(http)
+    [d] = deliveries(api, oid)
+    assert d["state"] == "pending"
+    assert d["attempt_log"][0]["error_kind"] in (error_kind, "read")
+    failed = api.call("GET", f"/v1/orders/{oid}/events", "admin").json()[-1]
+    assert failed["type"] == "order.delivery_attempt_failed" and failed["data"]["attempt"] == 1
+
+
+async def test_connection_refused(api: Api, http: httpx.AsyncClient) -> None:
+    point_webhook(api, f"http://127.0.0.1:{unused_port()}/hook")
+    notifier = api.container.notifier
+    notifier.config = notifier.config.__class__(timeout_s=0.5, allow_list=("127.0.0.1",))
+    oid = api.issue().json()["id"]
+    await notifier.drain(http)
+    assert deliveries(api, oid)[0]["attempt_log"][0]["error_kind"] == "connect"
+
+
+async def test_429_honours_retry_after(api: Api, receiver: Receiver, http: httpx.AsyncClient) -> None:
+    point_webhook(api, receiver.url("/hook"))
+    receiver.script("/hook", Respond(429, headers={"Retry-After": "120"}), Respond(200))
+    notifier = api.container.notifier
+    notifier.config = notifier.config.__class__(timeout_s=2, allow_list=("127.0.0.1",))
+    oid = api.issue().json()["id"]
+    await notifier.drain(http)
+    api.advance(seconds=60)
+    assert await notifier.drain(http) == 0, "Retry-After: 120 must be honoured over the 5 s backoff"
+    api.advance(seconds=61)
+    assert await notifier.drain(http) == 1
+    assert deliveries(api, oid)[0]["state"] == "delivered"
+
+
+async def test_410_disables_the_endpoint(api: Api, receiver: Receiver, http: httpx.AsyncClient) -> None:
+    point_webhook(api, receiver.url("/hook"))
+    receiver.script("/hook", Respond(410))
+    notifier = api.container.notifier
+    notifier.config = notifier.config.__class__(timeout_s=2, allow_list=("127.0.0.1",))
+    oid = api.issue().json()["id"]
+    await notifier.drain(http)
+    assert deliveries(api, oid)[0]["state"] == "dead"
+    platform = api.call("GET", f"/v1/platforms/{api.platform_a}", "admin").json()
+    assert platform["webhook_enabled"] is False and "410" in platform["webhook_disabled_reason"]
+    # Later orders wait in the inbox instead of being pushed to a gone endpoint.
+    second = api.issue(issuer_reference="R-2").json()["id"]
+    await notifier.drain(http)
+    assert deliveries(api, second)[0]["state"] == "cancelled"
+    assert len(receiver.requests("/hook")) == 1
+    assert second in [o["id"] for o in api.call("GET", "/v1/orders", "platform_a").json()["items"]]
+
+
+async def test_redirect_is_not_followed(api: Api, receiver: Receiver, http: httpx.AsyncClient) -> None:
+    point_webhook(api, receiver.url("/hook"))
+    receiver.script("/hook", Respond(301, headers={"Location": receiver.url("/elsewhere")}))
+    receiver.script("/elsewhere", Respond(200))
+    notifier = api.container.notifier
+    notifier.config = notifier.config.__class__(timeout_s=2, allow_list=("127.0.0.1",))
+    oid = api.issue().json()["id"]
+    await notifier.drain(http)
+    assert receiver.requests("/elsewhere") == []
+    d = deliveries(api, oid)[0]
+    assert d["state"] == "pending" and d["attempt_log"][0]["status_code"] == 301
+
+
+async def test_private_destination_is_refused_without_allow_list(
+    api: Api, receiver: Receiver, http: httpx.AsyncClient
+) -> None:
+    r = api.call(
+        "POST",
+        "/v1/platforms",
+        "admin",
+        json={
+            "name": "Sneaky",
+            "monthly_users": 1,
+            "representative": {"name": "x", "email": "a@b.kz"},
+            "webhook_url": "http://169.254.169.254/latest",
+        },
+    )
+    assert r.status_code == 422 and r.json()["type"] == "/problems/webhook-url-refused"
+    # At send time too: the allow-list in force when sending decides, not the one at registration.
+    point_webhook(api, receiver.url("/hook"))
+    receiver.script("/hook", Respond(200))
+    notifier = api.container.notifier
+    notifier.config = notifier.config.__class__(timeout_s=2, allow_list=())
+    oid = api.issue().json()["id"]
+    await notifier.drain(http)
+    assert receiver.requests("/hook") == []
+    assert deliveries(api, oid)[0]["attempt_log"][0]["error_kind"] == "refused_destination"
+
+
+async def test_dead_letter_after_last_attempt_escalates(api: Api, http: httpx.AsyncClient) -> None:
+    from services.notifier.policy import RetryPolicy
+
+    point_webhook(api, f"http://127.0.0.1:{unused_port()}/hook")
+    notifier = api.container.notifier
+    notifier.config = notifier.config.__class__(timeout_s=0.5, allow_list=("127.0.0.1",))
+    notifier.policy = RetryPolicy(max_attempts=3)
+    oid = api.issue().json()["id"]
+    for _ in range(3):
+        await notifier.drain(http)
+        api.advance(minutes=5)
+    d = deliveries(api, oid)[0]
+    assert d["state"] == "dead" and len(d["attempt_log"]) == 3
+    assert event_types(api, oid)[-1] == "order.escalated"
+    assert [d["state"] for d in deliveries(api, oid, "order.escalated")] == ["pending"]
+    r = api.call("POST", f"/v1/deliveries/{d['id']}/redeliver", "admin")
+    assert r.status_code == 200 and r.json()["state"] == "pending"
+
+
+async def test_rotation_sends_both_signatures(api: Api, receiver: Receiver, http: httpx.AsyncClient) -> None:
+    old = point_webhook(api, receiver.url("/hook"))
+    new = api.call("POST", f"/v1/platforms/{api.platform_a}/secret/rotate", "admin").json()["webhook_secret"]
+    receiver.script("/hook", Respond(200))
+    notifier = api.container.notifier
+    notifier.config = notifier.config.__class__(timeout_s=2, allow_list=("127.0.0.1",))
+    api.issue()
+    await notifier.drain(http)
+    [request] = receiver.requests("/hook")
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    Webhook(old).verify(request.body, request.headers)
+    Webhook(new).verify(request.body, request.headers)
+    # After the overlap only the new secret signs.
+    from services.registry.tables import platforms
+
+    with api.container.db.transaction() as conn:
+        conn.execute(platforms.update().values(previous_secret_expires_at=api.clock.now() - timedelta(seconds=1)))
+    api.issue(issuer_reference="R-2")
+    await notifier.drain(http)
+    latest = receiver.requests("/hook")[-1]
+    assert len(latest.headers["webhook-signature"].split(" ")) == 1
+    Webhook(new).verify(latest.body, latest.headers)
