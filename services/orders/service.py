@@ -61,7 +61,7 @@ def _encode_cursor(order_id: str) -> str:
 
 def _decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
     except (ValueError, UnicodeDecodeError) as exc:
         raise Problem(400, "bad-cursor", "Invalid cursor", "the cursor is not one this API returned") from exc
 
