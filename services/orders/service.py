@@ -66,6 +66,13 @@ def _decode_cursor(cursor: str) -> str:
         raise Problem(400, "bad-cursor", "Invalid cursor", "the cursor is not one this API returned") from exc
 
 
+def _item_ids(body: IssueOrderIn) -> list[str]:
+    """The issuer's item ids where given, else item-1, item-2, ... skipping any the issuer used."""
+    taken = {i.item_id for i in body.items if i.item_id}
+    free = (f"item-{n}" for n in range(1, 2 * len(body.items) + 2) if f"item-{n}" not in taken)
+    return [i.item_id or next(free) for i in body.items]
+
+
 def _to_issue_command(order_id: str, principal: Principal, body: IssueOrderIn) -> IssueOrder:
     return IssueOrder(
         order_id=order_id,
@@ -78,8 +85,8 @@ def _to_issue_command(order_id: str, principal: Principal, body: IssueOrderIn) -
         category_specification=body.category_specification,
         statement_of_reasons=body.statement_of_reasons,
         items=tuple(
-            Item(item_id=i.item_id or f"item-{n}", url=i.url, content_id=i.content_id, content_type=i.content_type)
-            for n, i in enumerate(body.items, start=1)
+            Item(item_id=item_id, url=i.url, content_id=i.content_id, content_type=i.content_type)
+            for item_id, i in zip(_item_ids(body), body.items, strict=True)
         ),
         requested_action=body.requested_action,
         territorial_scope=tuple(body.territorial_scope),
@@ -145,7 +152,10 @@ class OrderService:
                         )
                     order_id = new_id()
                     command = _to_issue_command(order_id, principal, body)
-                    state, _ = self.record(conn, order_id, command, self._meta(principal), digest)
+                    try:
+                        state, _ = self.record(conn, order_id, command, self._meta(principal), digest)
+                    except DomainError as exc:
+                        raise Problem(422, exc.code, "Invalid order", exc.reason) from exc
                     if idempotency_key:
                         conn.execute(
                             views.idempotency_keys.insert().values(

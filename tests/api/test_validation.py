@@ -172,3 +172,14 @@ def test_platform_registration_validation(api: Api) -> None:
     )
     assert created.status_code == 201 and created.json()["webhook_secret"].startswith("whsec_")
     assert "webhook_secret" not in api.call("GET", f"/v1/platforms/{created.json()['id']}", "auditor").json()
+
+
+def test_generated_item_ids_never_collide_with_given_ones(api: Api) -> None:
+    items = [
+        {"url": "https://a.example/1", "item_id": "item-2"},
+        {"url": "https://a.example/2"},
+        {"url": "https://a.example/3"},
+    ]
+    r = api.issue(items=items)
+    assert r.status_code == 201, r.text
+    assert [i["item_id"] for i in r.json()["items"]] == ["item-2", "item-1", "item-3"]
