@@ -149,7 +149,6 @@ def upgrade() -> None:
         "event_positions",
         sa.Column("position", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("event_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.ForeignKeyConstraint(["event_pk"], ["events.id"], name=op.f("fk_event_positions_event_pk_events")),
         sa.PrimaryKeyConstraint("position", name=op.f("pk_event_positions")),
         sa.UniqueConstraint("event_pk", name=op.f("uq_event_positions_event_pk")),
     )

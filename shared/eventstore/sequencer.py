@@ -11,8 +11,10 @@ from shared.eventstore.store import EventStore
 class Sequencer:
     """Runs `EventStore.sequence` on demand (`wake`) and on a short poll; a no-op on SQLite."""
 
-    def __init__(self, db: Database, store: EventStore, interval_s: float = 0.05) -> None:
-        self.db, self.store, self.interval_s = db, store, interval_s
+    def __init__(
+        self, db: Database, store: EventStore, interval_s: float = 0.05, min_gap_s: float = 0.005, batch: int = 10_000
+    ) -> None:
+        self.db, self.store, self.interval_s, self.min_gap_s, self.batch = db, store, interval_s, min_gap_s, batch
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -27,7 +29,7 @@ class Sequencer:
         if not self.needed:
             return 0
         with self.db.transaction() as conn:
-            return self.store.sequence(conn)
+            return self.store.sequence(conn, batch=self.batch)
 
     def catch_up(self, max_rounds: int = 1000) -> None:
         """Number everything committed so far (for tests, tools and shutdown)."""
@@ -66,7 +68,10 @@ class Sequencer:
             self._wake.wait(self.interval_s)
             self._wake.clear()
             try:
-                while self.run_once() > 0 and not self._stop.is_set():
+                # Run again at once only when a batch was full; otherwise the wakes of a burst of commits
+                # merge into the next run (min_gap_s), so numbering costs one transaction per gap, not per commit.
+                while self.run_once() >= self.batch and not self._stop.is_set():
                     pass
             except Exception:  # noqa: BLE001 - a dropped connection must not kill the loop; retry next tick
                 self._stop.wait(self.interval_s)
+            self._stop.wait(self.min_gap_s)

@@ -11,9 +11,10 @@ On SQLite, writers are serialised by the database lock, so `append` numbers its 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, select, text
@@ -97,6 +98,16 @@ _columns = (
     events.c.meta,
     events.c.recorded_at,
 )
+
+
+_READ_ALL_POSTGRES = """
+    SELECT e.event_id, e.stream_id, e.version, e.type, e.schema_version, e.data::text, e.meta::text,
+           e.recorded_at, p.position
+    FROM event_positions p JOIN events e ON e.id = p.event_pk
+    WHERE p.position > %s
+    ORDER BY p.position
+    LIMIT %s
+"""
 
 
 def _recorded(row: Any) -> RecordedEvent:
@@ -233,6 +244,8 @@ class EventStore:
 
     def read_all(self, conn: Connection, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         """Sequenced events with a global position above `after`, in position order."""
+        if self.dialect == "postgresql":
+            return self._read_all_postgres(conn, after, limit)
         stmt = (
             select(*_columns, event_positions.c.position)
             .join(events, events.c.id == event_positions.c.event_pk)
@@ -241,6 +254,21 @@ class EventStore:
             .limit(limit)
         )
         return [_recorded(r) for r in conn.execute(stmt)]
+
+    def _read_all_postgres(self, conn: Connection, after: int, limit: int) -> list[RecordedEvent]:
+        # The tailing read is the hot path of every projection: straight to the driver (prepared, one fetch),
+        # JSON decoded from text, rows built positionally. SQLAlchemy's per-row processing cost 2x here.
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(_READ_ALL_POSTGRES, (after, limit), prepare=True)
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        loads = json.loads
+        return [
+            RecordedEvent(eid, sid, ver, typ, sv, loads(data), loads(meta), at.astimezone(UTC), pos)
+            for eid, sid, ver, typ, sv, data, meta, at, pos in rows
+        ]
 
     def head(self, conn: Connection) -> int:
         """The highest global position handed out so far (0 when empty)."""

@@ -189,3 +189,29 @@ def test_list_filters_and_cursor_pagination(api: Api) -> None:
     since = (T0.replace(minute=3)).isoformat().replace("+00:00", "Z")
     assert len(api.call("GET", "/v1/orders", "admin", params={"issued_from": since}).json()["items"]) == 3
     assert len(api.call("GET", "/v1/orders", "platform_a").json()["items"]) == 3
+
+
+def test_concurrent_repeats_create_one_order(api: Api) -> None:
+    import threading
+
+    from services.orders.schemas import IssueOrderIn
+    from shared.auth import Principal
+
+    issuer = Principal(key_id="k", role="issuer", authority_id="mci", authority_name="Ministry")
+    body = IssueOrderIn.model_validate(order_body(api.platform_a))
+    results: list[tuple[str, bool]] = []
+    barrier = threading.Barrier(8)
+
+    def issue(n: int) -> None:
+        barrier.wait()
+        document, created = api.container.orders.issue(issuer, body, "same-key" if n % 2 else None)
+        results.append((document["id"], created))
+
+    threads = [threading.Thread(target=issue, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({oid for oid, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    assert len(api.call("GET", "/v1/orders", "admin").json()["items"]) == 1
