@@ -51,7 +51,11 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
         db,
         orders,
         clock,
-        NotifierConfig(timeout_s=settings.webhook_timeout_s, allow_list=tuple(settings.webhook_allow_list)),
+        NotifierConfig(
+            timeout_s=settings.webhook_timeout_s,
+            lease_margin_s=settings.webhook_lease_margin_s,
+            allow_list=tuple(settings.webhook_allow_list),
+        ),
     )
 
     def after_commit() -> None:

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     # Webhook destinations in private ranges are refused unless listed here (IPs or CIDRs).
     webhook_allow_list: list[str] = Field(default_factory=list)
     webhook_timeout_s: float = 15.0
+    # A claimed delivery's lease lasts webhook_timeout_s plus this margin; a dead worker's deliveries are taken
+    # over by another worker once it runs out.
+    webhook_lease_margin_s: float = 30.0
     secret_overlap_hours: float = 24.0
     public_base_url: str = "http://127.0.0.1:8000"
     log_level: str = "INFO"

@@ -16,7 +16,7 @@ import os
 import random
 import socket
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,6 +34,7 @@ from services.notifier.tables import deliveries, delivery_attempts
 from services.orders.domain import DomainError, Escalate, RecordDelivery, RecordDeliveryFailure
 from services.orders.service import OrderService
 from services.registry import service as registry
+from services.registry.tables import platforms
 from shared.clock import Clock
 from shared.db import Database
 from shared.eventstore import ConcurrencyError
@@ -64,6 +65,8 @@ class Job:
     payload: dict[str, Any]
     attempt: int
     retry_base: int
+    # The platform's row, read in the claim's transaction (None: read it at attempt time).
+    platform: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -111,10 +114,21 @@ class Notifier:
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and send until `stop` is set; then let in-flight attempts finish."""
         self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
-        async with httpx.AsyncClient(
-            trust_env=False,
-            limits=httpx.Limits(max_connections=self.config.total, max_keepalive_connections=self.config.total),
-        ) as client:
+        # One client per platform, its pool as large as the platform's slots: httpcore scans its whole pool on
+        # every request and every response, so one shared 64-connection pool costs O(64) per request; and a
+        # black-holed platform's connections then never sit in the pool the healthy platforms use.
+        clients: dict[str, httpx.AsyncClient] = {}
+        limits = httpx.Limits(
+            max_connections=self.config.per_platform, max_keepalive_connections=self.config.per_platform
+        )
+
+        def client_for(platform_id: str) -> httpx.AsyncClient:
+            client = clients.get(platform_id)
+            if client is None:
+                client = clients[platform_id] = httpx.AsyncClient(trust_env=False, limits=limits)
+            return client
+
+        try:
             while not stop.is_set():
                 self._wake.clear()
                 claimed = 0
@@ -127,7 +141,7 @@ class Notifier:
                     claimed = len(jobs)
                     for job in jobs:
                         self._busy[job.platform_id] += 1
-                        task = asyncio.create_task(self._attempt(client, job))
+                        task = asyncio.create_task(self._attempt(client_for(job.platform_id), job))
                         self._inflight.add(task)
                         task.add_done_callback(self._done(job.platform_id))
                 if claimed == 0 or len(self._inflight) >= self.config.total:
@@ -139,6 +153,9 @@ class Notifier:
                         w.cancel()
             if self._inflight:
                 await asyncio.wait(self._inflight, timeout=self.config.timeout_s + 1)
+        finally:
+            for client in clients.values():
+                await client.aclose()
 
     async def drain(self, client: httpx.AsyncClient) -> int:
         """Claim every due delivery once and wait for their attempts (tests and tools; `run` is the loop)."""
@@ -190,8 +207,27 @@ class Notifier:
                     deliveries.c.retry_base,
                 )
             ).all()
+            # The claimed jobs' platforms, read here (a worker thread) instead of on the event loop per attempt.
+            found = (
+                {
+                    p.id: p
+                    for p in conn.execute(select(platforms).where(platforms.c.id.in_({r.platform_id for r in rows})))
+                }
+                if rows
+                else {}
+            )
         jobs = [
-            Job(r.id, r.order_id, r.platform_id, r.webhook_type, r.payload, r.attempts + 1, r.retry_base) for r in rows
+            Job(
+                r.id,
+                r.order_id,
+                r.platform_id,
+                r.webhook_type,
+                r.payload,
+                r.attempts + 1,
+                r.retry_base,
+                found.get(r.platform_id),
+            )
+            for r in rows
         ]
         # Per-platform cap inside one claim batch too: hand back what exceeds it.
         kept: list[Job] = []
@@ -216,8 +252,9 @@ class Notifier:
 
     async def _attempt(self, client: httpx.AsyncClient, job: Job) -> None:
         try:
-            with self.db.read() as conn:
-                platform = registry.find(conn, job.platform_id)
+            platform = job.platform
+            if platform is None:
+                platform = await asyncio.to_thread(self._find_platform, job.platform_id)
             if platform is None or not platform.webhook_enabled or not platform.webhook_url:
                 reason = "no webhook endpoint" if platform is None or not platform.webhook_url else "endpoint disabled"
                 await asyncio.to_thread(self._cancel, job, f"{reason}: the order waits in the platform's inbox")
@@ -234,6 +271,10 @@ class Notifier:
             await asyncio.to_thread(self.record, job, result, now)
         except Exception:
             log.exception("delivery %s attempt %s failed unexpectedly", job.id, job.attempt)
+
+    def _find_platform(self, platform_id: str) -> Any:
+        with self.db.read() as conn:
+            return registry.find(conn, platform_id)
 
     def _cancel(self, job: Job, reason: str) -> None:
         with self.db.transaction() as conn:

@@ -1,0 +1,580 @@
+"""Webhook delivery speed on PostgreSQL: the notifier beside a bare httpx loop, a black-holed platform, latency (issue 3).
+
+Run: `.venv/bin/python bench/notifier.py [--orders N]` (PostgreSQL at 127.0.0.1:5432, user postgres; override with
+BENCH_PG_URL=postgresql://user@host:port/admin_db). It creates databases named bench_notifier_* and drops them.
+
+The receiver is a small keep-alive HTTP/1.1 server (asyncio protocol) in its own OS process: it answers 200 with an
+empty body at once, never answers paths under /hole (a black-holed platform), and stamps every request with the
+system-wide monotonic clock so other processes can compare times with it.
+
+1. Throughput, healthy: 20 platforms, N orders issued round-robin through the OrderService (before the notifier
+   starts), then one `takedown notifier` process (the real CLI, default limits: 4 per platform, 64 in all) delivers
+   them. Rate = N / (last delivery recorded in the database - first request at the receiver), so process start-up
+   is not counted and every counted delivery is recorded (attempt row, order.delivered event).
+2. Throughput, one platform black-holed: the same with platform 20's URL never answering (default 15 s timeout).
+   Healthy rate = deliveries of the 19 healthy platforms / time until all of them are recorded, compared with the
+   same 19 platforms in run 1 (their deliveries over run 1's duration). Runs 1 and 2 alternate for --rounds rounds
+   (each on a fresh database) and are averaged, because this machine's load drifts.
+3. Baseline: a bare httpx loop in its own OS process, 64 concurrent requests (the notifier's total concurrency),
+   POSTing the same body and header set to the same 20 receiver paths, N requests, in two arrangements: one
+   AsyncClient with a 64-connection pool (what the notifier has today), and one AsyncClient per platform with 4
+   connections each. httpcore scans its whole pool on every request, so the first is several times slower than the
+   second; the baseline is the faster of the two (the ratio against the other is printed too). Bare runs happen
+   in every round and once more at the end, and are averaged. Both sides use the same generator (httpx), as
+   shared/docs/benchmarks.md asks.
+4. Latency: an in-process container with the embedded notifier loop and the sequencer running (as `takedown run`
+   does) and the in-process wake signal; orders are issued one at a time through the OrderService, each measured
+   from the call to `issue()` until the receiver has the request (monotonic clock, shared by the processes).
+Pass --py-spy DIR to attach py-spy (on PATH) to each notifier process and keep its raw stacks in DIR.
+The last printed line is the JSON object described in shared/docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection as PipeEnd
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+from sqlalchemy import create_engine, func, select, text  # noqa: E402
+
+from services.bootstrap import Container, bootstrap  # noqa: E402
+from services.notifier.signing import webhook_headers  # noqa: E402
+from services.notifier.tables import deliveries  # noqa: E402
+from services.orders.schemas import IssueOrderIn  # noqa: E402
+from services.registry import service as registry  # noqa: E402
+from shared.auth import Principal  # noqa: E402
+from shared.db import make_engine, normalise_url  # noqa: E402
+from shared.migrate import upgrade  # noqa: E402
+from shared.settings import Settings  # noqa: E402
+
+ADMIN_URL = normalise_url(os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+PREFIX = "bench_notifier_"
+PLATFORMS = 20
+CONCURRENCY = 64  # NotifierConfig.total: the notifier's in-flight cap and connection pool
+PER_PLATFORM = 4  # NotifierConfig.per_platform
+ISSUE_THREADS = 4
+LATENCY_SAMPLES = 200
+TAKEDOWN = Path(sys.executable).parent / "takedown"
+ISSUER = Principal(key_id="bench", role="issuer", authority_id="mci", authority_name="Ministry")
+TARGETS = {
+    "ratio_vs_bare": ">= 0.70",
+    "healthy_rate_share_with_blackhole": ">= 0.90",
+    "median_issue_to_received_ms": "< 50",
+}
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------- receiver
+
+OK = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+
+
+def receiver_main(port_out: PipeEnd, arrivals: PipeEnd) -> None:
+    """The receiver process: keep-alive HTTP/1.1, 200 at once; /hole never answers; /lat reports arrivals."""
+    stats: dict[str, list[float]] = {}  # path -> [count, first arrival, last arrival]
+
+    class Http(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+            self.buf = bytearray()
+            self.dead = False
+
+        def data_received(self, data: bytes) -> None:
+            self.buf += data
+            while not self.dead:
+                end = self.buf.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                lines = bytes(self.buf[:end]).split(b"\r\n")
+                length, wid = 0, ""
+                for line in lines[1:]:
+                    name, _, value = line.partition(b":")
+                    name = name.strip().lower()
+                    if name == b"content-length":
+                        length = int(value)
+                    elif name == b"webhook-id":
+                        wid = value.strip().decode()
+                if len(self.buf) < end + 4 + length:
+                    return
+                del self.buf[: end + 4 + length]
+                self.handle(lines[0].split(b" ")[1].decode(), wid)
+
+        def handle(self, path: str, wid: str) -> None:
+            now = time.monotonic()
+            if path == "/_stats":
+                body = json.dumps(stats).encode()
+                self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+                return
+            if path == "/_reset":
+                stats.clear()
+                self.transport.write(OK)
+                return
+            entry = stats.setdefault(path, [0, now, now])
+            entry[0] += 1
+            entry[2] = now
+            if path.startswith("/hole"):
+                self.dead = True  # read, never answer
+                return
+            if path.startswith("/lat"):
+                arrivals.send((wid, now))
+            self.transport.write(OK)
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Http, "127.0.0.1", 0, backlog=1024)
+        port_out.send(server.sockets[0].getsockname()[1])
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+class ReceiverProcess:
+    def __init__(self) -> None:
+        ctx = mp.get_context("spawn")
+        port_in, port_out = ctx.Pipe(duplex=False)
+        self.arrivals, arrivals_out = ctx.Pipe(duplex=False)
+        self.proc = ctx.Process(target=receiver_main, args=(port_out, arrivals_out), daemon=True)
+        self.proc.start()
+        if not port_in.poll(20):
+            raise RuntimeError("receiver did not start")
+        self.port: int = port_in.recv()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stats(self) -> dict[str, list[float]]:
+        with urllib.request.urlopen(self.url("/_stats"), timeout=10) as r:
+            return dict(json.loads(r.read()))
+
+    def reset(self) -> None:
+        urllib.request.urlopen(self.url("/_reset"), timeout=10).close()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.join(5)
+
+
+# ----------------------------------------------------------------------------------------------- databases
+
+
+def _admin(sql: str) -> None:
+    engine = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(sql))
+    engine.dispose()
+
+
+def _db_url(name: str) -> str:
+    return ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+class Databases:
+    """A migrated template and fresh copies of it, all dropped at the end."""
+
+    def __init__(self) -> None:
+        self.run = uuid.uuid4().hex[:8]
+        self.template = f"{PREFIX}{self.run}_tpl"
+        self.made: list[str] = []
+        _admin(f'CREATE DATABASE "{self.template}"')
+        self.made.append(self.template)
+        engine = make_engine(_db_url(self.template))
+        upgrade(engine)
+        engine.dispose()
+
+    def fresh(self, label: str) -> str:
+        name = f"{PREFIX}{self.run}_{label}"
+        _admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        self.made.append(name)
+        return _db_url(name)
+
+    def drop(self) -> None:
+        for name in reversed(self.made):
+            _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def container_for(url: str) -> Container:
+    return bootstrap(
+        Settings(environment="test", database_url=url, embedded_workers=False, webhook_allow_list=["127.0.0.1"])
+    )
+
+
+def register(container: Container, urls: list[str]) -> list[tuple[str, str]]:
+    """Register one platform per URL; returns (platform id, secret) in the same order."""
+    rep = {"name": "Rep", "citizenship": "KZ", "email": "rep@example.kz"}
+    made = []
+    with container.db.transaction() as conn:
+        for n, url in enumerate(urls):
+            fields = {"name": f"P{n}", "monthly_users": 200_000, "representative": rep, "webhook_url": url}
+            row, secret = registry.register(conn, fields, container.clock.now())
+            made.append((row.id, secret))
+    return made
+
+
+def order_body(platform_id: str, reference: str) -> IssueOrderIn:
+    return IssueOrderIn.model_validate(
+        {
+            "issuer_reference": reference,
+            "platform_id": platform_id,
+            "signed_off_by": "A. Nurlanova, deputy head",
+            "unit": "Department of Information Security",
+            "legal_basis": {"act": "Law on Mass Media", "article": "Art. 18-1 p.3"},
+            "category": "child_cyberbullying",
+            "statement_of_reasons": "The posts target a named minor with insults and threats.",
+            "items": [
+                {"url": "https://social.example/p/1", "content_id": "p1", "content_type": "post"},
+                {"url": "https://social.example/p/2"},
+            ],
+            "requested_action": "remove",
+            "territorial_scope": ["KZ"],
+            "language": "kk",
+        }
+    )
+
+
+def issue_many(container: Container, platform_ids: list[str], count: int, prefix: str) -> float:
+    """Issue `count` orders round-robin over the platforms from a few threads; returns orders/s."""
+
+    def one(n: int) -> None:
+        container.orders.issue(ISSUER, order_body(platform_ids[n % len(platform_ids)], f"{prefix}-{n}"), None)
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(ISSUE_THREADS) as pool:
+        list(pool.map(one, range(count)))
+    return count / (time.monotonic() - started)
+
+
+def delivered_count(container: Container, platform_ids: list[str] | None = None) -> int:
+    query = select(func.count()).select_from(deliveries).where(deliveries.c.state == "delivered")
+    if platform_ids is not None:
+        query = query.where(deliveries.c.platform_id.in_(platform_ids))
+    with container.db.read() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+# ---------------------------------------------------------------------------------------- notifier process
+
+
+PROFILE_DIR: list[Path] = []  # set by --py-spy: attach py-spy to every notifier process
+
+
+def start_notifier(db_url: str, label: str) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes] | None]:
+    """Start `takedown notifier` on `db_url`, and (with --py-spy) a profiler attached to it."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TAKEDOWN_")},
+        "TAKEDOWN_DATABASE_URL": db_url,
+        "TAKEDOWN_WEBHOOK_ALLOW_LIST": '["127.0.0.1"]',
+        "TAKEDOWN_EMBEDDED_WORKERS": "false",
+        "TAKEDOWN_ENVIRONMENT": "test",
+    }
+    proc = subprocess.Popen([str(TAKEDOWN), "notifier"], cwd=ROOT, env=env)
+    if not PROFILE_DIR:
+        return proc, None
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    out = PROFILE_DIR[0] / f"{label}.txt"
+    cmd = [spy, "record", "--pid", str(proc.pid), "-f", "raw", "-r", "200", "-o", str(out)]
+    return proc, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_notifier(proc: subprocess.Popen[bytes], spy: subprocess.Popen[bytes] | None, grace: float = 20.0) -> None:
+    if spy is not None and spy.poll() is None:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        spy.wait(30)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def notifier_run(
+    dbs: Databases, receiver: ReceiverProcess, label: str, orders: int, blackhole: bool
+) -> dict[str, float]:
+    """One throughput run; returns the rate of all deliveries and of the 19 platforms that are healthy in both."""
+    url = dbs.fresh(label)
+    container = container_for(url)
+    try:
+        paths = [f"/p{n}" for n in range(PLATFORMS)]
+        if blackhole:
+            paths[-1] = "/hole"
+        platforms = register(container, [receiver.url(p) for p in paths])
+        ids = [p for p, _ in platforms]
+        healthy = ids[:-1]
+        issue_rate = issue_many(container, ids, orders, label)
+        receiver.reset()
+        healthy_total = sum(1 for n in range(orders) if n % PLATFORMS != PLATFORMS - 1)
+        proc, spy = start_notifier(url, label)
+        try:
+            deadline = time.monotonic() + 600
+            target, watch = (healthy_total, healthy) if blackhole else (orders, None)
+            while delivered_count(container, watch) < target:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"notifier exited with {proc.returncode}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError("deliveries did not finish in 600 s")
+                time.sleep(0.02)
+            done = time.monotonic()
+            stats = receiver.stats()
+        finally:
+            # With a black-holed platform the in-flight requests would hold a SIGTERM for the whole timeout.
+            stop_notifier(proc, spy, grace=2.0 if blackhole else 20.0)
+        first = min(s[1] for s in stats.values())
+        elapsed = done - first
+        counted = healthy_total if blackhole else orders
+        result = {
+            "issue_per_s": issue_rate,
+            "elapsed_s": elapsed,
+            "deliveries_per_s": counted / elapsed,
+            "healthy_per_s": healthy_total / elapsed,
+        }
+        if blackhole:
+            result["blackholed_requests"] = sum(s[0] for p, s in stats.items() if p.startswith("/hole"))
+        return result
+    finally:
+        container.close()
+
+
+# -------------------------------------------------------------------------------------------- bare loop
+
+
+def bare_main(
+    urls: list[str], body: bytes, headers: dict[str, str], count: int, per_platform: bool, out: PipeEnd
+) -> None:
+    """A bare httpx loop: CONCURRENCY tasks POST `body` round-robin to `urls` until `count` requests are done.
+
+    One AsyncClient with a pool of CONCURRENCY connections (as the notifier has), or (`per_platform`) one client per
+    URL with PER_PLATFORM connections each: the same concurrency, arranged so httpcore's pool stays small.
+    """
+
+    async def run() -> float:
+        clients: list[httpx.AsyncClient]
+        if per_platform:
+            limits = httpx.Limits(max_connections=PER_PLATFORM, max_keepalive_connections=PER_PLATFORM)
+            clients = [httpx.AsyncClient(trust_env=False, limits=limits) for _ in urls]
+        else:
+            limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+            clients = [httpx.AsyncClient(trust_env=False, limits=limits)] * len(urls)
+        counter = iter(range(count))
+        failures = 0
+
+        async def post(n: int) -> None:
+            nonlocal failures
+            r = await clients[n % len(urls)].post(urls[n % len(urls)], content=body, headers=headers, timeout=15)
+            failures += r.status_code != 200
+
+        async def worker() -> None:
+            for n in counter:
+                await post(n)
+
+        try:
+            # Warm the pools (connections made) outside the timed window.
+            await asyncio.gather(*(post(n) for n in range(CONCURRENCY)))
+            started = time.monotonic()
+            await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+            elapsed = time.monotonic() - started
+        finally:
+            for client in set(clients):
+                await client.aclose()
+        if failures:
+            raise RuntimeError(f"{failures} bare requests failed")
+        return elapsed
+
+    out.send(count / asyncio.run(run()))
+
+
+def bare_run(receiver: ReceiverProcess, body: bytes, headers: dict[str, str], count: int, per_platform: bool) -> float:
+    ctx = mp.get_context("spawn")
+    result_in, result_out = ctx.Pipe(duplex=False)
+    urls = [receiver.url(f"/p{n}") for n in range(PLATFORMS)]
+    proc = ctx.Process(target=bare_main, args=(urls, body, headers, count, per_platform, result_out))
+    proc.start()
+    if not result_in.poll(600):
+        proc.kill()
+        raise RuntimeError("bare loop did not finish")
+    rate: float = result_in.recv()
+    proc.join(10)
+    return rate
+
+
+def sample_request(dbs: Databases, receiver: ReceiverProcess) -> tuple[bytes, dict[str, str]]:
+    """A real payload and header set as the notifier would send them (one order issued into a scratch database)."""
+    container = container_for(dbs.fresh("sample"))
+    try:
+        [(platform_id, secret)] = register(container, [receiver.url("/p0")])
+        container.orders.issue(ISSUER, order_body(platform_id, "SAMPLE-1"), None)
+        with container.db.read() as conn:
+            row = conn.execute(select(deliveries)).one()
+    finally:
+        container.close()
+    body = json.dumps(row.payload, separators=(",", ":")).encode()
+    return body, dict(webhook_headers([secret], row.id, int(time.time()), body))
+
+
+def latency_run(dbs: Databases, receiver: ReceiverProcess, samples: int) -> tuple[list[float], list[float]]:
+    """Issue-to-received milliseconds, one order at a time, embedded notifier + sequencer with in-process wake."""
+    container = container_for(dbs.fresh("lat"))
+    [(platform_id, _)] = register(container, [receiver.url("/lat")])
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    runner = threading.Thread(target=loop.run_until_complete, args=(container.notifier.run(stop),), daemon=True)
+    container.sequencer.start()
+    runner.start()
+    latencies: list[float] = []
+    issue_ms: list[float] = []
+    try:
+        time.sleep(0.5)
+        for n in range(samples + 10):
+            started = time.monotonic()
+            container.orders.issue(ISSUER, order_body(platform_id, f"L-{n}"), None)
+            issued = time.monotonic()
+            if not receiver.arrivals.poll(10):
+                raise RuntimeError("the receiver never got the webhook")
+            _wid, arrived = receiver.arrivals.recv()
+            if n >= 10:  # the first few warm the pool, the caches and the connections
+                latencies.append((arrived - started) * 1000)
+                issue_ms.append((issued - started) * 1000)
+            time.sleep(0.05)  # let the attempt be recorded: each order starts on an idle machine
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        runner.join(30)
+        container.close()
+    return latencies, issue_ms
+
+
+# ------------------------------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--orders", type=int, default=2000, help="orders per throughput run (default 2000)")
+    parser.add_argument("--latency-samples", type=int, default=LATENCY_SAMPLES)
+    parser.add_argument("--rounds", type=int, default=2, help="healthy/black-hole run pairs, averaged (default 2)")
+    parser.add_argument(
+        "--py-spy",
+        metavar="DIR",
+        help="profile the notifier processes with py-spy (on PATH or beside python), raw stacks into DIR/<run>.txt",
+    )
+    args = parser.parse_args()
+    if args.py_spy:
+        PROFILE_DIR.append(Path(args.py_spy))
+        PROFILE_DIR[0].mkdir(parents=True, exist_ok=True)
+    orders = args.orders
+
+    say(f"notifier bench: PostgreSQL {ADMIN_URL.rsplit('@', 1)[-1]}, {os.cpu_count()} CPUs, {orders} orders per run")
+    say(f"load generator: httpx {httpx.__version__} for both the notifier and the bare baseline (same generator)")
+    say(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    dbs = Databases()
+    receiver = ReceiverProcess()
+    figures: dict[str, float] = {}
+    try:
+        say(f"receiver: asyncio keep-alive HTTP/1.1 server in its own process on port {receiver.port}")
+        body, headers = sample_request(dbs, receiver)
+        bare: dict[str, list[float]] = {"single": [], "per_platform": []}
+
+        def bare_pair(when: str) -> None:
+            for kind in bare:
+                rate = bare_run(receiver, body, headers, orders, per_platform=kind == "per_platform")
+                bare[kind].append(rate)
+                arrangement = (
+                    f"one AsyncClient, pool of {CONCURRENCY}"
+                    if kind == "single"
+                    else f"one AsyncClient per platform, pool of {PER_PLATFORM} each"
+                )
+                say(f"bare httpx loop, {CONCURRENCY} concurrent, {arrangement}, {when}: {rate:.0f} requests/s")
+
+        runs: dict[str, list[dict[str, float]]] = {"healthy": [], "blackhole": []}
+        for rnd in range(1, args.rounds + 1):
+            bare_pair(f"round {rnd}")
+            healthy = notifier_run(dbs, receiver, f"healthy{rnd}", orders, blackhole=False)
+            runs["healthy"].append(healthy)
+            say(
+                f"notifier, 20 healthy platforms, round {rnd}: {healthy['deliveries_per_s']:.0f} deliveries/s "
+                f"({orders} in {healthy['elapsed_s']:.2f} s; the orders were issued beforehand at "
+                f"{healthy['issue_per_s']:.0f}/s)"
+            )
+            holed = notifier_run(dbs, receiver, f"blackhole{rnd}", orders, blackhole=True)
+            runs["blackhole"].append(holed)
+            say(
+                f"notifier, 19 healthy + 1 black-holed, round {rnd}: healthy platforms "
+                f"{holed['healthy_per_s']:.0f} deliveries/s ({holed['blackholed_requests']:.0f} requests stuck in "
+                f"the black hole) vs {healthy['healthy_per_s']:.0f}/s for the same 19 in the healthy run"
+            )
+        bare_pair("after")
+        healthy = {k: statistics.mean(r[k] for r in runs["healthy"]) for k in runs["healthy"][0]}
+        holed = {k: statistics.mean(r[k] for r in runs["blackhole"]) for k in runs["blackhole"][0]}
+        single = statistics.mean(bare["single"])
+        per_platform = statistics.mean(bare["per_platform"])
+        baseline = max(single, per_platform)
+        say(
+            f"means over the rounds: notifier {healthy['deliveries_per_s']:.0f} deliveries/s; healthy platforms "
+            f"{holed['healthy_per_s']:.0f}/s with the black hole vs {healthy['healthy_per_s']:.0f}/s without"
+        )
+        say(
+            f"baseline = the faster bare arrangement (mean of its runs): {baseline:.0f} requests/s "
+            f"(single client {single:.0f}/s, per-platform clients {per_platform:.0f}/s)"
+        )
+        latencies, issue_ms = latency_run(dbs, receiver, args.latency_samples)
+        median = statistics.median(latencies)
+        p95 = statistics.quantiles(latencies, n=20)[-1]
+        say(
+            f"issue-to-received latency ({len(latencies)} orders, one at a time, embedded notifier + sequencer): "
+            f"median {median:.1f} ms, p95 {p95:.1f} ms, max {max(latencies):.1f} ms "
+            f"(of which the issue() call itself: median {statistics.median(issue_ms):.1f} ms)"
+        )
+        figures = {
+            "deliveries_per_s": round(healthy["deliveries_per_s"], 1),
+            "baseline_per_s": round(baseline, 1),
+            "bare_single_client_per_s": round(single, 1),
+            "bare_per_platform_clients_per_s": round(per_platform, 1),
+            "ratio_vs_bare": round(healthy["deliveries_per_s"] / baseline, 3),
+            "ratio_vs_bare_single_client": round(healthy["deliveries_per_s"] / single, 3),
+            "healthy_per_s_all_healthy": round(healthy["healthy_per_s"], 1),
+            "healthy_per_s_with_blackhole": round(holed["healthy_per_s"], 1),
+            "healthy_rate_share_with_blackhole": round(holed["healthy_per_s"] / healthy["healthy_per_s"], 3),
+            "median_issue_to_received_ms": round(median, 2),
+            "p95_issue_to_received_ms": round(p95, 2),
+            "median_issue_call_ms": round(statistics.median(issue_ms), 2),
+        }
+        say(
+            f"ratio vs bare: {figures['ratio_vs_bare']:.2f} (vs the single-client loop: "
+            f"{figures['ratio_vs_bare_single_client']:.2f}); healthy share with a black hole: "
+            f"{figures['healthy_rate_share_with_blackhole']:.2f}"
+        )
+        say(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    finally:
+        receiver.stop()
+        dbs.drop()
+    met = (
+        figures["ratio_vs_bare"] >= 0.70
+        and figures["healthy_rate_share_with_blackhole"] >= 0.90
+        and figures["median_issue_to_received_ms"] < 50
+    )
+    print(json.dumps({"bench": "notifier", "figures": figures, "targets": TARGETS, "met": met}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
