@@ -391,8 +391,8 @@ class Notifier:
                 commands.append(Escalate(level=DEAD_LETTER_ESCALATION_LEVEL, reason=reason))
         for command in commands:
             try:
-                with conn.begin_nested():
-                    self.orders.record(conn, job.order_id, command, meta)
+                # No savepoint needed: the aggregate refuses before anything is written.
+                self.orders.record(conn, job.order_id, command, meta)
             except DomainError as exc:
                 # e.g. already notified through the inbox, or the order was withdrawn meanwhile: the attempt
                 # is still in the delivery log; the order's own history has nothing to add.

@@ -111,8 +111,11 @@ class OrderService:
 
     def record(
         self, conn: Connection, order_id: str, command: Command, meta: dict[str, Any], request_hash: str | None = None
-    ) -> tuple[OrderState, list[RecordedEvent]]:
-        """Decide a command against the stored order and record the result in the caller's transaction."""
+    ) -> tuple[OrderState, dict[str, Any], list[RecordedEvent]]:
+        """Decide a command against the stored order and record it in the caller's transaction.
+
+        Returns the new state, the order as clients see it, and the recorded events.
+        """
         now = self.clock.now()
         state = self.load(conn, order_id)
         new = decide(state, command, now)
@@ -126,11 +129,11 @@ class OrderService:
         for event in new:
             state = apply(state, event)
         assert state is not None
-        views.upsert(conn, state, self.policy, request_hash)
         document = views.render(state, self.policy)
+        views.upsert(conn, state, self.policy, document, request_hash)
         for event in recorded:
             outbox.enqueue(conn, event, state.issued.platform_id, document, self.links(order_id), now)
-        return state, recorded
+        return state, document, recorded
 
     def issue(
         self, principal: Principal, body: IssueOrderIn, idempotency_key: str | None
@@ -153,7 +156,7 @@ class OrderService:
                     order_id = new_id()
                     command = _to_issue_command(order_id, principal, body)
                     try:
-                        state, _ = self.record(conn, order_id, command, self._meta(principal), digest)
+                        _, document, _ = self.record(conn, order_id, command, self._meta(principal), digest)
                     except DomainError as exc:
                         raise Problem(422, exc.code, "Invalid order", exc.reason) from exc
                     if idempotency_key:
@@ -166,7 +169,6 @@ class OrderService:
                                 created_at=self.clock.now(),
                             )
                         )
-                    document = views.render(state, self.policy)
                 self.after_commit()
                 return document, True
             except IntegrityError:
@@ -181,8 +183,7 @@ class OrderService:
                     row = views.get_row(conn, order_id)
                     if row is None or not visible(principal, row):
                         raise NotFound("order")
-                    state, _ = self.record(conn, order_id, command, self._meta(principal))
-                    document = views.render(state, self.policy)
+                    _, document, _ = self.record(conn, order_id, command, self._meta(principal))
                 self.after_commit()
                 return document
             except ConcurrencyError:

@@ -90,8 +90,10 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def upsert(conn: Connection, state: OrderState, policy: SlaPolicy, request_hash: str | None = None) -> None:
-    """Write the order's row from its state (insert on issue, update afterwards)."""
+def upsert(
+    conn: Connection, state: OrderState, policy: SlaPolicy, document: dict[str, Any], request_hash: str | None = None
+) -> None:
+    """Write the order's row from its state and rendered document (insert on issue, update afterwards)."""
     values = {
         "status": state.status,
         "notified_at": state.notified_at,
@@ -99,7 +101,7 @@ def upsert(conn: Connection, state: OrderState, policy: SlaPolicy, request_hash:
         "closed_at": state.closed_at,
         "withdrawn_at": state.withdrawn_at,
         "version": state.version,
-        "document": render(state, policy),
+        "document": document,
     }
     if state.version == 1:
         issued = state.issued

@@ -11,16 +11,18 @@ On SQLite, writers are serialised by the database lock, so `append` numbers its 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import JSON, BindParameter, Connection, TextClause, bindparam, func, select, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.types import TypeEngine
 
+from shared.db import UtcDateTime
 from shared.events import Event, dump_event
 from shared.eventstore.tables import event_positions, events
 from shared.ids import new_id
@@ -110,6 +112,23 @@ _READ_ALL_POSTGRES = """
 """
 
 
+_INSERT_COLUMNS = ("event_id", "stream_id", "version", "type", "schema_version", "data", "meta", "recorded_at")
+
+
+@functools.cache
+def _insert_statement(count: int) -> TextClause:
+    """`INSERT ... VALUES (...) x count ON CONFLICT (event_id) DO NOTHING`, typed, built once per size.
+
+    Hand-built so that it is one cacheable statement (SQLAlchemy cannot cache a multi-VALUES insert) whose
+    row count survives (preserve_rowcount).
+    """
+    rows = ", ".join("(" + ", ".join(f":{c}{n}" for c in _INSERT_COLUMNS) + ")" for n in range(count))
+    sql = f"INSERT INTO events ({', '.join(_INSERT_COLUMNS)}) VALUES {rows} ON CONFLICT (event_id) DO NOTHING"
+    types: dict[str, TypeEngine[Any]] = {"data": JSON(), "meta": JSON(), "recorded_at": UtcDateTime()}
+    binds: list[BindParameter[Any]] = [bindparam(f"{c}{n}", type_=types[c]) for n in range(count) for c in types]
+    return text(sql).bindparams(*binds).execution_options(preserve_rowcount=True)
+
+
 def _recorded(row: Any) -> RecordedEvent:
     return RecordedEvent(
         event_id=row.event_id,
@@ -165,30 +184,29 @@ class EventStore:
             }
             for i, e in enumerate(new_events, start=1)
         ]
-        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        stmt = (
-            dialect_insert(events)
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(events.c.id, events.c.event_id, sort_by_parameter_order=True)
-        )
+        params = {f"{key}{n}": value for n, row in enumerate(rows) for key, value in row.items()}
         try:
-            inserted = conn.execute(stmt, rows).all()
+            # One multi-row statement, no RETURNING: the row count tells a replay from a fresh append.
+            inserted = conn.execute(_insert_statement(len(rows)), params).rowcount
         except IntegrityError as exc:
             raise ConcurrencyError(stream_id, expected_version) from exc
-        if len(inserted) != len(rows):
+        if inserted != len(rows):
             if inserted or not self._is_replay(conn, stream_id, expected_version, new_events):
-                known = {r.event_id for r in inserted}
-                raise DuplicateEventError(next(e.event_id for e in new_events if e.event_id not in known))
+                raise DuplicateEventError(self._first_foreign_id(conn, stream_id, new_events))
             return self.read_stream(conn, stream_id, after_version=expected_version)[: len(new_events)]
         positions: list[int | None] = [None] * len(rows)
         if self.dialect == "sqlite":
             # The SQLite write lock is held since BEGIN IMMEDIATE, so numbering inline is in commit order.
             last = conn.execute(select(func.coalesce(func.max(event_positions.c.position), 0))).scalar_one()
-            positions = list(range(last + 1, last + 1 + len(rows)))
             conn.execute(
-                event_positions.insert(),
-                [{"position": p, "event_pk": r.id} for p, r in zip(positions, inserted, strict=True)],
+                text(
+                    "INSERT INTO event_positions (position, event_pk) "
+                    "SELECT :last + row_number() OVER (ORDER BY version), id FROM events "
+                    "WHERE stream_id = :stream AND version > :after"
+                ),
+                {"last": last, "stream": stream_id, "after": expected_version},
             )
+            positions = list(range(last + 1, last + 1 + len(rows)))
         return [
             RecordedEvent(
                 event_id=e.event_id,
@@ -203,6 +221,20 @@ class EventStore:
             )
             for i, (e, pos) in enumerate(zip(new_events, positions, strict=True), start=1)
         ]
+
+    def _first_foreign_id(self, conn: Connection, stream_id: str, new_events: Sequence[NewEvent]) -> str:
+        """The first of these event ids that is stored with other content than this append's."""
+        stored = conn.execute(
+            select(events.c.event_id, events.c.stream_id, events.c.data).where(
+                events.c.event_id.in_([e.event_id for e in new_events])
+            )
+        ).all()
+        by_id = {r.event_id: r for r in stored}
+        for e in new_events:
+            r = by_id.get(e.event_id)
+            if r is not None and (r.stream_id != stream_id or r.data != e.data):
+                return e.event_id
+        return next(e.event_id for e in new_events if e.event_id in by_id)
 
     def _is_replay(
         self, conn: Connection, stream_id: str, expected_version: int, new_events: Sequence[NewEvent]
