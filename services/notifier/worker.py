@@ -16,6 +16,7 @@ import os
 import random
 import socket
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -114,6 +115,9 @@ class Notifier:
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and send until `stop` is set; then let in-flight attempts finish."""
         self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        # Recording an attempt is a few database round trips: give the loop as many threads for them as it has
+        # attempts in flight (asyncio's default executor has cpu_count + 4 and would cap throughput there).
+        self._loop.set_default_executor(ThreadPoolExecutor(self.config.total, thread_name_prefix="notifier-db"))
         # One client per platform, its pool as large as the platform's slots: httpcore scans its whole pool on
         # every request and every response, so one shared 64-connection pool costs O(64) per request; and a
         # black-holed platform's connections then never sit in the pool the healthy platforms use.
