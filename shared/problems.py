@@ -54,6 +54,13 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 def install(app: FastAPI) -> None:
     """Route every error raised in the app through problem+json."""
 
+    @app.middleware("http")
+    async def _refuse_nul(request: Request, call_next: Any) -> Any:
+        # PostgreSQL text cannot hold NUL; an id or filter carrying one is a bad request, not a database error.
+        if "\x00" in request.url.path or b"%00" in request.scope.get("query_string", b"").lower():
+            return problem_response(400, "bad-request", "Bad Request", "NUL characters are not allowed in the URL")
+        return await call_next(request)
+
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.code, exc.title, exc.detail, request.url.path, **exc.extra)

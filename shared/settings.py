@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_network
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -41,6 +42,9 @@ class Settings(BaseSettings):
         if self.environment == "production":
             if self.database_url.startswith("sqlite"):
                 raise ValueError("production needs PostgreSQL: set TAKEDOWN_DATABASE_URL")
-            if any(a.startswith("127.") or a in ("::1", "0.0.0.0/0") for a in self.webhook_allow_list):
-                raise ValueError("production must not allow-list loopback webhook destinations")
+            loopback = [ip_network("127.0.0.0/8"), ip_network("::1/128"), ip_network("::ffff:127.0.0.0/104")]
+            for entry in self.webhook_allow_list:
+                net = ip_network(entry, strict=False)
+                if any(net.version == lo.version and net.overlaps(lo) for lo in loopback):  # type: ignore[arg-type]
+                    raise ValueError(f"production must not allow-list loopback webhook destinations ({entry})")
         return self

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, update
 
 from services.notifier.tables import deliveries
 from shared.eventstore import RecordedEvent
@@ -26,6 +26,13 @@ def enqueue(
     """Queue the webhook for `event` if it is one platforms are pushed; returns the delivery (webhook) id."""
     if event.type not in WEBHOOK_TYPES:
         return None
+    if event.type == "order.withdrawn":
+        # Never push an order after its withdrawal: what is still queued for it is superseded.
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.order_id == event.stream_id, deliveries.c.state == "pending")
+            .values(state="cancelled", last_error="superseded: the order was withdrawn")
+        )
     delivery_id = "msg_" + new_id().replace("-", "")
     payload = {
         "type": event.type,

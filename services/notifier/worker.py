@@ -99,7 +99,8 @@ class Notifier:
         self.config = config or NotifierConfig()
         self.policy = policy
         self.rng = rng or random.Random()
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        # Fits the 64-character lease_owner column whatever the host name's length.
+        self.worker_id = (worker_id or f"{socket.gethostname()[:40]}:{os.getpid()}:{id(self):x}")[:64]
         self._busy: Counter[str] = Counter()
         self._inflight: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Event | None = None
@@ -263,7 +264,14 @@ class Notifier:
                 reason = "no webhook endpoint" if platform is None or not platform.webhook_url else "endpoint disabled"
                 await asyncio.to_thread(self._cancel, job, f"{reason}: the order waits in the platform's inbox")
                 return
-            ok, why = await asyncio.to_thread(is_allowed_destination, platform.webhook_url, self.config.allow_list)
+            try:
+                # A slow resolver must not outlive the lease (the attempt would then be sent twice).
+                async with asyncio.timeout(self.config.timeout_s):
+                    ok, why = await asyncio.to_thread(
+                        is_allowed_destination, platform.webhook_url, self.config.allow_list
+                    )
+            except TimeoutError:
+                ok, why = False, "resolving the webhook host timed out"
             now = self.clock.now()
             if not ok:
                 result = AttemptResult(None, "refused_destination", 0, why, None)  # type: ignore[arg-type]
@@ -319,6 +327,9 @@ class Notifier:
             except IntegrityError:
                 log.warning("attempt %s of %s was already recorded by another worker", job.attempt, job.id)
                 return
+        else:
+            log.error("attempt %s of %s not recorded: the order kept changing", job.attempt, job.id)
+            return  # the lease expires and the attempt is made again
         if outcome == "gone":
             DISABLED.inc()
             log.error("ALERT: platform %s webhook answered 410 Gone; endpoint disabled", job.platform_id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
@@ -18,6 +17,7 @@ from services.orders.schemas import (
     OutcomesIn,
     ReviewIn,
     StatusFilter,
+    UtcTime,
 )
 from shared.events import Category
 
@@ -46,8 +46,8 @@ def list_orders(
     status: StatusFilter | None = None,
     platform: Annotated[str | None, Query(max_length=36)] = None,
     category: Category | None = None,
-    issued_from: datetime | None = None,
-    issued_to: datetime | None = None,
+    issued_from: UtcTime | None = None,
+    issued_to: UtcTime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> OrderPage:

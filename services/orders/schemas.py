@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import pycountry
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.events import Category, ContestGrounds, Outcome, RequestedAction
 
@@ -37,12 +37,40 @@ def _territory(value: str) -> str:
     raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-2 country or ISO 3166-2 subdivision code")
 
 
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("a time needs a timezone (RFC 3339, e.g. 2026-03-02T09:00:00Z)")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("time out of range") from exc
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    return value
+
+
+UtcTime = Annotated[datetime, AfterValidator(_utc)]
 HttpUrl = Annotated[str, Field(max_length=MAX_URL), AfterValidator(_absolute_http_url)]
 Territory = Annotated[str, Field(min_length=2, max_length=6), AfterValidator(_territory)]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _refuse_nul(cls, value: Any) -> Any:
+        # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
+        if isinstance(value, str):
+            _no_nul(value)
+        elif isinstance(value, list):
+            for v in value:
+                if isinstance(v, str):
+                    _no_nul(v)
+        return value
 
 
 class ItemIn(_Strict):
@@ -71,7 +99,7 @@ class IssueOrderIn(_Strict):
     """An order as an issuer sends it (the authority comes from the API key)."""
 
     issuer_reference: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
-    platform_id: Annotated[str, Field(min_length=1, max_length=36)]
+    platform_id: Annotated[str, Field(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9-]+$")]
     signed_off_by: Text200
     unit: Annotated[str, Field(max_length=200)] | None = None
     legal_basis: LegalBasisIn
@@ -107,13 +135,11 @@ class AcknowledgeIn(_Strict):
 class OutcomeIn(_Strict):
     item_id: Annotated[str, Field(min_length=1, max_length=64)]
     outcome: Outcome
-    actioned_at: datetime
+    actioned_at: UtcTime
     reason: Annotated[str, Field(max_length=2000)] | None = None
 
     @model_validator(mode="after")
     def _aware(self) -> OutcomeIn:
-        if self.actioned_at.tzinfo is None:
-            raise ValueError("actioned_at needs a timezone (RFC 3339, e.g. ...Z)")
         if self.outcome == "declined" and not self.reason:
             raise ValueError("a declined item needs a reason")
         return self

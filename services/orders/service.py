@@ -61,9 +61,12 @@ def _encode_cursor(order_id: str) -> str:
 
 def _decode_cursor(cursor: str) -> str:
     try:
-        return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
+        order_id = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
     except (ValueError, UnicodeDecodeError) as exc:
         raise Problem(400, "bad-cursor", "Invalid cursor", "the cursor is not one this API returned") from exc
+    if not order_id.isprintable():
+        raise Problem(400, "bad-cursor", "Invalid cursor", "the cursor is not one this API returned")
+    return order_id
 
 
 def _item_ids(body: IssueOrderIn) -> list[str]:
@@ -292,6 +295,17 @@ class OrderService:
         if row.request_hash != digest:
             raise Problem(
                 409, "issuer-reference-reused", "issuer_reference reused", "this issuer_reference names another order"
+            )
+        if key:
+            # The key now names this order too, so the same key with another body is a 409 from here on.
+            conn.execute(
+                views.idempotency_keys.insert().values(
+                    authority_id=principal.authority_id,
+                    key=key,
+                    request_hash=digest,
+                    order_id=row.id,
+                    created_at=self.clock.now(),
+                )
             )
         return dict(row.document)
 

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/platforms", tags=["platforms"])
 
 class Representative(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
     citizenship: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "KZ"
     email: Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
     phone: Annotated[str, Field(max_length=40)] | None = None
@@ -26,18 +26,18 @@ class Representative(BaseModel):
 
 class PlatformIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    monthly_users: Annotated[int, Field(ge=0)]
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
+    monthly_users: Annotated[int, Field(ge=0, le=2**31 - 1)]
     representative: Representative
-    webhook_url: Annotated[str, Field(max_length=2048)] | None = None
+    webhook_url: Annotated[str, Field(max_length=2048, pattern=r"^[^\x00]+$")] | None = None
 
 
 class PlatformPatch(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    monthly_users: Annotated[int, Field(ge=0)] | None = None
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")] | None = None
+    monthly_users: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
     representative: Representative | None = None
-    webhook_url: Annotated[str, Field(max_length=2048)] | None = None
+    webhook_url: Annotated[str, Field(max_length=2048, pattern=r"^[^\x00]+$")] | None = None
 
 
 def _check_webhook(url: str | None, c: Any) -> None:

@@ -84,7 +84,10 @@ def update(conn: Connection, platform_id: str, changes: dict[str, Any], now: dat
 
 def rotate_secret(conn: Connection, platform_id: str, now: datetime, overlap: timedelta) -> tuple[Any, str]:
     """Give a platform a new secret; the old one keeps signing beside it until the overlap ends."""
-    row = get(conn, platform_id)
+    # Lock the row: two concurrent rotations would otherwise both keep the same "previous" secret.
+    row = conn.execute(select(platforms).where(platforms.c.id == platform_id).with_for_update()).first()
+    if row is None:
+        raise NotFound("platform")
     secret = generate_secret()
     conn.execute(
         platforms.update()

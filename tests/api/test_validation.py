@@ -183,3 +183,30 @@ def test_generated_item_ids_never_collide_with_given_ones(api: Api) -> None:
     r = api.issue(items=items)
     assert r.status_code == 201, r.text
     assert [i["item_id"] for i in r.json()["items"]] == ["item-2", "item-1", "item-3"]
+
+
+def test_filters_and_ids_that_the_database_cannot_hold_are_client_errors(api: Api) -> None:
+    for query in ("issued_from=2026-01-01T00:00:00", "issued_from=0001-01-01T00:00:00%2B01:00"):
+        assert api.call("GET", f"/v1/orders?{query}", "admin").status_code == 422, query
+    assert api.call("GET", "/v1/orders?cursor=AA", "admin").status_code == 400
+    assert api.call("GET", "/v1/orders/%00", "admin").status_code == 400
+    assert api.call("GET", "/v1/orders?platform=%00", "admin").status_code == 400
+    assert api.issue(platform="\u0000").status_code == 422
+    assert api.issue(signed_off_by="A\u0000B").status_code == 422
+    r = api.call(
+        "POST",
+        "/v1/platforms",
+        "admin",
+        json={"name": "Big", "monthly_users": 3_000_000_000, "representative": {"name": "R", "email": "r@x.kz"}},
+    )
+    assert r.status_code == 422
+    assert stored_events(api) == 0
+
+
+def test_a_key_first_seen_on_a_replay_still_guards_its_body(api: Api) -> None:
+    first = api.call("POST", "/v1/orders", "issuer", json=order_body(api.platform_a), headers={"Idempotency-Key": "k1"})
+    again = api.call("POST", "/v1/orders", "issuer", json=order_body(api.platform_a), headers={"Idempotency-Key": "k2"})
+    assert again.json()["id"] == first.json()["id"]
+    other = order_body(api.platform_a, issuer_reference="MCI-2026-0099")
+    r = api.call("POST", "/v1/orders", "issuer", json=other, headers={"Idempotency-Key": "k2"})
+    assert r.status_code == 409 and r.json()["type"] == "/problems/idempotency-key-reused"

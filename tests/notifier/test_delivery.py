@@ -231,3 +231,28 @@ async def test_rotation_sends_both_signatures(api: Api, receiver: Receiver, http
     latest = receiver.requests("/hook")[-1]
     assert len(latest.headers["webhook-signature"].split(" ")) == 1
     Webhook(new).verify(latest.body, latest.headers)
+
+
+async def test_withdrawal_cancels_what_is_still_queued(api: Api, http: httpx.AsyncClient) -> None:
+    point_webhook(api, f"http://127.0.0.1:{unused_port()}/hook")
+    notifier = api.container.notifier
+    notifier.config = notifier.config.__class__(timeout_s=0.5, allow_list=("127.0.0.1",))
+    oid = api.issue().json()["id"]
+    await notifier.drain(http)
+    assert deliveries(api, oid)[0]["state"] == "pending"
+    api.call("POST", f"/v1/orders/{oid}/withdraw", "issuer", json={"reason": "annulled"})
+    [issued] = deliveries(api, oid)
+    assert issued["state"] == "cancelled" and "withdrawn" in issued["last_error"]
+    assert [d["state"] for d in deliveries(api, oid, "order.withdrawn")] == ["pending"]
+
+
+def test_long_host_names_still_fit_the_lease_column(api: Api) -> None:
+    import socket
+    from unittest import mock
+
+    from services.notifier.worker import Notifier
+
+    with mock.patch.object(socket, "gethostname", return_value="ip-10-20-130-147.eu-central-1.compute.internal" * 2):
+        worker = Notifier(api.container.db, api.container.orders, api.clock)
+    assert len(worker.worker_id) <= 64
+    assert worker.claim(10) == []
