@@ -12,7 +12,6 @@ import hashlib
 import itertools
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from standardwebhooks.webhooks import Webhook
 
 from services.notifier.tables import deliveries, delivery_attempts
 from shared.eventstore.tables import events
-from tests.conftest import PG_ADMIN_URL, drop_pg, fresh_pg_url
+from tests.conftest import PG_ADMIN_URL
 
 from .fleet import (
     NotifierProcess,
@@ -39,13 +38,6 @@ ORDERS = 500
 PLATFORMS = 5
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def pg_url(pg_template: str) -> Iterator[str]:
-    url = fresh_pg_url(pg_template)
-    yield url
-    drop_pg(url)
 
 
 def fails_first(webhook_id: str) -> bool:
