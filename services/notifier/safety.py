@@ -59,37 +59,48 @@ def is_allowed_destination(
     resolver: Resolver = resolve_host,
 ) -> tuple[bool, str]:
     """Return (ok, reason): may the notifier POST to `url`, given the operator's allow-list of IPs/CIDRs?"""
+    address, reason = vetted_address(url, allow_list, resolver=resolver)
+    return address is not None, reason
+
+
+def vetted_address(
+    url: str,
+    allow_list: Sequence[str],
+    *,
+    resolver: Resolver = resolve_host,
+) -> tuple[str | None, str]:
+    """Return (address, reason): an address of the URL's host that passed the checks, to connect to, or None."""
     try:
         # Parse as httpx will when it sends, so the host checked here is the host it connects to.
         target = httpx.URL(url)
         authority = urlsplit(url).netloc
     except (httpx.InvalidURL, ValueError) as exc:
-        return False, f"malformed URL: {exc}"
+        return None, f"malformed URL: {exc}"
     scheme = target.scheme
     if scheme not in DEFAULT_PORTS:
-        return False, f"scheme {scheme or '(none)'!r} is not http or https"
+        return None, f"scheme {scheme or '(none)'!r} is not http or https"
     if target.userinfo or "@" in authority:
-        return False, "URL carries userinfo (credentials)"
+        return None, "URL carries userinfo (credentials)"
     host = target.raw_host.decode("ascii")
     if not host:
-        return False, "URL has no host"
+        return None, "URL has no host"
     port = target.port if target.port is not None else DEFAULT_PORTS[scheme]
     if not 0 < port < 65536:
-        return False, f"port {port} is out of range"
+        return None, f"port {port} is out of range"
     networks = parse_allow_list(allow_list)
     try:
         resolved = resolver(host, port)
     except (OSError, UnicodeError) as exc:
-        return False, f"cannot resolve {host!r}: {exc}"
+        return None, f"cannot resolve {host!r}: {exc}"
     if not resolved:
-        return False, f"{host!r} resolves to no address"
+        return None, f"{host!r} resolves to no address"
     for raw in resolved:
         try:
             original = ipaddress.ip_address(raw)
         except ValueError:
-            return False, f"{host!r} resolves to unparseable address {raw!r}"
+            return None, f"{host!r} resolves to unparseable address {raw!r}"
         address = _unmapped(original)
         reason = _internal_reason(address)
         if reason is not None and not (_covered(address, networks) or _covered(original, networks)):
-            return False, f"{host!r} resolves to {reason} address {address} not in the allow-list"
-    return True, "ok"
+            return None, f"{host!r} resolves to {reason} address {address} not in the allow-list"
+    return resolved[0], "ok"

@@ -45,8 +45,22 @@ async def send(
     headers: Mapping[str, str],
     body: bytes,
     timeout: float,
+    connect_to: str | None = None,
 ) -> AttemptResult:
-    """POST `body` to `url` once, within `timeout` seconds in total, and report what happened."""
+    """POST `body` to `url` once, within `timeout` seconds in total, and report what happened.
+
+    With `connect_to` (an IP address that was checked), the connection goes to that address while the Host
+    header and TLS server name stay the URL's: a DNS answer that changes after the check cannot redirect it.
+    """
+    headers = dict(headers)
+    extensions: dict[str, str] = {}
+    if connect_to is not None:
+        target = httpx.URL(url)
+        host = target.host
+        headers.setdefault("host", target.netloc.decode("ascii"))
+        if target.scheme == "https":
+            extensions["sni_hostname"] = host
+        url = str(target.copy_with(host=connect_to))
     status_code: int | None = None
     retry_after: str | None = None
     error_kind: ErrorKind | None = None
@@ -60,8 +74,9 @@ async def send(
             client.stream(
                 "POST",
                 url,
-                headers=dict(headers),
+                headers=headers,
                 content=body,
+                extensions=extensions,
                 timeout=httpx.Timeout(timeout),
                 follow_redirects=False,
             ) as response,

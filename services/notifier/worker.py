@@ -28,7 +28,7 @@ from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.notifier.policy import DEFAULT_POLICY, RetryPolicy, classify, parse_retry_after
-from services.notifier.safety import is_allowed_destination
+from services.notifier.safety import Resolver, resolve_host, vetted_address
 from services.notifier.sender import AttemptResult, send
 from services.notifier.signing import webhook_headers
 from services.notifier.tables import deliveries, delivery_attempts
@@ -94,10 +94,12 @@ class Notifier:
         policy: RetryPolicy = DEFAULT_POLICY,
         rng: random.Random | None = None,
         worker_id: str | None = None,
+        resolver: Resolver = resolve_host,
     ) -> None:
         self.db, self.orders, self.clock = db, orders, clock
         self.config = config or NotifierConfig()
         self.policy = policy
+        self.resolver = resolver
         self.rng = rng or random.Random()
         # Fits the 64-character lease_owner column whatever the host name's length.
         self.worker_id = (worker_id or f"{socket.gethostname()[:40]}:{os.getpid()}:{id(self):x}")[:64]
@@ -267,19 +269,20 @@ class Notifier:
             try:
                 # A slow resolver must not outlive the lease (the attempt would then be sent twice).
                 async with asyncio.timeout(self.config.timeout_s):
-                    ok, why = await asyncio.to_thread(
-                        is_allowed_destination, platform.webhook_url, self.config.allow_list
+                    address, why = await asyncio.to_thread(
+                        vetted_address, platform.webhook_url, self.config.allow_list, resolver=self.resolver
                     )
             except TimeoutError:
-                ok, why = False, "resolving the webhook host timed out"
+                address, why = None, "resolving the webhook host timed out"
             now = self.clock.now()
-            if not ok:
+            if address is None:
                 result = AttemptResult(None, "refused_destination", 0, why, None)  # type: ignore[arg-type]
             else:
                 body = json.dumps(job.payload, separators=(",", ":")).encode()
                 secrets = registry.signing_secrets(platform, now)
                 headers = webhook_headers(secrets, job.id, int(now.timestamp()), body)
-                result = await send(client, platform.webhook_url, headers, body, self.config.timeout_s)
+                # Connect to the address just checked, so a second DNS answer cannot point the request elsewhere.
+                result = await send(client, platform.webhook_url, headers, body, self.config.timeout_s, address)
             await asyncio.to_thread(self.record, job, result, now)
         except Exception:
             log.exception("delivery %s attempt %s failed unexpectedly", job.id, job.attempt)

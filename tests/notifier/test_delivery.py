@@ -256,3 +256,32 @@ def test_long_host_names_still_fit_the_lease_column(api: Api) -> None:
         worker = Notifier(api.container.db, api.container.orders, api.clock)
     assert len(worker.worker_id) <= 64
     assert worker.claim(10) == []
+
+
+async def test_the_request_goes_to_the_address_that_was_checked(
+    api: Api, receiver: Receiver, http: httpx.AsyncClient
+) -> None:
+    # "hook.platform.test" exists in no DNS: only the checked answer (127.0.0.1, allow-listed) can reach the
+    # receiver, so a request arriving proves the connection used the vetted address, with the Host kept.
+    from services.notifier.worker import Notifier
+    from services.registry.tables import platforms
+
+    port = int(receiver.base_url.rsplit(":", 1)[1])
+    secret = point_webhook(api, receiver.url("/hook"))
+    with api.container.db.transaction() as conn:  # registration would resolve the name for real: set it directly
+        conn.execute(platforms.update().values(webhook_url=f"http://hook.platform.test:{port}/hook"))
+    receiver.script("/hook", Respond(200))
+    answers = iter([["127.0.0.1"]])
+    worker = Notifier(
+        api.container.db,
+        api.container.orders,
+        api.clock,
+        api.container.notifier.config.__class__(timeout_s=2, allow_list=("127.0.0.1",)),
+        resolver=lambda host, port: next(answers, ["169.254.169.254"]),
+    )
+    oid = api.issue().json()["id"]
+    await worker.drain(http)
+    [request] = receiver.requests("/hook")
+    assert request.headers["host"] == f"hook.platform.test:{port}"
+    Webhook(secret).verify(request.body, request.headers)
+    assert deliveries(api, oid)[0]["state"] == "delivered"
