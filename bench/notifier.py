@@ -66,6 +66,7 @@ from shared.auth import Principal  # noqa: E402
 from shared.db import make_engine, normalise_url  # noqa: E402
 from shared.migrate import upgrade  # noqa: E402
 from shared.settings import Settings  # noqa: E402
+from tests.support import order_body as sample_order  # noqa: E402
 
 ADMIN_URL = normalise_url(os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"))
 PREFIX = "bench_notifier_"
@@ -234,24 +235,8 @@ def register(container: Container, urls: list[str]) -> list[tuple[str, str]]:
 
 
 def order_body(platform_id: str, reference: str) -> IssueOrderIn:
-    return IssueOrderIn.model_validate(
-        {
-            "issuer_reference": reference,
-            "platform_id": platform_id,
-            "signed_off_by": "A. Nurlanova, deputy head",
-            "unit": "Department of Information Security",
-            "legal_basis": {"act": "Law on Mass Media", "article": "Art. 18-1 p.3"},
-            "category": "child_cyberbullying",
-            "statement_of_reasons": "The posts target a named minor with insults and threats.",
-            "items": [
-                {"url": "https://social.example/p/1", "content_id": "p1", "content_type": "post"},
-                {"url": "https://social.example/p/2"},
-            ],
-            "requested_action": "remove",
-            "territorial_scope": ["KZ"],
-            "language": "kk",
-        }
-    )
+    """The same realistic order the tests issue."""
+    return IssueOrderIn.model_validate(sample_order(platform_id, issuer_reference=reference))
 
 
 def issue_many(container: Container, platform_ids: list[str], count: int, prefix: str) -> float:

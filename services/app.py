@@ -47,6 +47,7 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
         lifespan=lifespan,
     )
     app.state.container = container
+    head = head_revision(container.db.engine)  # the code's newest migration: fixed for the process's life
     problems.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=container.settings.max_body_bytes)
     app.include_router(platforms_router)
@@ -64,7 +65,7 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
         try:
             with c.db.read() as conn:
                 conn.execute(text("SELECT 1"))
-            current, head = current_revision(c.db.engine), head_revision(c.db.engine)
+            current = current_revision(c.db.engine)
         except Exception as exc:  # noqa: BLE001 - readiness reports any failure instead of raising
             response.status_code = 503
             return {"status": "unavailable", "database": f"unreachable: {type(exc).__name__}"}

@@ -6,9 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-from fastapi.testclient import TestClient
+from typing import TYPE_CHECKING, Any
 
 from services.app import create_app
 from services.bootstrap import Container, bootstrap
@@ -17,6 +15,10 @@ from shared.clock import FrozenClock
 from shared.settings import Settings
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+if TYPE_CHECKING:  # the bench imports order_body from here without pulling in the test client
+    from fastapi.testclient import TestClient
 
 
 @dataclass
@@ -87,6 +89,8 @@ def make_api(db_url: str) -> Iterator[Api]:
             "platform_a": create_key(conn, "platform", T0, platform_id=a.id)[0],
             "platform_b": create_key(conn, "platform", T0, platform_id=b.id)[0],
         }
+    from fastapi.testclient import TestClient
+
     with TestClient(app) as client:
         yield Api(client, container, clock, keys, a.id, b.id)
     container.close()

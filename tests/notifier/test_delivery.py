@@ -10,6 +10,7 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from services.notifier.worker import Notifier, NotifierConfig
 from tests.support import Api
 
 from .receiver import BlackHole, Dribble, Hangup, Receiver, Respond, unused_port
@@ -26,6 +27,13 @@ def api(api: Api) -> Api:
     """The app with its frozen clock set to the real time: receivers check webhook-timestamp against it."""
     api.clock.set(datetime.now(UTC).replace(microsecond=0))
     return api
+
+
+def configured(api: Api, timeout_s: float, allow_list: tuple[str, ...] = ("127.0.0.1",)) -> Notifier:
+    """The app's notifier with a short timeout and the given allow-list."""
+    notifier = api.container.notifier
+    notifier.config = NotifierConfig(timeout_s=timeout_s, allow_list=allow_list)
+    return notifier
 
 
 def point_webhook(api: Api, url: str) -> str:
@@ -50,7 +58,7 @@ async def test_issue_is_pushed_signed_and_the_clock_starts(
     secret = point_webhook(api, receiver.url("/hook"))
     receiver.script("/hook", Respond(200))
     order = api.issue().json()
-    api.container.notifier.config = api.container.notifier.config.__class__(timeout_s=2, allow_list=("127.0.0.1",))
+    configured(api, timeout_s=2)
     assert await api.container.notifier.drain(http) == 1
     [request] = receiver.requests("/hook")
     Webhook(secret).verify(request.body, request.headers)
@@ -72,8 +80,7 @@ async def test_500_then_200_retries_with_the_same_webhook_id(
 ) -> None:
     secret = point_webhook(api, receiver.url("/hook"))
     receiver.script("/hook", Respond(500, b"oops"), Respond(200))
-    notifier = api.container.notifier
-    notifier.config = notifier.config.__class__(timeout_s=2, allow_list=("127.0.0.1",))
+    notifier = configured(api, timeout_s=2)
     oid = api.issue().json()["id"]
     await notifier.drain(http)
     [d] = deliveries(api, oid)
@@ -99,8 +106,7 @@ async def test_transport_faults_are_recorded_and_retried(
 ) -> None:
     point_webhook(api, receiver.url("/hook"))
     receiver.script("/hook", behaviour)  # type: ignore[arg-type]
-    notifier = api.container.notifier
-    notifier.config = notifier.config.__class__(timeout_s=0.5, allow_list=("127.0.0.1",))
+    notifier = configured(api, timeout_s=0.5)
     oid = api.issue().json()["id"]
     await notifier.drain(http)
     [d] = deliveries(api, oid)
@@ -112,8 +118,7 @@ async def test_transport_faults_are_recorded_and_retried(
 
 async def test_connection_refused(api: Api, http: httpx.AsyncClient) -> None:
     point_webhook(api, f"http://127.0.0.1:{unused_port()}/hook")
-    notifier = api.container.notifier
-    notifier.config = notifier.config.__class__(timeout_s=0.5, allow_list=("127.0.0.1",))
+    notifier = configured(api, timeout_s=0.5)
     oid = api.issue().json()["id"]
     await notifier.drain(http)
     assert deliveries(api, oid)[0]["attempt_log"][0]["error_kind"] == "connect"
@@ -122,8 +127,7 @@ async def test_connection_refused(api: Api, http: httpx.AsyncClient) -> None:
 async def test_429_honours_retry_after(api: Api, receiver: Receiver, http: httpx.AsyncClient) -> None:
     point_webhook(api, receiver.url("/hook"))
     receiver.script("/hook", Respond(429, headers={"Retry-After": "120"}), Respond(200))
-    notifier = api.container.notifier
-    notifier.config = notifier.config.__class__(timeout_s=2, allow_list=("127.0.0.1",))
+    notifier = configured(api, timeout_s=2)
     oid = api.issue().json()["id"]
     await notifier.drain(http)
     api.advance(seconds=60)
@@ -136,8 +140,7 @@ async def test_429_honours_retry_after(api: Api, receiver: Receiver, http: httpx
 async def test_410_disables_the_endpoint(api: Api, receiver: Receiver, http: httpx.AsyncClient) -> None:
     point_webhook(api, receiver.url("/hook"))
     receiver.script("/hook", Respond(410))
-    notifier = api.container.notifier
-    notifier.config = notifier.config.__class__(timeout_s=2, allow_list=("127.0.0.1",))
+    notifier = configured(api, timeout_s=2)
     oid = api.issue().json()["id"]
     await notifier.drain(http)
     assert deliveries(api, oid)[0]["state"] == "dead"
@@ -155,8 +158,7 @@ async def test_redirect_is_not_followed(api: Api, receiver: Receiver, http: http
     point_webhook(api, receiver.url("/hook"))
     receiver.script("/hook", Respond(301, headers={"Location": receiver.url("/elsewhere")}))
     receiver.script("/elsewhere", Respond(200))
-    notifier = api.container.notifier
-    notifier.config = notifier.config.__class__(timeout_s=2, allow_list=("127.0.0.1",))
+    notifier = configured(api, timeout_s=2)
     oid = api.issue().json()["id"]
     await notifier.drain(http)
     assert receiver.requests("/elsewhere") == []
@@ -182,8 +184,7 @@ async def test_private_destination_is_refused_without_allow_list(
     # At send time too: the allow-list in force when sending decides, not the one at registration.
     point_webhook(api, receiver.url("/hook"))
     receiver.script("/hook", Respond(200))
-    notifier = api.container.notifier
-    notifier.config = notifier.config.__class__(timeout_s=2, allow_list=())
+    notifier = configured(api, timeout_s=2, allow_list=())
     oid = api.issue().json()["id"]
     await notifier.drain(http)
     assert receiver.requests("/hook") == []
@@ -194,8 +195,7 @@ async def test_dead_letter_after_last_attempt_escalates(api: Api, http: httpx.As
     from services.notifier.policy import RetryPolicy
 
     point_webhook(api, f"http://127.0.0.1:{unused_port()}/hook")
-    notifier = api.container.notifier
-    notifier.config = notifier.config.__class__(timeout_s=0.5, allow_list=("127.0.0.1",))
+    notifier = configured(api, timeout_s=0.5)
     notifier.policy = RetryPolicy(max_attempts=3)
     oid = api.issue().json()["id"]
     for _ in range(3):
@@ -213,8 +213,7 @@ async def test_rotation_sends_both_signatures(api: Api, receiver: Receiver, http
     old = point_webhook(api, receiver.url("/hook"))
     new = api.call("POST", f"/v1/platforms/{api.platform_a}/secret/rotate", "admin").json()["webhook_secret"]
     receiver.script("/hook", Respond(200))
-    notifier = api.container.notifier
-    notifier.config = notifier.config.__class__(timeout_s=2, allow_list=("127.0.0.1",))
+    notifier = configured(api, timeout_s=2)
     api.issue()
     await notifier.drain(http)
     [request] = receiver.requests("/hook")
@@ -235,8 +234,7 @@ async def test_rotation_sends_both_signatures(api: Api, receiver: Receiver, http
 
 async def test_withdrawal_cancels_what_is_still_queued(api: Api, http: httpx.AsyncClient) -> None:
     point_webhook(api, f"http://127.0.0.1:{unused_port()}/hook")
-    notifier = api.container.notifier
-    notifier.config = notifier.config.__class__(timeout_s=0.5, allow_list=("127.0.0.1",))
+    notifier = configured(api, timeout_s=0.5)
     oid = api.issue().json()["id"]
     await notifier.drain(http)
     assert deliveries(api, oid)[0]["state"] == "pending"
@@ -250,8 +248,6 @@ def test_long_host_names_still_fit_the_lease_column(api: Api) -> None:
     import socket
     from unittest import mock
 
-    from services.notifier.worker import Notifier
-
     with mock.patch.object(socket, "gethostname", return_value="ip-10-20-130-147.eu-central-1.compute.internal" * 2):
         worker = Notifier(api.container.db, api.container.orders, api.clock)
     assert len(worker.worker_id) <= 64
@@ -263,7 +259,6 @@ async def test_the_request_goes_to_the_address_that_was_checked(
 ) -> None:
     # "hook.platform.test" exists in no DNS: only the checked answer (127.0.0.1, allow-listed) can reach the
     # receiver, so a request arriving proves the connection used the vetted address, with the Host kept.
-    from services.notifier.worker import Notifier
     from services.registry.tables import platforms
 
     port = int(receiver.base_url.rsplit(":", 1)[1])
@@ -276,7 +271,7 @@ async def test_the_request_goes_to_the_address_that_was_checked(
         api.container.db,
         api.container.orders,
         api.clock,
-        api.container.notifier.config.__class__(timeout_s=2, allow_list=("127.0.0.1",)),
+        NotifierConfig(timeout_s=2, allow_list=("127.0.0.1",)),
         resolver=lambda host, port: next(answers, ["169.254.169.254"]),
     )
     oid = api.issue().json()["id"]
