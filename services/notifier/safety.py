@@ -22,6 +22,15 @@ def resolve_host(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
+def names_an_address(url: str) -> bool:
+    """Whether the URL's host is an IP address literal (so checking it needs no DNS lookup)."""
+    try:
+        ipaddress.ip_address(httpx.URL(url).host)
+    except (httpx.InvalidURL, ValueError):
+        return False
+    return True
+
+
 def parse_allow_list(allow_list: Sequence[str]) -> list[IPNetwork]:
     """Parse allow-list entries (IPs or CIDRs); a malformed entry is a configuration error (ValueError)."""
     return [ipaddress.ip_network(entry.strip(), strict=False) for entry in allow_list]

@@ -16,28 +16,29 @@ import os
 import random
 import socket
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 from prometheus_client import Counter as MetricCounter
 from prometheus_client import Histogram
-from sqlalchemy import Connection, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.notifier.policy import DEFAULT_POLICY, RetryPolicy, classify, parse_retry_after
-from services.notifier.safety import Resolver, resolve_host, vetted_address
+from services.notifier.safety import Resolver, names_an_address, resolve_host, vetted_address
 from services.notifier.sender import AttemptResult, send
 from services.notifier.signing import webhook_headers
 from services.notifier.tables import deliveries, delivery_attempts
-from services.orders.domain import DomainError, Escalate, RecordDelivery, RecordDeliveryFailure
+from services.orders.domain import Command, DomainError, Escalate, RecordDelivery, RecordDeliveryFailure
 from services.orders.service import OrderService
 from services.registry import service as registry
 from services.registry.tables import platforms
 from shared.clock import Clock
-from shared.db import Database
+from shared.db import Database, UtcDateTime
 from shared.eventstore import ConcurrencyError
 
 log = logging.getLogger("takedown.notifier")
@@ -105,6 +106,8 @@ class Notifier:
         self.worker_id = (worker_id or f"{socket.gethostname()[:40]}:{os.getpid()}:{id(self):x}")[:64]
         self._busy: Counter[str] = Counter()
         self._inflight: set[asyncio.Task[None]] = set()
+        self._to_record: list[tuple[Job, AttemptResult, datetime, asyncio.Future[None]]] = []
+        self._recorder: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -118,9 +121,8 @@ class Notifier:
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and send until `stop` is set; then let in-flight attempts finish."""
         self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
-        # Recording an attempt is a few database round trips: give the loop as many threads for them as it has
-        # attempts in flight (asyncio's default executor has cpu_count + 4 and would cap throughput there).
-        self._loop.set_default_executor(ThreadPoolExecutor(self.config.total, thread_name_prefix="notifier-db"))
+        # Threads for claims, the recorder and host-name lookups (a slow DNS server must not starve the others).
+        self._loop.set_default_executor(ThreadPoolExecutor(16, thread_name_prefix="notifier-io"))
         # One client per platform, its pool as large as the platform's slots: httpcore scans its whole pool on
         # every request and every response, so one shared 64-connection pool costs O(64) per request; and a
         # black-holed platform's connections then never sit in the pool the healthy platforms use.
@@ -266,14 +268,18 @@ class Notifier:
                 reason = "no webhook endpoint" if platform is None or not platform.webhook_url else "endpoint disabled"
                 await asyncio.to_thread(self._cancel, job, f"{reason}: the order waits in the platform's inbox")
                 return
-            try:
-                # A slow resolver must not outlive the lease (the attempt would then be sent twice).
-                async with asyncio.timeout(self.config.timeout_s):
-                    address, why = await asyncio.to_thread(
-                        vetted_address, platform.webhook_url, self.config.allow_list, resolver=self.resolver
-                    )
-            except TimeoutError:
-                address, why = None, "resolving the webhook host timed out"
+            if names_an_address(platform.webhook_url):
+                # Nothing to look up: check it here rather than pay for a thread hop per attempt.
+                address, why = vetted_address(platform.webhook_url, self.config.allow_list, resolver=self.resolver)
+            else:
+                try:
+                    # A slow resolver must not outlive the lease (the attempt would then be sent twice).
+                    async with asyncio.timeout(self.config.timeout_s):
+                        address, why = await asyncio.to_thread(
+                            vetted_address, platform.webhook_url, self.config.allow_list, resolver=self.resolver
+                        )
+                except TimeoutError:
+                    address, why = None, "resolving the webhook host timed out"
             now = self.clock.now()
             if address is None:
                 result = AttemptResult(None, "refused_destination", 0, why, None)  # type: ignore[arg-type]
@@ -283,9 +289,30 @@ class Notifier:
                 headers = webhook_headers(secrets, job.id, int(now.timestamp()), body)
                 # Connect to the address just checked, so a second DNS answer cannot point the request elsewhere.
                 result = await send(client, platform.webhook_url, headers, body, self.config.timeout_s, address)
-            await asyncio.to_thread(self.record, job, result, now)
+            await self._recorded(job, result, now)
         except Exception:
             log.exception("delivery %s attempt %s failed unexpectedly", job.id, job.attempt)
+
+    async def _recorded(self, job: Job, result: AttemptResult, started: datetime) -> None:
+        """Queue the attempt for the recorder and wait until it is committed (the lease is held until then)."""
+        done = asyncio.get_running_loop().create_future()
+        self._to_record.append((job, result, started, done))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_queued())
+        await done
+
+    async def _record_queued(self) -> None:
+        """Record queued attempts, a batch at a time: what finishes during one commit goes into the next."""
+        while self._to_record:
+            batch, self._to_record = self._to_record, []
+            try:
+                await asyncio.to_thread(self.record_many, [(job, result, started) for job, result, started, _ in batch])
+            except Exception:
+                # Unrecorded attempts keep their leases; when those expire the attempts are made again.
+                log.exception("recording %d attempts failed", len(batch))
+            for *_, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
     def _find_platform(self, platform_id: str) -> Any:
         with self.db.read() as conn:
@@ -300,118 +327,176 @@ class Notifier:
             )
 
     def record(self, job: Job, result: AttemptResult, started: datetime) -> None:
-        """Record one attempt, its effect on the delivery, and its fact in the order's stream, in one transaction."""
-        outcome = classify(result.status_code, result.error_kind)
-        DELIVERIES.labels(outcome).inc()
-        LATENCY.observe(result.duration_ms / 1000)
+        """Record one attempt (see `record_many`)."""
+        self.record_many([(job, result, started)])
+
+    def record_many(self, attempts: Sequence[tuple[Job, AttemptResult, datetime]]) -> None:
+        """Record attempts, their effect on their deliveries and their facts in the orders' streams, in one transaction.
+
+        Batched because a delivery is a handful of statements: recording whatever finished meanwhile in one
+        transaction turns them into a handful per batch. An attempt whose lease was lost is skipped (another
+        worker owns the delivery now).
+        """
         now = self.clock.now()
-        values: dict[str, Any] = {"attempts": job.attempt, "lease_owner": None, "lease_expires_at": None}
+        plans = [self._plan(job, result, started, now) for job, result, started in attempts]
+        for plan in plans:
+            DELIVERIES.labels(plan.outcome).inc()
+            LATENCY.observe(plan.result.duration_ms / 1000)
+        self._write(plans, now)
+
+    def _plan(self, job: Job, result: AttemptResult, started: datetime, now: datetime) -> _Plan:
+        """What an attempt does to its delivery: delivered, retried later, dead (410 or out of attempts)."""
+        outcome = classify(result.status_code, result.error_kind)
         error = result.error_kind or (f"HTTP {result.status_code}" if result.status_code else None)
-        next_at: datetime | None = None
+        plan = _Plan(job, result, started, outcome, state="pending", last_error=error)
         if outcome == "delivered":
-            values |= {"state": "delivered", "delivered_at": now, "last_error": None}
-        elif outcome == "gone":
-            values |= {"state": "dead", "last_error": "410 Gone: endpoint disabled"}
-        else:
-            retry_after = parse_retry_after(result.retry_after, now) if outcome == "retry_after" else None
-            delay = self.policy.next_delay(job.attempt - job.retry_base, self.rng, retry_after)
-            if delay is None:
-                values |= {"state": "dead", "last_error": f"gave up after {job.attempt} attempts: {error}"}
-            else:
-                next_at = now + timedelta(seconds=delay)
-                values |= {"next_attempt_at": next_at, "last_error": error}
+            return replace(plan, state="delivered", delivered_at=now, last_error=None)
+        if outcome == "gone":
+            return replace(plan, state="dead", last_error="410 Gone: endpoint disabled")
+        retry_after = parse_retry_after(result.retry_after, now) if outcome == "retry_after" else None
+        delay = self.policy.next_delay(job.attempt - job.retry_base, self.rng, retry_after)
+        if delay is None:
+            return replace(plan, state="dead", last_error=f"gave up after {job.attempt} attempts: {error}")
+        return replace(plan, next_attempt_at=now + timedelta(seconds=delay))
+
+    def _write(self, plans: list[_Plan], now: datetime) -> None:
         for _ in range(5):
             try:
-                if not self._record_once(job, result, started, outcome, values, next_at, now):
-                    return
+                written = self._write_once(plans, now)
                 break
             except ConcurrencyError:
-                continue  # the order changed under us (e.g. acknowledged just now): record against the new state
+                continue  # an order changed under us (e.g. acknowledged just now): record against the new state
             except IntegrityError:
-                log.warning("attempt %s of %s was already recorded by another worker", job.attempt, job.id)
+                if len(plans) > 1:
+                    for plan in plans:  # find the one another worker recorded; record the rest
+                        self._write([plan], now)
+                    return
+                log.warning(
+                    "attempt %s of %s was already recorded by another worker", plans[0].job.attempt, plans[0].job.id
+                )
                 return
         else:
-            log.error("attempt %s of %s not recorded: the order kept changing", job.attempt, job.id)
+            if len(plans) > 1:
+                for plan in plans:  # one busy order must not hold back the others
+                    self._write([plan], now)
+                return
+            log.error("attempt %s of %s not recorded: the order kept changing", plans[0].job.attempt, plans[0].job.id)
             return  # the lease expires and the attempt is made again
-        if outcome == "gone":
-            DISABLED.inc()
-            log.error("ALERT: platform %s webhook answered 410 Gone; endpoint disabled", job.platform_id)
-        if values.get("state") == "dead" and outcome != "gone":
-            DEAD.inc()
-            log.error("ALERT: delivery %s dead-lettered after %s attempts", job.id, job.attempt)
-        self.orders.after_commit()
+        for plan in written:
+            if plan.outcome == "gone":
+                DISABLED.inc()
+                log.error("ALERT: platform %s webhook answered 410 Gone; endpoint disabled", plan.job.platform_id)
+            elif plan.state == "dead":
+                DEAD.inc()
+                log.error("ALERT: delivery %s dead-lettered after %s attempts", plan.job.id, plan.job.attempt)
+        if written:
+            self.orders.after_commit()
 
-    def _record_once(
-        self,
-        job: Job,
-        result: AttemptResult,
-        started: datetime,
-        outcome: str,
-        values: dict[str, Any],
-        next_at: datetime | None,
-        now: datetime,
-    ) -> bool:
-        """One transaction: the delivery row, the attempt row, the order's facts. False if the lease was lost."""
+    def _write_once(self, plans: list[_Plan], now: datetime) -> list[_Plan]:
+        """One transaction: the deliveries, the attempt rows, the orders' facts. Returns the plans written."""
         with self.db.transaction() as conn:
-            owned = conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id == job.id, deliveries.c.lease_owner == self.worker_id)
-                .values(**values)
-            ).rowcount
-            if not owned:
-                log.warning("lease on %s lost before attempt %s was recorded", job.id, job.attempt)
-                return False
-            conn.execute(
-                delivery_attempts.insert().values(
-                    delivery_id=job.id,
-                    attempt=job.attempt,
-                    worker=self.worker_id,
-                    started_at=started,
-                    duration_ms=float(result.duration_ms),
-                    status_code=result.status_code,
-                    error_kind=result.error_kind,
-                    response_excerpt=(result.response_excerpt or "")[:EXCERPT_CHARS],
-                )
+            owned = set(
+                conn.execute(
+                    select(deliveries.c.id)
+                    .where(deliveries.c.id.in_([p.job.id for p in plans]), deliveries.c.lease_owner == self.worker_id)
+                    .with_for_update()
+                ).scalars()
             )
-            self._order_facts(conn, job, result, outcome, next_at, values.get("state"))
-            if outcome == "gone":
-                registry.disable_webhook(conn, job.platform_id, "410 Gone from the webhook endpoint", now)
-        return True
+            mine = [p for p in plans if p.job.id in owned]
+            for plan in plans:
+                if plan.job.id not in owned:
+                    log.warning("lease on %s lost before attempt %s was recorded", plan.job.id, plan.job.attempt)
+            if not mine:
+                return []
+            conn.execute(_SETTLE, [p.delivery_row() for p in mine])
+            conn.execute(delivery_attempts.insert(), [p.attempt_row(self.worker_id) for p in mine])
+            commands = [(p.job.order_id, c, self._meta(p.job)) for p in mine for c in self._order_commands(p)]
+            for (order_id, command, _), outcome in zip(commands, self.orders.record_many(conn, commands), strict=True):
+                if isinstance(outcome, DomainError):
+                    # e.g. already notified through the inbox, or the order was withdrawn meanwhile: the attempt
+                    # is still in the delivery log; the order's own history has nothing to add.
+                    log.info("order %s: %s not recorded: %s", order_id, type(command).__name__, outcome.reason)
+            for plan in mine:
+                if plan.outcome == "gone":
+                    registry.disable_webhook(conn, plan.job.platform_id, "410 Gone from the webhook endpoint", now)
+        return mine
 
-    def _order_facts(
-        self,
-        conn: Connection,
-        job: Job,
-        result: AttemptResult,
-        outcome: str,
-        next_at: datetime | None,
-        state: str | None,
-    ) -> None:
-        meta = {"actor": f"notifier:{self.worker_id}", "role": "system", "delivery_id": job.id}
-        commands: list[Any] = []
-        if outcome == "delivered":
-            if job.webhook_type == "order.issued":
-                commands.append(RecordDelivery(delivery_id=job.id, attempt=job.attempt))
-        else:
-            commands.append(
-                RecordDeliveryFailure(
-                    delivery_id=job.id,
-                    webhook_type=job.webhook_type,
-                    attempt=job.attempt,
-                    error_kind=result.error_kind or "http_status",
-                    duration_ms=float(result.duration_ms),
-                    status_code=result.status_code,
-                    next_attempt_at=next_at,
-                )
+    def _meta(self, job: Job) -> dict[str, Any]:
+        return {"actor": f"notifier:{self.worker_id}", "role": "system", "delivery_id": job.id}
+
+    @staticmethod
+    def _order_commands(plan: _Plan) -> list[Command]:
+        """The facts an attempt adds to its order: delivered (first 2xx of the order's push), or a failed attempt."""
+        job, result = plan.job, plan.result
+        if plan.outcome == "delivered":
+            return (
+                [RecordDelivery(delivery_id=job.id, attempt=job.attempt)] if job.webhook_type == "order.issued" else []
             )
-            if state == "dead" and outcome != "gone" and job.webhook_type == "order.issued":
-                reason = f"webhook delivery {job.id} failed after {job.attempt} attempts"
-                commands.append(Escalate(level=DEAD_LETTER_ESCALATION_LEVEL, reason=reason))
-        for command in commands:
-            try:
-                # No savepoint needed: the aggregate refuses before anything is written.
-                self.orders.record(conn, job.order_id, command, meta)
-            except DomainError as exc:
-                # e.g. already notified through the inbox, or the order was withdrawn meanwhile: the attempt
-                # is still in the delivery log; the order's own history has nothing to add.
-                log.info("order %s: %s not recorded: %s", job.order_id, type(command).__name__, exc.reason)
+        commands: list[Command] = [
+            RecordDeliveryFailure(
+                delivery_id=job.id,
+                webhook_type=job.webhook_type,
+                attempt=job.attempt,
+                error_kind=result.error_kind or "http_status",
+                duration_ms=float(result.duration_ms),
+                status_code=result.status_code,
+                next_attempt_at=plan.next_attempt_at,
+            )
+        ]
+        if plan.state == "dead" and plan.outcome != "gone" and job.webhook_type == "order.issued":
+            reason = f"webhook delivery {job.id} failed after {job.attempt} attempts"
+            commands.append(Escalate(level=DEAD_LETTER_ESCALATION_LEVEL, reason=reason))
+        return commands
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One finished attempt and what it does to its delivery row."""
+
+    job: Job
+    result: AttemptResult
+    started: datetime
+    outcome: str
+    state: str
+    last_error: str | None
+    next_attempt_at: datetime | None = None  # None: unchanged
+    delivered_at: datetime | None = None
+
+    def delivery_row(self) -> dict[str, Any]:
+        return {
+            "key": self.job.id,
+            "state": self.state,
+            "attempts": self.job.attempt,
+            "last_error": self.last_error,
+            "next_at": self.next_attempt_at,
+            "delivered": self.delivered_at,
+        }
+
+    def attempt_row(self, worker: str) -> dict[str, Any]:
+        r = self.result
+        return {
+            "delivery_id": self.job.id,
+            "attempt": self.job.attempt,
+            "worker": worker,
+            "started_at": self.started,
+            "duration_ms": float(r.duration_ms),
+            "status_code": r.status_code,
+            "error_kind": r.error_kind,
+            "response_excerpt": (r.response_excerpt or "")[:EXCERPT_CHARS],
+        }
+
+
+# Settles a delivery after an attempt (and releases its lease); one statement run as an executemany.
+_SETTLE = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("key"))
+    .values(
+        state=bindparam("state"),
+        attempts=bindparam("attempts"),
+        last_error=bindparam("last_error"),
+        next_attempt_at=func.coalesce(bindparam("next_at", type_=UtcDateTime), deliveries.c.next_attempt_at),
+        delivered_at=func.coalesce(bindparam("delivered", type_=UtcDateTime), deliveries.c.delivered_at),
+        lease_owner=None,
+        lease_expires_at=None,
+    )
+)

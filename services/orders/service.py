@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
@@ -36,6 +36,14 @@ from shared.ids import new_id
 from shared.problems import NotFound, Problem
 
 MAX_RETRIES = 5
+
+
+class Recorded(NamedTuple):
+    """A recorded command: the order's state and client view afterwards, and the command's own events."""
+
+    state: OrderState
+    document: dict[str, Any]
+    events: list[RecordedEvent]
 
 
 def request_hash(body: IssueOrderIn) -> str:
@@ -114,29 +122,64 @@ class OrderService:
 
     def record(
         self, conn: Connection, order_id: str, command: Command, meta: dict[str, Any], request_hash: str | None = None
-    ) -> tuple[OrderState, dict[str, Any], list[RecordedEvent]]:
-        """Decide a command against the stored order and record it in the caller's transaction.
+    ) -> Recorded:
+        """Decide a command against the stored order and record it in the caller's transaction (or raise)."""
+        [result] = self.record_many(conn, [(order_id, command, meta)], request_hash)
+        if isinstance(result, DomainError):
+            raise result
+        return result
 
-        Returns the new state, the order as clients see it, and the recorded events.
+    def record_many(
+        self,
+        conn: Connection,
+        commands: Sequence[tuple[str, Command, dict[str, Any]]],
+        request_hash: str | None = None,
+    ) -> list[Recorded | DomainError]:
+        """Decide commands on any orders, in order, and record them in the caller's transaction.
+
+        One read of the orders' events, one append, one batch of view updates, whatever the count: the
+        notifier records many attempts this way. A refused command records nothing and is returned as its
+        DomainError; the others still count. Returns each command's outcome, in the commands' order.
         """
         now = self.clock.now()
-        state = self.load(conn, order_id)
-        new = decide(state, command, now)
-        recorded = self.store.append(
-            conn,
-            order_id,
-            state.version if state else 0,
-            [NewEvent.of(e, meta) for e in new],
-            recorded_at=now,
+        stored = self.store.read_streams(conn, list({order_id for order_id, _, _ in commands}))
+        states: dict[str, OrderState | None] = {
+            order_id: replay(load_event(e.type, e.schema_version, e.data) for e in stored.get(order_id, []))
+            for order_id, _, _ in commands
+        }
+        base = {order_id: state.version if state else 0 for order_id, state in states.items()}
+        new_events: dict[str, list[NewEvent]] = {}
+        decided: list[tuple[str, int, int] | DomainError] = []  # (order, first new event, count) or refusal
+        for order_id, command, meta in commands:
+            try:
+                new = decide(states[order_id], command, now)
+            except DomainError as exc:
+                decided.append(exc)
+                continue
+            for event in new:
+                states[order_id] = apply(states[order_id], event)
+            pending = new_events.setdefault(order_id, [])
+            decided.append((order_id, len(pending), len(new)))
+            pending.extend(NewEvent.of(e, meta) for e in new)
+        appended = self.store.append_many(
+            conn, [(order_id, base[order_id], evs) for order_id, evs in new_events.items()], recorded_at=now
         )
-        for event in new:
-            state = apply(state, event)
-        assert state is not None
-        document = views.render(state, self.policy)
-        views.upsert(conn, state, self.policy, document, request_hash)
-        for event in recorded:
-            outbox.enqueue(conn, event, state.issued.platform_id, document, self.links(order_id), now)
-        return state, document, recorded
+        recorded = dict(zip(new_events, appended, strict=True))
+        final = {order_id: state for order_id in new_events if (state := states[order_id]) is not None}
+        documents = {order_id: views.render(state, self.policy) for order_id, state in final.items()}
+        views.save(conn, [(state, documents[o], base[o] == 0) for o, state in final.items()], self.policy, request_hash)
+        for order_id, events in recorded.items():
+            for event in events:
+                platform_id = final[order_id].issued.platform_id
+                outbox.enqueue(conn, event, platform_id, documents[order_id], self.links(order_id), now)
+        results: list[Recorded | DomainError] = []
+        for outcome in decided:
+            if isinstance(outcome, DomainError):
+                results.append(outcome)
+                continue
+            order_id, first, count = outcome
+            results.append(Recorded(final[order_id], documents[order_id], recorded[order_id][first : first + count]))
+        return results
 
     def issue(
         self, principal: Principal, body: IssueOrderIn, idempotency_key: str | None
@@ -196,10 +239,6 @@ class OrderService:
         raise Problem(409, "conflict", "Conflict", "the order kept changing; retry")
 
     # ------------------------------------------------------------------------------------------- reads
-
-    def load(self, conn: Connection, order_id: str) -> OrderState | None:
-        """The order's state, replayed from its events (None if it has none)."""
-        return replay(load_event(e.type, e.schema_version, e.data) for e in self.store.read_stream(conn, order_id))
 
     def get(self, principal: Principal, order_id: str) -> dict[str, Any]:
         """One order as this caller may see it."""

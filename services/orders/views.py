@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    bindparam,
     select,
 )
 
@@ -90,20 +92,14 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def upsert(
-    conn: Connection, state: OrderState, policy: SlaPolicy, document: dict[str, Any], request_hash: str | None = None
+def save(
+    conn: Connection,
+    changed: Sequence[tuple[OrderState, dict[str, Any], bool]],
+    policy: SlaPolicy,
+    request_hash: str | None = None,
 ) -> None:
-    """Write the order's row from its state and rendered document (insert on issue, update afterwards)."""
-    values = {
-        "status": state.status,
-        "notified_at": state.notified_at,
-        "deadline": deadline(state, policy),
-        "closed_at": state.closed_at,
-        "withdrawn_at": state.withdrawn_at,
-        "version": state.version,
-        "document": document,
-    }
-    if state.version == 1:
+    """Write the rows of orders that changed: (state, rendered document, new order?); updates in one batch."""
+    for state, document, _ in (c for c in changed if c[2]):
         issued = state.issued
         conn.execute(
             orders.insert().values(
@@ -114,11 +110,37 @@ def upsert(
                 category=issued.category,
                 issued_at=issued.issued_at,
                 request_hash=request_hash or "",
-                **values,
+                **_row(state, document, policy),
             )
         )
-    else:
-        conn.execute(orders.update().where(orders.c.id == state.order_id).values(**values))
+    updates = [{"key": state.order_id, **_row(state, document, policy)} for state, document, new in changed if not new]
+    if updates:
+        conn.execute(_UPDATE, updates)
+
+
+def _row(state: OrderState, document: dict[str, Any], policy: SlaPolicy) -> dict[str, Any]:
+    return {
+        "status": state.status,
+        "notified_at": state.notified_at,
+        "deadline": deadline(state, policy),
+        "closed_at": state.closed_at,
+        "withdrawn_at": state.withdrawn_at,
+        "version": state.version,
+        "document": document,
+    }
+
+
+# One statement for every update, run as an executemany (psycopg pipelines it).
+_UPDATE = (
+    orders.update()
+    .where(orders.c.id == bindparam("key"))
+    .values(
+        {
+            c: bindparam(c)
+            for c in ("status", "notified_at", "deadline", "closed_at", "withdrawn_at", "version", "document")
+        }
+    )
+)
 
 
 def get_row(conn: Connection, order_id: str) -> Any:

@@ -112,6 +112,7 @@ _READ_ALL_POSTGRES = """
 """
 
 
+_INSERT_CHUNK = 500  # rows per INSERT: far below both databases' bound-parameter limits
 _INSERT_COLUMNS = ("event_id", "stream_id", "version", "type", "schema_version", "data", "meta", "recorded_at")
 
 
@@ -163,78 +164,120 @@ class EventStore:
 
         Re-appending exactly the same events (same ids, stream and versions) is a no-op that returns them.
         """
-        if not new_events:
-            return []
-        if expected_version > 0:
-            current = conn.execute(
-                select(func.max(events.c.version)).where(events.c.stream_id == stream_id)
-            ).scalar_one()
-            if current != expected_version and not self._is_replay(conn, stream_id, expected_version, new_events):
-                raise ConcurrencyError(stream_id, expected_version, current or 0)
+        return self.append_many(conn, [(stream_id, expected_version, new_events)], recorded_at)[0]
+
+    def append_many(
+        self,
+        conn: Connection,
+        appends: Sequence[tuple[str, int, Sequence[NewEvent]]],
+        recorded_at: datetime,
+    ) -> list[list[RecordedEvent]]:
+        """`append` to several streams at once: one version check and one insert for all of them.
+
+        Each (stream, expected version, events) is checked as `append` checks it; any refusal refuses the
+        whole call (the caller's transaction rolls back). A conflict found only by the insert (a writer that
+        committed after the check) names the first stream, as the statement cannot tell which one it was.
+        """
+        todo = [(s, v, list(evs)) for s, v, evs in appends if evs]
+        if len({s for s, _, _ in todo}) != len(todo):
+            raise ValueError("append_many takes each stream once")
+        replayed: set[str] = set()
+        checked = [s for s, v, _ in todo if v > 0]
+        if checked:
+            current: dict[str, int] = {
+                stream_id: version
+                for stream_id, version in conn.execute(
+                    select(events.c.stream_id, func.max(events.c.version))
+                    .where(events.c.stream_id.in_(checked))
+                    .group_by(events.c.stream_id)
+                )
+            }
+            for stream_id, expected, new_events in todo:
+                if expected > 0 and current.get(stream_id) != expected:
+                    if not self._is_replay(conn, stream_id, expected, new_events):
+                        raise ConcurrencyError(stream_id, expected, current.get(stream_id) or 0)
+                    replayed.add(stream_id)
+        fresh = [t for t in todo if t[0] not in replayed]
         rows = [
             {
                 "event_id": e.event_id,
                 "stream_id": stream_id,
-                "version": expected_version + i,
+                "version": expected + i,
                 "type": e.type,
                 "schema_version": e.schema_version,
                 "data": e.data,
                 "meta": e.meta,
                 "recorded_at": recorded_at,
             }
+            for stream_id, expected, new_events in fresh
             for i, e in enumerate(new_events, start=1)
         ]
-        params = {f"{key}{n}": value for n, row in enumerate(rows) for key, value in row.items()}
-        try:
-            # One multi-row statement, no RETURNING: the row count tells a replay from a fresh append.
-            inserted = conn.execute(_insert_statement(len(rows)), params).rowcount
-        except IntegrityError as exc:
-            raise ConcurrencyError(stream_id, expected_version) from exc
+        inserted = 0
+        for start in range(0, len(rows), _INSERT_CHUNK):
+            part = rows[start : start + _INSERT_CHUNK]
+            params = {f"{key}{n}": value for n, row in enumerate(part) for key, value in row.items()}
+            try:
+                # One multi-row statement, no RETURNING: the row count tells a replay from a fresh append.
+                inserted += conn.execute(_insert_statement(len(part)), params).rowcount
+            except IntegrityError as exc:
+                stream_id, expected, _ = fresh[0]
+                raise ConcurrencyError(stream_id, expected) from exc
         if inserted != len(rows):
-            if inserted or not self._is_replay(conn, stream_id, expected_version, new_events):
-                raise DuplicateEventError(self._first_foreign_id(conn, stream_id, new_events))
-            return self.read_stream(conn, stream_id, after_version=expected_version)[: len(new_events)]
-        positions: list[int | None] = [None] * len(rows)
+            # Some event ids were stored already: a replay only if none was new and all are stored exactly so.
+            foreign = [t for t in fresh if inserted or not self._is_replay(conn, *t)]
+            if foreign:
+                raise DuplicateEventError(self._first_foreign_id(conn, foreign))
+            replayed |= {s for s, _, _ in fresh}
+            fresh = []
+        positions: dict[str, list[int | None]] = {}
         if self.dialect == "sqlite":
             # The SQLite write lock is held since BEGIN IMMEDIATE, so numbering inline is in commit order.
             last = conn.execute(select(func.coalesce(func.max(event_positions.c.position), 0))).scalar_one()
-            conn.execute(
-                text(
-                    "INSERT INTO event_positions (position, event_pk) "
-                    "SELECT :last + row_number() OVER (ORDER BY version), id FROM events "
-                    "WHERE stream_id = :stream AND version > :after"
-                ),
-                {"last": last, "stream": stream_id, "after": expected_version},
-            )
-            positions = list(range(last + 1, last + 1 + len(rows)))
-        return [
-            RecordedEvent(
-                event_id=e.event_id,
-                stream_id=stream_id,
-                version=expected_version + i,
-                type=e.type,
-                schema_version=e.schema_version,
-                data=e.data,
-                meta=e.meta,
-                recorded_at=recorded_at,
-                position=pos,
-            )
-            for i, (e, pos) in enumerate(zip(new_events, positions, strict=True), start=1)
-        ]
+            for stream_id, expected, new_events in fresh:
+                conn.execute(
+                    text(
+                        "INSERT INTO event_positions (position, event_pk) "
+                        "SELECT :last + row_number() OVER (ORDER BY version), id FROM events "
+                        "WHERE stream_id = :stream AND version > :after"
+                    ),
+                    {"last": last, "stream": stream_id, "after": expected},
+                )
+                positions[stream_id] = list(range(last + 1, last + 1 + len(new_events)))
+                last += len(new_events)
+        by_stream: dict[str, list[RecordedEvent]] = {}
+        for stream_id, expected, new_events in todo:
+            if stream_id in replayed:
+                by_stream[stream_id] = self.read_stream(conn, stream_id, after_version=expected)[: len(new_events)]
+                continue
+            numbers = positions.get(stream_id) or [None] * len(new_events)
+            by_stream[stream_id] = [
+                RecordedEvent(
+                    event_id=e.event_id,
+                    stream_id=stream_id,
+                    version=expected + i,
+                    type=e.type,
+                    schema_version=e.schema_version,
+                    data=e.data,
+                    meta=e.meta,
+                    recorded_at=recorded_at,
+                    position=pos,
+                )
+                for i, (e, pos) in enumerate(zip(new_events, numbers, strict=True), start=1)
+            ]
+        return [by_stream.get(s, []) if evs else [] for s, _, evs in appends]
 
-    def _first_foreign_id(self, conn: Connection, stream_id: str, new_events: Sequence[NewEvent]) -> str:
+    def _first_foreign_id(self, conn: Connection, appends: Sequence[tuple[str, int, Sequence[NewEvent]]]) -> str:
         """The first of these event ids that is stored with other content than this append's."""
+        mine = {e.event_id: (stream_id, e) for stream_id, _, new_events in appends for e in new_events}
         stored = conn.execute(
-            select(events.c.event_id, events.c.stream_id, events.c.data).where(
-                events.c.event_id.in_([e.event_id for e in new_events])
-            )
+            select(events.c.event_id, events.c.stream_id, events.c.data).where(events.c.event_id.in_(list(mine)))
         ).all()
         by_id = {r.event_id: r for r in stored}
-        for e in new_events:
-            r = by_id.get(e.event_id)
+        for event_id, (stream_id, e) in mine.items():
+            r = by_id.get(event_id)
             if r is not None and (r.stream_id != stream_id or r.data != e.data):
-                return e.event_id
-        return next(e.event_id for e in new_events if e.event_id in by_id)
+                return event_id
+        return next(event_id for event_id in mine if event_id in by_id)
 
     def _is_replay(
         self, conn: Connection, stream_id: str, expected_version: int, new_events: Sequence[NewEvent]
@@ -265,6 +308,19 @@ class EventStore:
             .order_by(events.c.version)
         )
         return [_recorded(r) for r in conn.execute(stmt)]
+
+    def read_streams(self, conn: Connection, stream_ids: Sequence[str]) -> dict[str, list[RecordedEvent]]:
+        """Several whole streams in one query (each in version order; a stream with no events is absent)."""
+        stmt = (
+            select(*_columns, event_positions.c.position)
+            .outerjoin(event_positions, event_positions.c.event_pk == events.c.id)
+            .where(events.c.stream_id.in_(list(stream_ids)))
+            .order_by(events.c.stream_id, events.c.version)
+        )
+        found: dict[str, list[RecordedEvent]] = {}
+        for row in conn.execute(stmt):
+            found.setdefault(row.stream_id, []).append(_recorded(row))
+        return found
 
     def stream_version(self, conn: Connection, stream_id: str) -> int:
         """The stream's current version (0 if it has no events)."""

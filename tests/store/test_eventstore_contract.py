@@ -113,6 +113,44 @@ def test_events_round_trip_data_and_metadata(db: Database, store: EventStore) ->
     assert got.recorded_at.replace(tzinfo=None) == T0.replace(tzinfo=None)
 
 
+def test_append_many_writes_several_streams_at_once(db: Database, store: EventStore) -> None:
+    append(db, store, "a", 0, [ev(1)])
+    with db.transaction() as conn:
+        got = store.append_many(conn, [("a", 1, [ev(2), ev(3)]), ("b", 0, [ev(4)]), ("c", 0, [])], recorded_at=T0)
+    assert [[(e.stream_id, e.version, e.data["n"]) for e in batch] for batch in got] == [
+        [("a", 2, 2), ("a", 3, 3)],
+        [("b", 1, 4)],
+        [],
+    ]
+    with db.read() as conn:
+        streams = store.read_streams(conn, ["a", "b", "nobody"])
+    assert {k: [e.data["n"] for e in v] for k, v in streams.items()} == {"a": [1, 2, 3], "b": [4]}
+    assert [e.data["n"] for e in sequenced(db, store)] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("stale", [("a", 0), ("a", 2), ("b", 1)])
+def test_append_many_refuses_all_when_one_stream_moved(db: Database, store: EventStore, stale: tuple[str, int]) -> None:
+    append(db, store, "a", 0, [ev(1)])
+    appends = {"a": 1, "b": 0} | dict([stale])
+    with pytest.raises(ConcurrencyError), db.transaction() as conn:
+        store.append_many(conn, [(s, v, [ev(9)]) for s, v in appends.items()], recorded_at=T0)
+    with db.read() as conn:
+        assert {k: len(v) for k, v in store.read_streams(conn, ["a", "b"]).items()} == {"a": 1}
+    assert [e.position for e in sequenced(db, store)] == [1]
+
+
+def test_append_many_refuses_a_foreign_event_id_and_takes_each_stream_once(db: Database, store: EventStore) -> None:
+    first = ev(1)
+    append(db, store, "a", 0, [first])
+    clash = NewEvent(type="test.happened", data={"n": 2}, event_id=first.event_id)
+    with pytest.raises(DuplicateEventError), db.transaction() as conn:
+        store.append_many(conn, [("b", 0, [ev(5)]), ("c", 0, [clash])], recorded_at=T0)
+    with pytest.raises(ValueError), db.transaction() as conn:
+        store.append_many(conn, [("b", 0, [ev(5)]), ("b", 1, [ev(6)])], recorded_at=T0)
+    with db.read() as conn:
+        assert list(store.read_streams(conn, ["a", "b", "c"])) == ["a"]
+
+
 # --------------------------------------------------------------------------------------------- PostgreSQL
 
 
