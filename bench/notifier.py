@@ -55,7 +55,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from sqlalchemy import Text, cast, create_engine, func, select, text  # noqa: E402
 
 from services.bootstrap import Container, bootstrap  # noqa: E402
 from services.notifier.signing import webhook_headers  # noqa: E402
@@ -251,12 +251,48 @@ def issue_many(container: Container, platform_ids: list[str], count: int, prefix
     return count / (time.monotonic() - started)
 
 
-def delivered_count(container: Container, platform_ids: list[str] | None = None) -> int:
-    query = select(func.count()).select_from(deliveries).where(deliveries.c.state == "delivered")
+def delivered(container: Container, platform_ids: list[str] | None = None) -> tuple[int, float | None]:
+    """How many deliveries are recorded as delivered, and when the last was (on this process's monotonic clock)."""
+    query = select(func.count(), func.max(deliveries.c.delivered_at)).where(deliveries.c.state == "delivered")
     if platform_ids is not None:
         query = query.where(deliveries.c.platform_id.in_(platform_ids))
     with container.db.read() as conn:
-        return int(conn.execute(query).scalar_one())
+        count, last = conn.execute(query).one()
+    # delivered_at is the notifier's wall clock at recording; both clocks are the same machine's.
+    return int(count), None if last is None else last.timestamp() - (time.time() - time.monotonic())
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    """CPU time (user + system, in clock ticks) used so far by these processes and all their descendants."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        ticks[int(entry)] = int(fields[11]) + int(fields[12])
+    wanted = set(pids)
+    grew = True
+    while grew:
+        children = {pid for pid, parent in parents.items() if parent in wanted} - wanted
+        grew = bool(children)
+        wanted |= children
+    return sum(ticks.get(pid, 0) for pid in wanted)
+
+
+def backend_pids(container: Container) -> list[int]:
+    """The PostgreSQL server processes serving this bench database (the notifier's connections among them)."""
+    with container.db.read() as conn:
+        return list(
+            conn.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            ).scalars()
+        )
 
 
 # ---------------------------------------------------------------------------------------- notifier process
@@ -265,8 +301,10 @@ def delivered_count(container: Container, platform_ids: list[str] | None = None)
 PROFILE_DIR: list[Path] = []  # set by --py-spy: attach py-spy to every notifier process
 
 
-def start_notifier(db_url: str, label: str) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes] | None]:
-    """Start `takedown notifier` on `db_url`, and (with --py-spy) a profiler attached to it."""
+def start_notifier(
+    db_url: str, label: str, processes: int | None = None
+) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes] | None]:
+    """Start `takedown notifier [--processes N]` on `db_url`, and (with --py-spy) a profiler attached to it."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("TAKEDOWN_")},
         "TAKEDOWN_DATABASE_URL": db_url,
@@ -274,12 +312,14 @@ def start_notifier(db_url: str, label: str) -> tuple[subprocess.Popen[bytes], su
         "TAKEDOWN_EMBEDDED_WORKERS": "false",
         "TAKEDOWN_ENVIRONMENT": "test",
     }
-    proc = subprocess.Popen([str(TAKEDOWN), "notifier"], cwd=ROOT, env=env)
+    args = [str(TAKEDOWN), "notifier"] + ([] if processes is None else ["--processes", str(processes)])
+    # A session of its own, so that a kill reaches the supervisor's worker processes too.
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True)
     if not PROFILE_DIR:
         return proc, None
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     out = PROFILE_DIR[0] / f"{label}.txt"
-    cmd = [spy, "record", "--pid", str(proc.pid), "-f", "raw", "-r", "200", "-o", str(out)]
+    cmd = [spy, "record", "--gil", "--subprocesses", "--pid", str(proc.pid), "-f", "raw", "-r", "200", "-o", str(out)]
     return proc, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -292,12 +332,12 @@ def stop_notifier(proc: subprocess.Popen[bytes], spy: subprocess.Popen[bytes] | 
         try:
             proc.wait(grace)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
 
 
 def notifier_run(
-    dbs: Databases, receiver: ReceiverProcess, label: str, orders: int, blackhole: bool
+    dbs: Databases, receiver: ReceiverProcess, label: str, orders: int, blackhole: bool, processes: int | None = None
 ) -> dict[str, float]:
     """One throughput run; returns the rate of all deliveries and of the 19 platforms that are healthy in both."""
     url = dbs.fresh(label)
@@ -312,29 +352,40 @@ def notifier_run(
         issue_rate = issue_many(container, ids, orders, label)
         receiver.reset()
         healthy_total = sum(1 for n in range(orders) if n % PLATFORMS != PLATFORMS - 1)
-        proc, spy = start_notifier(url, label)
+        proc, spy = start_notifier(url, label, processes)
         try:
             deadline = time.monotonic() + 600
             target, watch = (healthy_total, healthy) if blackhole else (orders, None)
-            while delivered_count(container, watch) < target:
+            start: tuple[int, int, int] | None = None  # deliveries, notifier ticks, PostgreSQL ticks
+            count, last = 0, None
+            while count < target:
                 if proc.poll() is not None:
                     raise RuntimeError(f"notifier exited with {proc.returncode}")
                 if time.monotonic() > deadline:
                     raise RuntimeError("deliveries did not finish in 600 s")
-                time.sleep(0.02)
-            done = time.monotonic()
+                time.sleep(0.1)
+                count, last = delivered(container, watch)
+                if start is None and count:
+                    # CPU is counted from the first recorded delivery on: start-up (imports) is not delivery work.
+                    start = (count, cpu_ticks([proc.pid]), cpu_ticks(backend_pids(container)))
+            assert start is not None and last is not None
+            notifier_cpu = cpu_ticks([proc.pid]) - start[1]
+            postgres_cpu = cpu_ticks(backend_pids(container)) - start[2]
             stats = receiver.stats()
         finally:
             # With a black-holed platform the in-flight requests would hold a SIGTERM for the whole timeout.
             stop_notifier(proc, spy, grace=2.0 if blackhole else 20.0)
         first = min(s[1] for s in stats.values())
-        elapsed = done - first
+        elapsed = last - first
         counted = healthy_total if blackhole else orders
+        tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
         result = {
             "issue_per_s": issue_rate,
             "elapsed_s": elapsed,
             "deliveries_per_s": counted / elapsed,
             "healthy_per_s": healthy_total / elapsed,
+            "notifier_cpu_ms_per_delivery": notifier_cpu * tick_ms / (count - start[0]),
+            "postgres_cpu_ms_per_delivery": postgres_cpu * tick_ms / (count - start[0]),
         }
         if blackhole:
             result["blackholed_requests"] = sum(s[0] for p, s in stats.items() if p.startswith("/hole"))
@@ -412,10 +463,10 @@ def sample_request(dbs: Databases, receiver: ReceiverProcess) -> tuple[bytes, di
         [(platform_id, secret)] = register(container, [receiver.url("/p0")])
         container.orders.issue(ISSUER, order_body(platform_id, "SAMPLE-1"), None)
         with container.db.read() as conn:
-            row = conn.execute(select(deliveries)).one()
+            row = conn.execute(select(deliveries.c.id, cast(deliveries.c.payload, Text).label("body"))).one()
     finally:
         container.close()
-    body = json.dumps(row.payload, separators=(",", ":")).encode()
+    body = row.body.encode()  # as the notifier sends it: the payload's stored text
     return body, dict(webhook_headers([secret], row.id, int(time.time()), body))
 
 

@@ -55,6 +55,8 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
             timeout_s=settings.webhook_timeout_s,
             lease_margin_s=settings.webhook_lease_margin_s,
             allow_list=tuple(settings.webhook_allow_list),
+            total=settings.webhook_concurrency,
+            per_platform=settings.webhook_per_platform,
         ),
     )
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import os
 import signal
+import subprocess
+import sys
 import threading
 from typing import Annotated, Any
 
@@ -143,9 +147,26 @@ def sequencer() -> None:
 
 
 @cli.command()
-def notifier() -> None:
+def notifier(
+    processes: Annotated[
+        int | None, typer.Option(help="worker processes (default TAKEDOWN_NOTIFIER_PROCESSES; 0: one per CPU)")
+    ] = None,
+) -> None:
     """The notifier alone: delivers webhooks from the outbox (safe to run in many copies on PostgreSQL)."""
-    container = _container()
+    settings = Settings()
+    count = settings.notifier_processes if processes is None else processes
+    count = count or os.cpu_count() or 1
+    if count > 1 and settings.database_url.startswith("sqlite"):
+        typer.echo("SQLite: one notifier process (several need PostgreSQL's row locks)", err=True)
+        count = 1
+    if count == 1:
+        _notifier_process(settings)
+        return
+    raise typer.Exit(_supervise(settings, count))
+
+
+def _notifier_process(settings: Settings) -> None:
+    container = bootstrap(settings)
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -158,6 +179,45 @@ def notifier() -> None:
     container.close()
 
 
+def _die_with_parent() -> None:
+    """In a child, before exec: ask Linux to SIGTERM it when its parent dies, so a killed supervisor leaves none."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+def _supervise(settings: Settings, count: int) -> int:
+    """Run `count` single notifier processes sharing the limits; stop them all when one stops or on a signal.
+
+    Processes rather than threads because one Python process is bound to one CPU by its interpreter lock, and
+    the notifier is CPU-bound (HTTP client and recording) well before the network is.
+    """
+    env = {
+        **os.environ,
+        "TAKEDOWN_NOTIFIER_PROCESSES": "1",
+        # The configured limits are the whole notifier's: each process gets its share, rounded up.
+        "TAKEDOWN_WEBHOOK_CONCURRENCY": str(-(-settings.webhook_concurrency // count)),
+        "TAKEDOWN_WEBHOOK_PER_PLATFORM": str(-(-settings.webhook_per_platform // count)),
+    }
+    children = [
+        subprocess.Popen([sys.executable, "-m", "services.cli", "notifier"], env=env, preexec_fn=_die_with_parent)
+        for _ in range(count)
+    ]
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    while not stopping.is_set() and all(c.poll() is None for c in children):
+        stopping.wait(0.2)
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    codes = [child.wait() for child in children]
+    return 0 if stopping.is_set() else next((c for c in codes if c), 1)
+
+
 def main() -> None:
     """Entry point of the `takedown` command."""
     cli()
+
+
+if __name__ == "__main__":
+    main()

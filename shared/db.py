@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,9 +30,15 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def compact_json(value: Any) -> str:
+    """How JSON columns are stored: compact UTF-8, so a stored webhook payload is sent as it is."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout and write transactions that take the lock up front."""
     url = normalise_url(url)
+    kwargs.setdefault("json_serializer", compact_json)
     if make_url(url).get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
 

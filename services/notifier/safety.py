@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from collections.abc import Callable, Sequence
@@ -22,13 +23,14 @@ def resolve_host(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
-def names_an_address(url: str) -> bool:
-    """Whether the URL's host is an IP address literal (so checking it needs no DNS lookup)."""
+@functools.lru_cache(maxsize=4096)
+def vetted_literal(url: str, allow_list: tuple[str, ...]) -> tuple[str | None, str] | None:
+    """`vetted_address` for a URL whose host is an IP address (no lookup, so the answer is cached); None for a name."""
     try:
         ipaddress.ip_address(httpx.URL(url).host)
     except (httpx.InvalidURL, ValueError):
-        return False
-    return True
+        return None
+    return vetted_address(url, allow_list, resolver=lambda host, port: [host])
 
 
 def parse_allow_list(allow_list: Sequence[str]) -> list[IPNetwork]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +40,16 @@ def _error_kind(exc: httpx.RequestError) -> ErrorKind:
     return "transport"
 
 
+@functools.lru_cache(maxsize=4096)
+def _target(url: str, connect_to: str | None) -> tuple[httpx.URL, str | None, tuple[tuple[str, str], ...]]:
+    """The URL to request, the Host header to send and the TLS extensions, parsed once per (URL, address)."""
+    target = httpx.URL(url)
+    if connect_to is None:
+        return target, None, ()
+    sni = (("sni_hostname", target.host),) if target.scheme == "https" else ()
+    return target.copy_with(host=connect_to), target.netloc.decode("ascii"), sni
+
+
 async def send(
     client: httpx.AsyncClient,
     url: str,
@@ -52,15 +63,10 @@ async def send(
     With `connect_to` (an IP address that was checked), the connection goes to that address while the Host
     header and TLS server name stay the URL's: a DNS answer that changes after the check cannot redirect it.
     """
+    target, host_header, extensions = _target(url, connect_to)
     headers = dict(headers)
-    extensions: dict[str, str] = {}
-    if connect_to is not None:
-        target = httpx.URL(url)
-        host = target.host
-        headers.setdefault("host", target.netloc.decode("ascii"))
-        if target.scheme == "https":
-            extensions["sni_hostname"] = host
-        url = str(target.copy_with(host=connect_to))
+    if host_header is not None:
+        headers.setdefault("host", host_header)
     status_code: int | None = None
     retry_after: str | None = None
     error_kind: ErrorKind | None = None
@@ -73,10 +79,10 @@ async def send(
             asyncio.timeout(timeout),
             client.stream(
                 "POST",
-                url,
+                target,
                 headers=headers,
                 content=body,
-                extensions=extensions,
+                extensions=dict(extensions),
                 timeout=httpx.Timeout(timeout),
                 follow_redirects=False,
             ) as response,

@@ -10,7 +10,6 @@ worker does not claim work for a platform whose slots are full.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import random
@@ -25,11 +24,11 @@ from typing import Any
 import httpx
 from prometheus_client import Counter as MetricCounter
 from prometheus_client import Histogram
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Text, cast, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.notifier.policy import DEFAULT_POLICY, RetryPolicy, classify, parse_retry_after
-from services.notifier.safety import Resolver, names_an_address, resolve_host, vetted_address
+from services.notifier.safety import Resolver, resolve_host, vetted_address, vetted_literal
 from services.notifier.sender import AttemptResult, send
 from services.notifier.signing import webhook_headers
 from services.notifier.tables import deliveries, delivery_attempts
@@ -37,8 +36,9 @@ from services.orders.domain import Command, DomainError, Escalate, RecordDeliver
 from services.orders.service import OrderService
 from services.registry import service as registry
 from services.registry.tables import platforms
+from shared.bulk import bulk_insert, bulk_update
 from shared.clock import Clock
-from shared.db import Database, UtcDateTime
+from shared.db import Database
 from shared.eventstore import ConcurrencyError
 
 log = logging.getLogger("takedown.notifier")
@@ -64,7 +64,7 @@ class Job:
     order_id: str
     platform_id: str
     webhook_type: str
-    payload: dict[str, Any]
+    body: bytes  # the payload exactly as stored: what is signed and sent
     attempt: int
     retry_base: int
     # The platform's row, read in the claim's transaction (None: read it at attempt time).
@@ -211,7 +211,7 @@ class Notifier:
                     deliveries.c.order_id,
                     deliveries.c.platform_id,
                     deliveries.c.webhook_type,
-                    deliveries.c.payload,
+                    cast(deliveries.c.payload, Text).label("body"),
                     deliveries.c.attempts,
                     deliveries.c.retry_base,
                 )
@@ -231,7 +231,7 @@ class Notifier:
                 r.order_id,
                 r.platform_id,
                 r.webhook_type,
-                r.payload,
+                r.body.encode(),
                 r.attempts + 1,
                 r.retry_base,
                 found.get(r.platform_id),
@@ -268,9 +268,9 @@ class Notifier:
                 reason = "no webhook endpoint" if platform is None or not platform.webhook_url else "endpoint disabled"
                 await asyncio.to_thread(self._cancel, job, f"{reason}: the order waits in the platform's inbox")
                 return
-            if names_an_address(platform.webhook_url):
-                # Nothing to look up: check it here rather than pay for a thread hop per attempt.
-                address, why = vetted_address(platform.webhook_url, self.config.allow_list, resolver=self.resolver)
+            literal = vetted_literal(platform.webhook_url, self.config.allow_list)
+            if literal is not None:
+                address, why = literal  # an IP address: nothing to look up, the answer never changes
             else:
                 try:
                     # A slow resolver must not outlive the lease (the attempt would then be sent twice).
@@ -284,11 +284,10 @@ class Notifier:
             if address is None:
                 result = AttemptResult(None, "refused_destination", 0, why, None)  # type: ignore[arg-type]
             else:
-                body = json.dumps(job.payload, separators=(",", ":")).encode()
                 secrets = registry.signing_secrets(platform, now)
-                headers = webhook_headers(secrets, job.id, int(now.timestamp()), body)
+                headers = webhook_headers(secrets, job.id, int(now.timestamp()), job.body)
                 # Connect to the address just checked, so a second DNS answer cannot point the request elsewhere.
-                result = await send(client, platform.webhook_url, headers, body, self.config.timeout_s, address)
+                result = await send(client, platform.webhook_url, headers, job.body, self.config.timeout_s, address)
             await self._recorded(job, result, now)
         except Exception:
             log.exception("delivery %s attempt %s failed unexpectedly", job.id, job.attempt)
@@ -395,12 +394,14 @@ class Notifier:
     def _write_once(self, plans: list[_Plan], now: datetime) -> list[_Plan]:
         """One transaction: the deliveries, the attempt rows, the orders' facts. Returns the plans written."""
         with self.db.transaction() as conn:
-            owned = set(
-                conn.execute(
-                    select(deliveries.c.id)
-                    .where(deliveries.c.id.in_([p.job.id for p in plans]), deliveries.c.lease_owner == self.worker_id)
-                    .with_for_update()
-                ).scalars()
+            # Settled only where this worker still holds the lease: another may own the delivery by now.
+            owned = bulk_update(
+                conn,
+                deliveries,
+                "id",
+                [p.delivery_row() for p in plans],
+                match={"lease_owner": self.worker_id},
+                keep_if_null=("next_attempt_at", "delivered_at"),
             )
             mine = [p for p in plans if p.job.id in owned]
             for plan in plans:
@@ -408,8 +409,7 @@ class Notifier:
                     log.warning("lease on %s lost before attempt %s was recorded", plan.job.id, plan.job.attempt)
             if not mine:
                 return []
-            conn.execute(_SETTLE, [p.delivery_row() for p in mine])
-            conn.execute(delivery_attempts.insert(), [p.attempt_row(self.worker_id) for p in mine])
+            bulk_insert(conn, delivery_attempts, [p.attempt_row(self.worker_id) for p in mine])
             commands = [(p.job.order_id, c, self._meta(p.job)) for p in mine for c in self._order_commands(p)]
             for (order_id, command, _), outcome in zip(commands, self.orders.record_many(conn, commands), strict=True):
                 if isinstance(outcome, DomainError):
@@ -464,12 +464,14 @@ class _Plan:
 
     def delivery_row(self) -> dict[str, Any]:
         return {
-            "key": self.job.id,
+            "id": self.job.id,
             "state": self.state,
             "attempts": self.job.attempt,
             "last_error": self.last_error,
-            "next_at": self.next_attempt_at,
-            "delivered": self.delivered_at,
+            "next_attempt_at": self.next_attempt_at,
+            "delivered_at": self.delivered_at,
+            "lease_owner": None,
+            "lease_expires_at": None,
         }
 
     def attempt_row(self, worker: str) -> dict[str, Any]:
@@ -484,19 +486,3 @@ class _Plan:
             "error_kind": r.error_kind,
             "response_excerpt": (r.response_excerpt or "")[:EXCERPT_CHARS],
         }
-
-
-# Settles a delivery after an attempt (and releases its lease); one statement run as an executemany.
-_SETTLE = (
-    update(deliveries)
-    .where(deliveries.c.id == bindparam("key"))
-    .values(
-        state=bindparam("state"),
-        attempts=bindparam("attempts"),
-        last_error=bindparam("last_error"),
-        next_attempt_at=func.coalesce(bindparam("next_at", type_=UtcDateTime), deliveries.c.next_attempt_at),
-        delivered_at=func.coalesce(bindparam("delivered", type_=UtcDateTime), deliveries.c.delivered_at),
-        lease_owner=None,
-        lease_expires_at=None,
-    )
-)

@@ -15,12 +15,12 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
-    bindparam,
     select,
 )
 
 from services.orders.domain import OrderState
 from services.orders.sla import SlaPolicy, deadline
+from shared.bulk import bulk_update
 from shared.db import UtcDateTime, metadata
 from shared.events import dump_event
 
@@ -113,9 +113,7 @@ def save(
                 **_row(state, document, policy),
             )
         )
-    updates = [{"key": state.order_id, **_row(state, document, policy)} for state, document, new in changed if not new]
-    if updates:
-        conn.execute(_UPDATE, updates)
+    bulk_update(conn, orders, "id", [{"id": s.order_id, **_row(s, doc, policy)} for s, doc, new in changed if not new])
 
 
 def _row(state: OrderState, document: dict[str, Any], policy: SlaPolicy) -> dict[str, Any]:
@@ -128,19 +126,6 @@ def _row(state: OrderState, document: dict[str, Any], policy: SlaPolicy) -> dict
         "version": state.version,
         "document": document,
     }
-
-
-# One statement for every update, run as an executemany (psycopg pipelines it).
-_UPDATE = (
-    orders.update()
-    .where(orders.c.id == bindparam("key"))
-    .values(
-        {
-            c: bindparam(c)
-            for c in ("status", "notified_at", "deadline", "closed_at", "withdrawn_at", "version", "document")
-        }
-    )
-)
 
 
 def get_row(conn: Connection, order_id: str) -> Any:

@@ -11,18 +11,16 @@ On SQLite, writers are serialised by the database lock, so `append` numbers its 
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BindParameter, Connection, TextClause, bindparam, func, select, text
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.types import TypeEngine
 
-from shared.db import UtcDateTime
+from shared.bulk import bulk_insert
 from shared.events import Event, dump_event
 from shared.eventstore.tables import event_positions, events
 from shared.ids import new_id
@@ -112,24 +110,6 @@ _READ_ALL_POSTGRES = """
 """
 
 
-_INSERT_CHUNK = 500  # rows per INSERT: far below both databases' bound-parameter limits
-_INSERT_COLUMNS = ("event_id", "stream_id", "version", "type", "schema_version", "data", "meta", "recorded_at")
-
-
-@functools.cache
-def _insert_statement(count: int) -> TextClause:
-    """`INSERT ... VALUES (...) x count ON CONFLICT (event_id) DO NOTHING`, typed, built once per size.
-
-    Hand-built so that it is one cacheable statement (SQLAlchemy cannot cache a multi-VALUES insert) whose
-    row count survives (preserve_rowcount).
-    """
-    rows = ", ".join("(" + ", ".join(f":{c}{n}" for c in _INSERT_COLUMNS) + ")" for n in range(count))
-    sql = f"INSERT INTO events ({', '.join(_INSERT_COLUMNS)}) VALUES {rows} ON CONFLICT (event_id) DO NOTHING"
-    types: dict[str, TypeEngine[Any]] = {"data": JSON(), "meta": JSON(), "recorded_at": UtcDateTime()}
-    binds: list[BindParameter[Any]] = [bindparam(f"{c}{n}", type_=types[c]) for n in range(count) for c in types]
-    return text(sql).bindparams(*binds).execution_options(preserve_rowcount=True)
-
-
 def _recorded(row: Any) -> RecordedEvent:
     return RecordedEvent(
         event_id=row.event_id,
@@ -212,16 +192,12 @@ class EventStore:
             for stream_id, expected, new_events in fresh
             for i, e in enumerate(new_events, start=1)
         ]
-        inserted = 0
-        for start in range(0, len(rows), _INSERT_CHUNK):
-            part = rows[start : start + _INSERT_CHUNK]
-            params = {f"{key}{n}": value for n, row in enumerate(part) for key, value in row.items()}
-            try:
-                # One multi-row statement, no RETURNING: the row count tells a replay from a fresh append.
-                inserted += conn.execute(_insert_statement(len(part)), params).rowcount
-            except IntegrityError as exc:
-                stream_id, expected, _ = fresh[0]
-                raise ConcurrencyError(stream_id, expected) from exc
+        try:
+            # One statement, whatever the number of events; the count inserted tells a replay from a fresh append.
+            inserted = bulk_insert(conn, events, rows, skip_conflicts_on="event_id")
+        except IntegrityError as exc:
+            stream_id, expected, _ = fresh[0]
+            raise ConcurrencyError(stream_id, expected) from exc
         if inserted != len(rows):
             # Some event ids were stored already: a replay only if none was new and all are stored exactly so.
             foreign = [t for t in fresh if inserted or not self._is_replay(conn, *t)]

@@ -56,6 +56,7 @@ class NotifierProcess:
             "TAKEDOWN_WEBHOOK_ALLOW_LIST": '["127.0.0.1"]',
             "TAKEDOWN_EMBEDDED_WORKERS": "false",
             "TAKEDOWN_ENVIRONMENT": "test",
+            "TAKEDOWN_NOTIFIER_PROCESSES": "1",
             "PYTHONUNBUFFERED": "1",
             **env,
         }
