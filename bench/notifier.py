@@ -8,20 +8,23 @@ empty body at once, never answers paths under /hole (a black-holed platform), an
 system-wide monotonic clock so other processes can compare times with it.
 
 1. Throughput, healthy: 20 platforms, N orders issued round-robin through the OrderService (before the notifier
-   starts), then one `takedown notifier` process (the real CLI, default limits: 4 per platform, 64 in all) delivers
-   them. Rate = N / (last delivery recorded in the database - first request at the receiver), so process start-up
-   is not counted and every counted delivery is recorded (attempt row, order.delivered event).
+   starts), then `takedown notifier` (the real CLI with its defaults: one process per CPU, sharing 64 requests in
+   flight and 4 per platform) delivers them; then the same with `--processes 1` (the same limits in one process).
+   Rate = N / (the last delivery's recording time, from the database - the first request at the receiver), so
+   start-up is not counted and every counted delivery is recorded (attempt row, order.delivered event, order view).
+   CPU per delivery: the notifier's processes and the PostgreSQL backends serving the bench database, from /proc,
+   counted from the first recorded delivery to the last.
 2. Throughput, one platform black-holed: the same with platform 20's URL never answering (default 15 s timeout).
    Healthy rate = deliveries of the 19 healthy platforms / time until all of them are recorded, compared with the
-   same 19 platforms in run 1 (their deliveries over run 1's duration). Runs 1 and 2 alternate for --rounds rounds
-   (each on a fresh database) and are averaged, because this machine's load drifts.
+   same 19 platforms in run 1 (their deliveries over run 1's duration). The runs repeat for --rounds rounds (each
+   on a fresh database) and are averaged, because this machine's load drifts.
 3. Baseline: a bare httpx loop in its own OS process, 64 concurrent requests (the notifier's total concurrency),
    POSTing the same body and header set to the same 20 receiver paths, N requests, in two arrangements: one
    AsyncClient with a 64-connection pool (what the notifier has today), and one AsyncClient per platform with 4
    connections each. httpcore scans its whole pool on every request, so the first is several times slower than the
    second; the baseline is the faster of the two (the ratio against the other is printed too). Bare runs happen
    in every round and once more at the end, and are averaged. Both sides use the same generator (httpx), as
-   shared/docs/benchmarks.md asks.
+   shared/docs/benchmarks.md asks. The bare loop's CPU per request is printed beside the notifier's.
 4. Latency: an in-process container with the embedded notifier loop and the sequencer running (as `takedown run`
    does) and the in-process wake signal; orders are issued one at a time through the OrderService, each measured
    from the call to `issue()` until the receiver has the request (monotonic clock, shared by the processes).
@@ -73,6 +76,7 @@ PREFIX = "bench_notifier_"
 PLATFORMS = 20
 CONCURRENCY = 64  # NotifierConfig.total: the notifier's in-flight cap and connection pool
 PER_PLATFORM = 4  # NotifierConfig.per_platform
+NOTIFIER_PROCESSES = os.cpu_count() or 1  # `takedown notifier`'s default: one per CPU, sharing the limits above
 ISSUE_THREADS = 4
 LATENCY_SAMPLES = 200
 TAKEDOWN = Path(sys.executable).parent / "takedown"
@@ -406,7 +410,7 @@ def bare_main(
     URL with PER_PLATFORM connections each: the same concurrency, arranged so httpcore's pool stays small.
     """
 
-    async def run() -> float:
+    async def run() -> tuple[float, float]:
         clients: list[httpx.AsyncClient]
         if per_platform:
             limits = httpx.Limits(max_connections=PER_PLATFORM, max_keepalive_connections=PER_PLATFORM)
@@ -429,20 +433,24 @@ def bare_main(
         try:
             # Warm the pools (connections made) outside the timed window.
             await asyncio.gather(*(post(n) for n in range(CONCURRENCY)))
-            started = time.monotonic()
+            started, cpu = time.monotonic(), time.process_time()
             await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-            elapsed = time.monotonic() - started
+            elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
         finally:
             for client in set(clients):
                 await client.aclose()
         if failures:
             raise RuntimeError(f"{failures} bare requests failed")
-        return elapsed
+        return elapsed, cpu
 
-    out.send(count / asyncio.run(run()))
+    elapsed, cpu = asyncio.run(run())
+    out.send((count / elapsed, 1000 * cpu / count))
 
 
-def bare_run(receiver: ReceiverProcess, body: bytes, headers: dict[str, str], count: int, per_platform: bool) -> float:
+def bare_run(
+    receiver: ReceiverProcess, body: bytes, headers: dict[str, str], count: int, per_platform: bool
+) -> tuple[float, float]:
+    """Run the bare loop in a process of its own; returns (requests/s, CPU ms per request)."""
     ctx = mp.get_context("spawn")
     result_in, result_out = ctx.Pipe(duplex=False)
     urls = [receiver.url(f"/p{n}") for n in range(PLATFORMS)]
@@ -451,9 +459,9 @@ def bare_run(receiver: ReceiverProcess, body: bytes, headers: dict[str, str], co
     if not result_in.poll(600):
         proc.kill()
         raise RuntimeError("bare loop did not finish")
-    rate: float = result_in.recv()
+    rate, cpu_ms = result_in.recv()
     proc.join(10)
-    return rate
+    return rate, cpu_ms
 
 
 def sample_request(dbs: Databases, receiver: ReceiverProcess) -> tuple[bytes, dict[str, str]]:
@@ -506,9 +514,9 @@ def latency_run(dbs: Databases, receiver: ReceiverProcess, samples: int) -> tupl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--orders", type=int, default=2000, help="orders per throughput run (default 2000)")
+    parser.add_argument("--orders", type=int, default=4000, help="orders per throughput run (default 4000)")
     parser.add_argument("--latency-samples", type=int, default=LATENCY_SAMPLES)
-    parser.add_argument("--rounds", type=int, default=2, help="healthy/black-hole run pairs, averaged (default 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of runs, averaged (default 3)")
     parser.add_argument(
         "--py-spy",
         metavar="DIR",
@@ -529,49 +537,62 @@ def main() -> None:
     try:
         say(f"receiver: asyncio keep-alive HTTP/1.1 server in its own process on port {receiver.port}")
         body, headers = sample_request(dbs, receiver)
-        bare: dict[str, list[float]] = {"single": [], "per_platform": []}
+        bare: dict[str, list[tuple[float, float]]] = {"single": [], "per_platform": []}
 
         def bare_pair(when: str) -> None:
             for kind in bare:
-                rate = bare_run(receiver, body, headers, orders, per_platform=kind == "per_platform")
-                bare[kind].append(rate)
+                rate, cpu_ms = bare_run(receiver, body, headers, orders, per_platform=kind == "per_platform")
+                bare[kind].append((rate, cpu_ms))
                 arrangement = (
                     f"one AsyncClient, pool of {CONCURRENCY}"
                     if kind == "single"
                     else f"one AsyncClient per platform, pool of {PER_PLATFORM} each"
                 )
-                say(f"bare httpx loop, {CONCURRENCY} concurrent, {arrangement}, {when}: {rate:.0f} requests/s")
+                say(
+                    f"bare httpx loop, {CONCURRENCY} concurrent, {arrangement}, {when}: {rate:.0f} requests/s "
+                    f"({cpu_ms:.2f} ms CPU per request)"
+                )
 
-        runs: dict[str, list[dict[str, float]]] = {"healthy": [], "blackhole": []}
+        def report(what: str, run: dict[str, float]) -> None:
+            say(
+                f"{what}: {run['deliveries_per_s']:.0f} deliveries/s ({run['elapsed_s']:.2f} s; CPU per delivery: "
+                f"notifier {run['notifier_cpu_ms_per_delivery']:.2f} ms, PostgreSQL "
+                f"{run['postgres_cpu_ms_per_delivery']:.2f} ms; issued beforehand at {run['issue_per_s']:.0f}/s)"
+            )
+
+        runs: dict[str, list[dict[str, float]]] = {"healthy": [], "one_process": [], "blackhole": []}
         for rnd in range(1, args.rounds + 1):
             bare_pair(f"round {rnd}")
             healthy = notifier_run(dbs, receiver, f"healthy{rnd}", orders, blackhole=False)
             runs["healthy"].append(healthy)
-            say(
-                f"notifier, 20 healthy platforms, round {rnd}: {healthy['deliveries_per_s']:.0f} deliveries/s "
-                f"({orders} in {healthy['elapsed_s']:.2f} s; the orders were issued beforehand at "
-                f"{healthy['issue_per_s']:.0f}/s)"
-            )
+            report(f"notifier ({NOTIFIER_PROCESSES} processes), 20 healthy platforms, round {rnd}", healthy)
+            one = notifier_run(dbs, receiver, f"one{rnd}", orders, blackhole=False, processes=1)
+            runs["one_process"].append(one)
+            report(f"notifier (1 process), 20 healthy platforms, round {rnd}", one)
             holed = notifier_run(dbs, receiver, f"blackhole{rnd}", orders, blackhole=True)
             runs["blackhole"].append(holed)
             say(
-                f"notifier, 19 healthy + 1 black-holed, round {rnd}: healthy platforms "
-                f"{holed['healthy_per_s']:.0f} deliveries/s ({holed['blackholed_requests']:.0f} requests stuck in "
-                f"the black hole) vs {healthy['healthy_per_s']:.0f}/s for the same 19 in the healthy run"
+                f"notifier ({NOTIFIER_PROCESSES} processes), 19 healthy + 1 black-holed, round {rnd}: healthy "
+                f"platforms {holed['healthy_per_s']:.0f} deliveries/s ({holed['blackholed_requests']:.0f} requests "
+                f"stuck in the black hole) vs {healthy['healthy_per_s']:.0f}/s for the same 19 in the healthy run"
             )
         bare_pair("after")
         healthy = {k: statistics.mean(r[k] for r in runs["healthy"]) for k in runs["healthy"][0]}
+        one = {k: statistics.mean(r[k] for r in runs["one_process"]) for k in runs["one_process"][0]}
         holed = {k: statistics.mean(r[k] for r in runs["blackhole"]) for k in runs["blackhole"][0]}
-        single = statistics.mean(bare["single"])
-        per_platform = statistics.mean(bare["per_platform"])
+        single = statistics.mean(r for r, _ in bare["single"])
+        per_platform = statistics.mean(r for r, _ in bare["per_platform"])
         baseline = max(single, per_platform)
+        baseline_cpu = statistics.mean(c for _, c in bare["per_platform" if baseline == per_platform else "single"])
         say(
-            f"means over the rounds: notifier {healthy['deliveries_per_s']:.0f} deliveries/s; healthy platforms "
+            f"means over the rounds: notifier {healthy['deliveries_per_s']:.0f} deliveries/s with "
+            f"{NOTIFIER_PROCESSES} processes, {one['deliveries_per_s']:.0f}/s with 1; healthy platforms "
             f"{holed['healthy_per_s']:.0f}/s with the black hole vs {healthy['healthy_per_s']:.0f}/s without"
         )
         say(
-            f"baseline = the faster bare arrangement (mean of its runs): {baseline:.0f} requests/s "
-            f"(single client {single:.0f}/s, per-platform clients {per_platform:.0f}/s)"
+            f"baseline = the faster bare arrangement (mean of its runs): {baseline:.0f} requests/s, "
+            f"{baseline_cpu:.2f} ms CPU per request (single client {single:.0f}/s, per-platform clients "
+            f"{per_platform:.0f}/s)"
         )
         latencies, issue_ms = latency_run(dbs, receiver, args.latency_samples)
         median = statistics.median(latencies)
@@ -583,10 +604,16 @@ def main() -> None:
         )
         figures = {
             "deliveries_per_s": round(healthy["deliveries_per_s"], 1),
+            "notifier_processes": NOTIFIER_PROCESSES,
             "baseline_per_s": round(baseline, 1),
+            "ratio_vs_bare": round(healthy["deliveries_per_s"] / baseline, 3),
+            "deliveries_per_s_one_process": round(one["deliveries_per_s"], 1),
+            "ratio_one_process_vs_bare": round(one["deliveries_per_s"] / baseline, 3),
+            "notifier_cpu_ms_per_delivery": round(healthy["notifier_cpu_ms_per_delivery"], 3),
+            "postgres_cpu_ms_per_delivery": round(healthy["postgres_cpu_ms_per_delivery"], 3),
+            "bare_cpu_ms_per_request": round(baseline_cpu, 3),
             "bare_single_client_per_s": round(single, 1),
             "bare_per_platform_clients_per_s": round(per_platform, 1),
-            "ratio_vs_bare": round(healthy["deliveries_per_s"] / baseline, 3),
             "ratio_vs_bare_single_client": round(healthy["deliveries_per_s"] / single, 3),
             "healthy_per_s_all_healthy": round(healthy["healthy_per_s"], 1),
             "healthy_per_s_with_blackhole": round(holed["healthy_per_s"], 1),
@@ -596,7 +623,8 @@ def main() -> None:
             "median_issue_call_ms": round(statistics.median(issue_ms), 2),
         }
         say(
-            f"ratio vs bare: {figures['ratio_vs_bare']:.2f} (vs the single-client loop: "
+            f"ratio vs bare: {figures['ratio_vs_bare']:.2f} with {NOTIFIER_PROCESSES} notifier processes, "
+            f"{figures['ratio_one_process_vs_bare']:.2f} with 1 (vs the single-client loop: "
             f"{figures['ratio_vs_bare_single_client']:.2f}); healthy share with a black hole: "
             f"{figures['healthy_rate_share_with_blackhole']:.2f}"
         )

@@ -10,6 +10,7 @@ worker does not claim work for a platform whose slots are full.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -137,6 +138,9 @@ class Notifier:
                 client = clients[platform_id] = httpx.AsyncClient(trust_env=False, limits=limits)
             return client
 
+        # A stop wakes the loop like new work does, so that the wait below has one event to wait for.
+        stopper = asyncio.create_task(stop.wait())
+        stopper.add_done_callback(lambda _: self._wake.set() if self._wake else None)
         try:
             while not stop.is_set():
                 self._wake.clear()
@@ -154,15 +158,13 @@ class Notifier:
                         self._inflight.add(task)
                         task.add_done_callback(self._done(job.platform_id))
                 if claimed == 0 or len(self._inflight) >= self.config.total:
-                    waiters = [asyncio.create_task(self._wake.wait()), asyncio.create_task(stop.wait())]
-                    await asyncio.wait(
-                        waiters, timeout=self.config.poll_interval_s, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    for w in waiters:
-                        w.cancel()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.config.poll_interval_s):
+                            await self._wake.wait()
             if self._inflight:
                 await asyncio.wait(self._inflight, timeout=self.config.timeout_s + 1)
         finally:
+            stopper.cancel()
             for client in clients.values():
                 await client.aclose()
 
