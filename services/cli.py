@@ -149,16 +149,19 @@ def sequencer() -> None:
 @cli.command()
 def notifier(
     processes: Annotated[
-        int | None, typer.Option(help="worker processes (default TAKEDOWN_NOTIFIER_PROCESSES; 0: one per CPU)")
+        int | None,
+        typer.Option(min=0, help="worker processes (default TAKEDOWN_NOTIFIER_PROCESSES; 0: one per CPU)"),
     ] = None,
 ) -> None:
     """The notifier alone: delivers webhooks from the outbox (safe to run in many copies on PostgreSQL)."""
     settings = Settings()
     count = settings.notifier_processes if processes is None else processes
-    count = count or os.cpu_count() or 1
+    count = count or len(os.sched_getaffinity(0))  # the CPUs this process may run on, not all the host's
     if count > 1 and settings.database_url.startswith("sqlite"):
         typer.echo("SQLite: one notifier process (several need PostgreSQL's row locks)", err=True)
         count = 1
+    # Each process needs at least one request of each limit, so that the limits hold for all of them together.
+    count = min(count, settings.webhook_per_platform, settings.webhook_concurrency)
     if count == 1:
         _notifier_process(settings)
         return
@@ -191,16 +194,23 @@ def _supervise(settings: Settings, count: int) -> int:
     Processes rather than threads because one Python process is bound to one CPU by its interpreter lock, and
     the notifier is CPU-bound (HTTP client and recording) well before the network is.
     """
-    env = {
-        **os.environ,
-        "TAKEDOWN_NOTIFIER_PROCESSES": "1",
-        # The configured limits are the whole notifier's: each process gets its share, rounded up.
-        "TAKEDOWN_WEBHOOK_CONCURRENCY": str(-(-settings.webhook_concurrency // count)),
-        "TAKEDOWN_WEBHOOK_PER_PLATFORM": str(-(-settings.webhook_per_platform // count)),
-    }
+
+    def share(limit: int, n: int) -> str:
+        # The configured limits are the whole notifier's: split exactly, the remainder to the first processes.
+        return str(limit // count + (1 if n < limit % count else 0))
+
     children = [
-        subprocess.Popen([sys.executable, "-m", "services.cli", "notifier"], env=env, preexec_fn=_die_with_parent)
-        for _ in range(count)
+        subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "notifier"],
+            env={
+                **os.environ,
+                "TAKEDOWN_NOTIFIER_PROCESSES": "1",
+                "TAKEDOWN_WEBHOOK_CONCURRENCY": share(settings.webhook_concurrency, n),
+                "TAKEDOWN_WEBHOOK_PER_PLATFORM": share(settings.webhook_per_platform, n),
+            },
+            preexec_fn=_die_with_parent,
+        )
+        for n in range(count)
     ]
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -210,8 +220,20 @@ def _supervise(settings: Settings, count: int) -> int:
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
-    codes = [child.wait() for child in children]
-    return 0 if stopping.is_set() else next((c for c in codes if c), 1)
+    codes = []
+    for child in children:
+        try:
+            # In-flight attempts get their full timeout to finish; a child that hangs beyond it is killed.
+            codes.append(child.wait(settings.webhook_timeout_s + 10))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            codes.append(child.wait())
+    # A child stopped by our SIGTERM before it set its handler stopped cleanly too; killed by signal N: 128 + N.
+    clean = {0, -signal.SIGTERM} if stopping.is_set() else {0}
+    failed = [128 - c if c < 0 else c for c in codes if c not in clean]
+    if stopping.is_set():
+        return failed[0] if failed else 0
+    return failed[0] if failed else 1  # a child stopped on its own: that is a failure of the whole
 
 
 def main() -> None:

@@ -110,5 +110,6 @@ def _pg_update(
     sets = ", ".join(
         f"{c} = COALESCE(v.{c}, t.{c})" if c in keep_if_null else f"{c} = v.{c}" for c in columns if c != key
     )
-    where = " AND ".join([f"t.{key} = v.{key}", *(f"t.{c} = %(match_{c})s" for c in match)])
+    # IS NOT DISTINCT FROM: a None in `match` means NULL, as SQLAlchemy's `== None` does on SQLite.
+    where = " AND ".join([f"t.{key} = v.{key}", *(f"t.{c} IS NOT DISTINCT FROM %(match_{c})s" for c in match)])
     return f"UPDATE {table.name} AS t SET {sets} FROM {_source(table, columns)} WHERE {where} RETURNING t.{key}"

@@ -102,6 +102,7 @@ async def send(
         status_code=status_code,
         error_kind=error_kind,
         duration_ms=duration_ms,
-        response_excerpt=excerpt.decode("utf-8", errors="replace"),
+        # NUL cannot be stored in a PostgreSQL text column: keep the excerpt storable whatever the peer sent.
+        response_excerpt=excerpt.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
         retry_after=retry_after,
     )

@@ -8,8 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import update
 from standardwebhooks.webhooks import Webhook
 
+from services.notifier.sender import AttemptResult
+from services.notifier.tables import deliveries as deliveries_table
 from services.notifier.worker import Notifier, NotifierConfig
 from tests.support import Api
 
@@ -280,3 +283,47 @@ async def test_the_request_goes_to_the_address_that_was_checked(
     assert request.headers["host"] == f"hook.platform.test:{port}"
     Webhook(secret).verify(request.body, request.headers)
     assert deliveries(api, oid)[0]["state"] == "delivered"
+
+
+async def test_a_response_with_nul_bytes_is_recorded_with_them_replaced(
+    api: Api, receiver: Receiver, http: httpx.AsyncClient
+) -> None:
+    point_webhook(api, receiver.url("/hook"))
+    receiver.script("/hook", Respond(500, b"bad\x00body"))
+    notifier = configured(api, timeout_s=2)
+    oid = api.issue().json()["id"]
+    await notifier.drain(http)
+    [d] = deliveries(api, oid)
+    assert d["attempt_log"][0]["response_excerpt"] == "bad\ufffdbody"
+    assert event_types(api, oid) == ["order.issued", "order.delivery_attempt_failed"]
+
+
+def test_attempts_recorded_together_keep_their_own_outcomes(api: Api, receiver: Receiver) -> None:
+    """One batch: delivered, failed, lease lost to another worker, and already notified through the inbox."""
+    point_webhook(api, receiver.url("/hook"))
+    notifier = configured(api, timeout_s=2)
+    oids = [api.issue(issuer_reference=f"BATCH-{n}").json()["id"] for n in range(4)]
+    jobs = {job.order_id: job for job in notifier.claim(10)}
+    assert set(jobs) == set(oids)
+    delivered, failed, stolen, via_inbox = (jobs[o] for o in oids)
+    with api.container.db.transaction() as conn:
+        conn.execute(
+            update(deliveries_table).where(deliveries_table.c.id == stolen.id).values(lease_owner="another-worker")
+        )
+    r = api.call("POST", f"/v1/orders/{via_inbox.order_id}/acknowledge", "platform_a", json={"note": "seen"})
+    assert r.status_code == 200, r.text
+    now = api.clock.now()
+    ok, oops = AttemptResult(200, None, 3, "", None), AttemptResult(500, None, 4, "oops", None)
+    notifier.record_many([(delivered, ok, now), (failed, oops, now), (stolen, ok, now), (via_inbox, ok, now)])
+
+    states = {o: deliveries(api, o)[0] for o in oids}
+    assert [states[o]["state"] for o in oids] == ["delivered", "pending", "pending", "delivered"]
+    assert [len(states[o]["attempt_log"]) for o in oids] == [1, 1, 0, 1], "the stolen lease's attempt is not ours"
+    assert event_types(api, delivered.order_id) == ["order.issued", "order.delivered"]
+    assert event_types(api, failed.order_id) == ["order.issued", "order.delivery_attempt_failed"]
+    assert event_types(api, stolen.order_id) == ["order.issued"]
+    # Acknowledging through the inbox already counted as the notification: the webhook adds no second one.
+    assert event_types(api, via_inbox.order_id) == ["order.issued", "order.delivered", "order.acknowledged"]
+    got = api.call("GET", f"/v1/orders/{delivered.order_id}", "platform_a").json()
+    assert got["status"] == "delivered" and got["notified_via"] == "webhook"
+    assert api.call("GET", f"/v1/orders/{failed.order_id}", "admin").json()["failed_delivery_attempts"] == 1
