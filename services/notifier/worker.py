@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 from prometheus_client import Counter as MetricCounter
 from prometheus_client import Histogram
-from sqlalchemy import Text, cast, select, update
+from sqlalchemy import Text, cast, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from services.notifier.policy import DEFAULT_POLICY, RetryPolicy, classify, parse_retry_after
@@ -204,6 +204,11 @@ class Notifier:
         if full:
             due = due.where(deliveries.c.platform_id.not_in(full))
         with self.db.transaction() as conn:
+            if self.db.dialect == "postgresql":
+                # The outbox's statistics go stale within seconds (rows leave `pending` as fast as they come), and
+                # a planner that believes few rows are due reads and sorts all of them instead of walking the
+                # due index in order and stopping after `limit`.
+                conn.execute(text("SET LOCAL enable_bitmapscan = off"))
             rows = conn.execute(
                 update(deliveries)
                 .where(deliveries.c.id.in_(due.scalar_subquery()))

@@ -142,7 +142,7 @@ class OrderService:
         DomainError; the others still count. Returns each command's outcome, in the commands' order.
         """
         now = self.clock.now()
-        stored = self.store.read_streams(conn, list({order_id for order_id, _, _ in commands}))
+        stored = self.store.read_streams(conn, list({order_id for order_id, _, _ in commands}), positions=False)
         states: dict[str, OrderState | None] = {
             order_id: replay(load_event(e.type, e.schema_version, e.data) for e in stored.get(order_id, []))
             for order_id, _, _ in commands
@@ -162,7 +162,10 @@ class OrderService:
             decided.append((order_id, len(pending), len(new)))
             pending.extend(NewEvent.of(e, meta) for e in new)
         appended = self.store.append_many(
-            conn, [(order_id, base[order_id], evs) for order_id, evs in new_events.items()], recorded_at=now
+            conn,
+            [(order_id, base[order_id], evs) for order_id, evs in new_events.items()],
+            recorded_at=now,
+            read_in_this_transaction=True,  # the versions come from the read above
         )
         recorded = dict(zip(new_events, appended, strict=True))
         final = {order_id: state for order_id in new_events if (state := states[order_id]) is not None}

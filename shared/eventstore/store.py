@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, func, null, select, text
 from sqlalchemy.exc import IntegrityError
 
 from shared.bulk import bulk_insert
@@ -151,18 +151,23 @@ class EventStore:
         conn: Connection,
         appends: Sequence[tuple[str, int, Sequence[NewEvent]]],
         recorded_at: datetime,
+        *,
+        read_in_this_transaction: bool = False,
     ) -> list[list[RecordedEvent]]:
         """`append` to several streams at once: one version check and one insert for all of them.
 
         Each (stream, expected version, events) is checked as `append` checks it; any refusal refuses the
         whole call (the caller's transaction rolls back). A conflict found only by the insert (a writer that
         committed after the check) names the first stream, as the statement cannot tell which one it was.
+        `read_in_this_transaction`: the caller read these streams' versions earlier in this transaction, so the
+        version check is skipped: the expected version cannot be ahead of the stream, and an append that came
+        in between holds the next version, which the unique (stream, version) key refuses at the insert.
         """
         todo = [(s, v, list(evs)) for s, v, evs in appends if evs]
         if len({s for s, _, _ in todo}) != len(todo):
             raise ValueError("append_many takes each stream once")
         replayed: set[str] = set()
-        checked = [s for s, v, _ in todo if v > 0]
+        checked = [] if read_in_this_transaction else [s for s, v, _ in todo if v > 0]
         if checked:
             current: dict[str, int] = {
                 stream_id: version
@@ -285,14 +290,18 @@ class EventStore:
         )
         return [_recorded(r) for r in conn.execute(stmt)]
 
-    def read_streams(self, conn: Connection, stream_ids: Sequence[str]) -> dict[str, list[RecordedEvent]]:
-        """Several whole streams in one query (each in version order; a stream with no events is absent)."""
-        stmt = (
-            select(*_columns, event_positions.c.position)
-            .outerjoin(event_positions, event_positions.c.event_pk == events.c.id)
-            .where(events.c.stream_id.in_(list(stream_ids)))
-            .order_by(events.c.stream_id, events.c.version)
-        )
+    def read_streams(
+        self, conn: Connection, stream_ids: Sequence[str], *, positions: bool = True
+    ) -> dict[str, list[RecordedEvent]]:
+        """Several whole streams in one query (each in version order; a stream with no events is absent).
+
+        With `positions=False` the global positions are not looked up (left None): enough to replay a state.
+        """
+        position = event_positions.c.position if positions else null().label("position")
+        stmt = select(*_columns, position).where(events.c.stream_id.in_(list(stream_ids)))
+        if positions:
+            stmt = stmt.outerjoin(event_positions, event_positions.c.event_pk == events.c.id)
+        stmt = stmt.order_by(events.c.stream_id, events.c.version)
         found: dict[str, list[RecordedEvent]] = {}
         for row in conn.execute(stmt):
             found.setdefault(row.stream_id, []).append(_recorded(row))
