@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import gc
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from typing import Annotated, Any
 
 import typer
@@ -157,12 +159,16 @@ def notifier(
     """The notifier alone: delivers webhooks from the outbox (safe to run in many copies on PostgreSQL)."""
     settings = Settings()
     count = settings.notifier_processes if processes is None else processes
-    count = count or len(os.sched_getaffinity(0))  # the CPUs this process may run on, not all the host's
+    if not count:  # one per CPU this process may run on (not all the host's, in a container with a CPU set)
+        count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if count > 1 and settings.database_url.startswith("sqlite"):
         typer.echo("SQLite: one notifier process (several need PostgreSQL's row locks)", err=True)
         count = 1
     # Each process needs at least one request of each limit, so that the limits hold for all of them together.
-    count = min(count, settings.webhook_per_platform, settings.webhook_concurrency)
+    cap = min(settings.webhook_per_platform, settings.webhook_concurrency)
+    if count > cap:
+        typer.echo(f"{count} processes asked for; {cap}, as each needs one of the per-platform limit", err=True)
+        count = cap
     if count == 1:
         _notifier_process(settings)
         return
@@ -188,10 +194,12 @@ def _notifier_process(settings: Settings) -> None:
     container.close()
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(supervisor: int) -> None:
     """In a child, before exec: ask Linux to SIGTERM it when its parent dies, so a killed supervisor leaves none."""
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != supervisor:  # the supervisor died before the request was in place
+            os._exit(1)
 
 
 def _supervise(settings: Settings, count: int) -> int:
@@ -205,6 +213,9 @@ def _supervise(settings: Settings, count: int) -> int:
         # The configured limits are the whole notifier's: split exactly, the remainder to the first processes.
         return str(limit // count + (1 if n < limit % count else 0))
 
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before the children start: a stop must never be lost
+        signal.signal(sig, lambda *_: stopping.set())
     children = [
         subprocess.Popen(
             [sys.executable, "-m", "services.cli", "notifier"],
@@ -214,28 +225,25 @@ def _supervise(settings: Settings, count: int) -> int:
                 "TAKEDOWN_WEBHOOK_CONCURRENCY": share(settings.webhook_concurrency, n),
                 "TAKEDOWN_WEBHOOK_PER_PLATFORM": share(settings.webhook_per_platform, n),
             },
-            preexec_fn=_die_with_parent,
+            preexec_fn=functools.partial(_die_with_parent, os.getpid()),
         )
         for n in range(count)
     ]
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
     while not stopping.is_set() and all(c.poll() is None for c in children):
         stopping.wait(0.2)
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
     codes = []
+    deadline = time.monotonic() + settings.webhook_timeout_s + 10  # in-flight attempts get their full timeout
     for child in children:
         try:
-            # In-flight attempts get their full timeout to finish; a child that hangs beyond it is killed.
-            codes.append(child.wait(settings.webhook_timeout_s + 10))
+            codes.append(child.wait(max(0.0, deadline - time.monotonic())))
         except subprocess.TimeoutExpired:
-            child.kill()
+            child.kill()  # hangs beyond it: killed; its leases expire and another worker takes its deliveries
             codes.append(child.wait())
     # A child stopped by our SIGTERM before it set its handler stopped cleanly too; killed by signal N: 128 + N.
-    clean = {0, -signal.SIGTERM} if stopping.is_set() else {0}
+    clean = {0, -signal.SIGTERM, -signal.SIGINT} if stopping.is_set() else {0}
     failed = [128 - c if c < 0 else c for c in codes if c not in clean]
     if stopping.is_set():
         return failed[0] if failed else 0

@@ -27,7 +27,7 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[Row], *, skip_con
     `skip_conflicts_on` column are skipped when it is given, refused otherwise)."""
     if not rows:
         return 0
-    columns = tuple(rows[0])
+    columns = _columns(rows)
     if conn.dialect.name == "postgresql":
         sql = _pg_insert(table, columns, skip_conflicts_on)
         return int(conn.exec_driver_sql(sql, _recordset(table, rows)).rowcount)
@@ -53,7 +53,7 @@ def bulk_update(
     """
     if not rows:
         return set()
-    columns = tuple(rows[0])
+    columns = _columns(rows)
     match = dict(match or {})
     if conn.dialect.name == "postgresql":
         sql = _pg_update(table, key, columns, tuple(sorted(match)), frozenset(keep_if_null))
@@ -69,6 +69,14 @@ def bulk_update(
         values = {c: func.coalesce(b, table.c[c]) if c in keep_if_null else b for c, b in binds.items() if c != key}
         conn.execute(update(table).where(k == binds[key]).values(values), mine)
     return changed
+
+
+def _columns(rows: Sequence[Row]) -> tuple[str, ...]:
+    """The rows' columns; every row must name the same ones (PostgreSQL would read a missing one as NULL)."""
+    columns = tuple(rows[0])
+    if any(r.keys() != rows[0].keys() for r in rows):
+        raise ValueError("bulk rows must all have the same keys")
+    return columns
 
 
 # ------------------------------------------------------------------------------------------- PostgreSQL
@@ -90,17 +98,23 @@ def _encode(value: object) -> str:
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
+def _q(name: str) -> str:
+    return str(_PG.identifier_preparer.quote(name))
+
+
 def _source(table: Table, columns: Sequence[str]) -> str:
-    """`json_to_recordset(...) AS v(column type, ...)`: the rows as a table the statement reads from."""
-    spec = ", ".join(f"{c} {table.c[c].type.compile(dialect=_PG)}" for c in columns)
-    return f"json_to_recordset(CAST(%(rows)s AS json)) AS v({spec})"
+    """The rows as a table the statement reads from, numbered in the order given (`ord`)."""
+    spec = ", ".join(f"{_q(c)} {table.c[c].type.compile(dialect=_PG)}" for c in columns)
+    names = ", ".join(_q(c) for c in columns)
+    return f"ROWS FROM (json_to_recordset(CAST(%(rows)s AS json)) AS ({spec})) WITH ORDINALITY AS v({names}, ord)"
 
 
 @functools.cache
 def _pg_insert(table: Table, columns: tuple[str, ...], skip_conflicts_on: str | None) -> str:
-    names = ", ".join(columns)
-    sql = f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {_source(table, columns)}"
-    return sql + (f" ON CONFLICT ({skip_conflicts_on}) DO NOTHING" if skip_conflicts_on else "")
+    names = ", ".join(_q(c) for c in columns)
+    # ORDER BY ord: rows take their serial ids in the order given (the sequencer orders events by id).
+    sql = f"INSERT INTO {_q(table.name)} ({names}) SELECT {names} FROM {_source(table, columns)} ORDER BY ord"
+    return sql + (f" ON CONFLICT ({_q(skip_conflicts_on)}) DO NOTHING" if skip_conflicts_on else "")
 
 
 @functools.cache
@@ -108,8 +122,12 @@ def _pg_update(
     table: Table, key: str, columns: tuple[str, ...], match: tuple[str, ...], keep_if_null: frozenset[str]
 ) -> str:
     sets = ", ".join(
-        f"{c} = COALESCE(v.{c}, t.{c})" if c in keep_if_null else f"{c} = v.{c}" for c in columns if c != key
+        f"{_q(c)} = COALESCE(v.{_q(c)}, t.{_q(c)})" if c in keep_if_null else f"{_q(c)} = v.{_q(c)}"
+        for c in columns
+        if c != key
     )
     # IS NOT DISTINCT FROM: a None in `match` means NULL, as SQLAlchemy's `== None` does on SQLite.
-    where = " AND ".join([f"t.{key} = v.{key}", *(f"t.{c} IS NOT DISTINCT FROM %(match_{c})s" for c in match)])
-    return f"UPDATE {table.name} AS t SET {sets} FROM {_source(table, columns)} WHERE {where} RETURNING t.{key}"
+    where = " AND ".join(
+        [f"t.{_q(key)} = v.{_q(key)}", *(f"t.{_q(c)} IS NOT DISTINCT FROM %(match_{c})s" for c in match)]
+    )
+    return f"UPDATE {_q(table.name)} AS t SET {sets} FROM {_source(table, columns)} WHERE {where} RETURNING t.{_q(key)}"

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, DateTime, Dialect, Engine, MetaData, TypeDecorator, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 # One naming convention so that migrations and models name constraints identically on every backend.
 metadata = MetaData(
@@ -66,6 +67,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # fails its transaction, which the caller's retry or the client's repeat (idempotent intake) covers.
     kwargs.setdefault("pool_recycle", 1800)
     return create_engine(url, **kwargs)
+
+
+# Deadlock detected, serialization failure: the other transaction went through; doing it again is right.
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def retryable(exc: DBAPIError) -> bool:
+    """Whether a database error is one that running the same transaction again can cure."""
+    return exc.connection_invalidated or getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
 class Database:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -26,7 +27,7 @@ import httpx
 from prometheus_client import Counter as MetricCounter
 from prometheus_client import Histogram
 from sqlalchemy import Text, cast, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from services.notifier.policy import DEFAULT_POLICY, RetryPolicy, classify, parse_retry_after
 from services.notifier.safety import Resolver, resolve_host, vetted_address, vetted_literal
@@ -39,7 +40,7 @@ from services.registry import service as registry
 from services.registry.tables import platforms
 from shared.bulk import bulk_insert, bulk_update
 from shared.clock import Clock
-from shared.db import Database
+from shared.db import Database, retryable
 from shared.eventstore import ConcurrencyError
 
 log = logging.getLogger("takedown.notifier")
@@ -109,6 +110,7 @@ class Notifier:
         self._inflight: set[asyncio.Task[None]] = set()
         self._to_record: list[tuple[Job, AttemptResult, datetime, asyncio.Future[None]]] = []
         self._recorder: asyncio.Task[None] | None = None
+        self._lookups: ThreadPoolExecutor | None = None  # host-name lookups (None: the loop's default threads)
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -122,8 +124,10 @@ class Notifier:
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and send until `stop` is set; then let in-flight attempts finish."""
         self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
-        # Threads for claims, the recorder and host-name lookups (a slow DNS server must not starve the others).
-        self._loop.set_default_executor(ThreadPoolExecutor(16, thread_name_prefix="notifier-io"))
+        # Claims and the recorder use the loop's default threads; host-name lookups have threads of their own, so
+        # that a DNS server that hangs cannot hold up recording (and so the leases) of every other platform.
+        self._loop.set_default_executor(ThreadPoolExecutor(8, thread_name_prefix="notifier-db"))
+        self._lookups = ThreadPoolExecutor(self.config.total, thread_name_prefix="notifier-dns")
         # One client per platform, its pool as large as the platform's slots: httpcore scans its whole pool on
         # every request and every response, so one shared 64-connection pool costs O(64) per request; and a
         # black-holed platform's connections then never sit in the pool the healthy platforms use.
@@ -165,6 +169,8 @@ class Notifier:
                 await asyncio.wait(self._inflight, timeout=self.config.timeout_s + 1)
         finally:
             stopper.cancel()
+            if self._lookups is not None:
+                self._lookups.shutdown(wait=False, cancel_futures=True)
             for client in clients.values():
                 await client.aclose()
 
@@ -282,8 +288,11 @@ class Notifier:
                 try:
                     # A slow resolver must not outlive the lease (the attempt would then be sent twice).
                     async with asyncio.timeout(self.config.timeout_s):
-                        address, why = await asyncio.to_thread(
-                            vetted_address, platform.webhook_url, self.config.allow_list, resolver=self.resolver
+                        address, why = await asyncio.get_running_loop().run_in_executor(
+                            self._lookups,
+                            functools.partial(
+                                vetted_address, platform.webhook_url, self.config.allow_list, resolver=self.resolver
+                            ),
                         )
                 except TimeoutError:
                     address, why = None, "resolving the webhook host timed out"
@@ -366,6 +375,8 @@ class Notifier:
         return replace(plan, next_attempt_at=now + timedelta(seconds=delay))
 
     def _write(self, plans: list[_Plan], now: datetime) -> None:
+        """Write the plans in one transaction; retry what a race explains, and isolate what one attempt broke."""
+        written: list[_Plan] | None = None
         for _ in range(5):
             try:
                 written = self._write_once(plans, now)
@@ -373,21 +384,30 @@ class Notifier:
             except ConcurrencyError:
                 continue  # an order changed under us (e.g. acknowledged just now): record against the new state
             except IntegrityError:
-                if len(plans) > 1:
-                    for plan in plans:  # find the one another worker recorded; record the rest
-                        self._write([plan], now)
+                if len(plans) == 1:
+                    job = plans[0].job
+                    log.warning("attempt %s of %s was already recorded by another worker", job.attempt, job.id)
                     return
-                log.warning(
-                    "attempt %s of %s was already recorded by another worker", plans[0].job.attempt, plans[0].job.id
-                )
-                return
-        else:
-            if len(plans) > 1:
-                for plan in plans:  # one busy order must not hold back the others
+                break  # find the one another worker recorded; record the rest
+            except DBAPIError as exc:
+                if retryable(exc):
+                    continue  # a deadlock or serialisation failure: the other transaction went through
+                if len(plans) == 1:
+                    raise
+                log.exception("recording %d attempts together failed; recording them one by one", len(plans))
+                break
+        if written is None:
+            if len(plans) == 1:
+                job = plans[0].job
+                log.error("attempt %s of %s not recorded: the order kept changing", job.attempt, job.id)
+                return  # the lease expires and the attempt is made again
+            # One attempt must not cost the others theirs: each on its own, so only the culprit is left over.
+            for plan in plans:
+                try:
                     self._write([plan], now)
-                return
-            log.error("attempt %s of %s not recorded: the order kept changing", plans[0].job.attempt, plans[0].job.id)
-            return  # the lease expires and the attempt is made again
+                except Exception:
+                    log.exception("attempt %s of %s not recorded", plan.job.attempt, plan.job.id)
+            return
         for plan in written:
             if plan.outcome == "gone":
                 DISABLED.inc()
@@ -406,7 +426,7 @@ class Notifier:
                 conn,
                 deliveries,
                 "id",
-                [p.delivery_row() for p in plans],
+                [p.delivery_row() for p in sorted(plans, key=lambda p: p.job.id)],  # one lock order for all
                 match={"lease_owner": self.worker_id},
                 keep_if_null=("next_attempt_at", "delivered_at"),
             )
@@ -423,9 +443,8 @@ class Notifier:
                     # e.g. already notified through the inbox, or the order was withdrawn meanwhile: the attempt
                     # is still in the delivery log; the order's own history has nothing to add.
                     log.info("order %s: %s not recorded: %s", order_id, type(command).__name__, outcome.reason)
-            for plan in mine:
-                if plan.outcome == "gone":
-                    registry.disable_webhook(conn, plan.job.platform_id, "410 Gone from the webhook endpoint", now)
+            for platform_id in sorted({p.job.platform_id for p in mine if p.outcome == "gone"}):
+                registry.disable_webhook(conn, platform_id, "410 Gone from the webhook endpoint", now)
         return mine
 
     def _meta(self, job: Job) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from services.notifier import outbox
 from services.orders import views
@@ -29,7 +29,7 @@ from services.orders.sla import SlaPolicy
 from services.registry import service as registry
 from shared.auth import Principal
 from shared.clock import Clock
-from shared.db import Database
+from shared.db import Database, retryable
 from shared.events import Attachment, Authority, Item, LegalBasis, Redress, load_event
 from shared.eventstore import ConcurrencyError, EventStore, NewEvent, RecordedEvent
 from shared.ids import new_id
@@ -163,14 +163,16 @@ class OrderService:
             pending.extend(NewEvent.of(e, meta) for e in new)
         appended = self.store.append_many(
             conn,
-            [(order_id, base[order_id], evs) for order_id, evs in new_events.items()],
+            # In id order, so that two batches touching the same orders wait for each other instead of deadlocking.
+            [(order_id, base[order_id], new_events[order_id]) for order_id in sorted(new_events)],
             recorded_at=now,
             read_in_this_transaction=True,  # the versions come from the read above
         )
-        recorded = dict(zip(new_events, appended, strict=True))
+        recorded = dict(zip(sorted(new_events), appended, strict=True))
         final = {order_id: state for order_id in new_events if (state := states[order_id]) is not None}
         documents = {order_id: views.render(state, self.policy) for order_id, state in final.items()}
-        views.save(conn, [(state, documents[o], base[o] == 0) for o, state in final.items()], self.policy, request_hash)
+        changed = [(state, documents[o], base[o] == 0) for o, state in sorted(final.items())]
+        views.save(conn, changed, self.policy, request_hash)
         for order_id, events in recorded.items():
             for event in events:
                 platform_id = final[order_id].issued.platform_id
@@ -239,6 +241,10 @@ class OrderService:
                 continue  # someone appended first: decide again against the new state
             except DomainError as exc:
                 raise Problem(409, exc.code, "Refused by the order's rules", exc.reason) from exc
+            except DBAPIError as exc:
+                if not retryable(exc):
+                    raise
+                continue  # a deadlock with another writer (e.g. the notifier recording this order): again
         raise Problem(409, "conflict", "Conflict", "the order kept changing; retry")
 
     # ------------------------------------------------------------------------------------------- reads

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import update
+from sqlalchemy.exc import DataError, OperationalError
 from standardwebhooks.webhooks import Webhook
 
 from services.notifier.sender import AttemptResult
@@ -327,3 +329,58 @@ def test_attempts_recorded_together_keep_their_own_outcomes(api: Api, receiver: 
     got = api.call("GET", f"/v1/orders/{delivered.order_id}", "platform_a").json()
     assert got["status"] == "delivered" and got["notified_via"] == "webhook"
     assert api.call("GET", f"/v1/orders/{failed.order_id}", "admin").json()["failed_delivery_attempts"] == 1
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"
+
+
+def test_a_batch_that_fails_records_every_attempt_but_the_one_that_broke_it(
+    api: Api, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database error in one attempt's facts must not cost the attempts recorded with it theirs."""
+    point_webhook(api, receiver.url("/hook"))
+    notifier = configured(api, timeout_s=2)
+    oids = [api.issue(issuer_reference=f"POISON-{n}").json()["id"] for n in range(3)]
+    jobs = {job.order_id: job for job in notifier.claim(10)}
+    poisoned = oids[1]
+    real = notifier.orders.record_many
+
+    def record_many(conn: Any, commands: Any, *args: Any, **kwargs: Any) -> Any:
+        if any(order_id == poisoned for order_id, _, _ in commands):
+            raise DataError("UPDATE orders ...", {}, Exception("value too long"))
+        return real(conn, commands, *args, **kwargs)
+
+    monkeypatch.setattr(notifier.orders, "record_many", record_many)
+    now = api.clock.now()
+    ok = AttemptResult(200, None, 3, "", None)
+    notifier.record_many([(jobs[o], ok, now) for o in oids])
+
+    states = {o: deliveries(api, o)[0] for o in oids}
+    assert [states[o]["state"] for o in oids] == ["delivered", "pending", "delivered"]
+    assert [len(states[o]["attempt_log"]) for o in oids] == [1, 0, 1]
+    assert event_types(api, poisoned) == ["order.issued"], "nothing of the broken attempt was kept"
+
+
+def test_a_deadlocked_batch_is_recorded_on_the_next_try(
+    api: Api, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    point_webhook(api, receiver.url("/hook"))
+    notifier = configured(api, timeout_s=2)
+    oids = [api.issue(issuer_reference=f"DEADLOCK-{n}").json()["id"] for n in range(2)]
+    jobs = notifier.claim(10)
+    real = notifier.orders.record_many
+    calls: list[int] = []
+
+    def record_many(conn: Any, commands: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(len(commands))
+        if len(calls) == 1:
+            raise OperationalError("INSERT INTO events ...", {}, _Deadlock("deadlock detected"))
+        return real(conn, commands, *args, **kwargs)
+
+    monkeypatch.setattr(notifier.orders, "record_many", record_many)
+    now = api.clock.now()
+    notifier.record_many([(job, AttemptResult(200, None, 3, "", None), now) for job in jobs])
+    assert calls == [2, 2], "the whole batch again, in one transaction"
+    assert [deliveries(api, o)[0]["state"] for o in oids] == ["delivered", "delivered"]
+    assert [len(deliveries(api, o)[0]["attempt_log"]) for o in oids] == [1, 1]

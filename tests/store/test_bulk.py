@@ -326,3 +326,11 @@ def test_postgres_writes_600_rows_with_one_statement_whose_text_does_not_grow(pg
     assert big == small  # the same text for 600 rows as for 1: cached and prepared by the driver
     assert len(big[0][0]) < 4096
     assert stored_attempts(pg_db) == [*rows, attempt("d-x", 1)]
+
+
+def test_rows_that_name_different_columns_are_refused(db: Database) -> None:
+    with pytest.raises(ValueError), db.transaction() as conn:
+        bulk_insert(conn, deliveries, [delivery(1), {k: v for k, v in delivery(2).items() if k != "last_error"}])
+    with pytest.raises(ValueError), db.transaction() as conn:
+        bulk_update(conn, deliveries, "id", [{"id": "d-1", "state": "x"}, {"id": "d-2", "attempts": 1}])
+    assert stored_deliveries(db) == {}
