@@ -10,7 +10,6 @@ Python.) SQLite, embedded and single-writer, takes an executemany.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +17,8 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from shared.db import compact_json
 
 Row = Mapping[str, Any]
 
@@ -84,7 +85,7 @@ def _columns(rows: Sequence[Row]) -> tuple[str, ...]:
 
 def _recordset(table: Table, rows: Sequence[Row]) -> dict[str, str]:
     """The rows as one JSON array: encoded in C, decoded by the server (no per-value work in the driver)."""
-    return {"rows": json.dumps(list(rows), separators=(",", ":"), ensure_ascii=False, default=_encode)}
+    return {"rows": compact_json(list(rows), default=_encode)}
 
 
 def _encode(value: object) -> str:

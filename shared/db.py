@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -31,9 +31,9 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def compact_json(value: Any) -> str:
+def compact_json(value: Any, default: Callable[[Any], Any] | None = None) -> str:
     """How JSON columns are stored: compact UTF-8, so a stored webhook payload is sent as it is."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=default)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -341,10 +341,6 @@ class Notifier:
                 .values(state="cancelled", last_error=reason, lease_owner=None, lease_expires_at=None)
             )
 
-    def record(self, job: Job, result: AttemptResult, started: datetime) -> None:
-        """Record one attempt (see `record_many`)."""
-        self.record_many([(job, result, started)])
-
     def record_many(self, attempts: Sequence[tuple[Job, AttemptResult, datetime]]) -> None:
         """Record attempts, their effect on their deliveries and their facts in the orders' streams, in one transaction.
 

@@ -142,10 +142,11 @@ class OrderService:
         DomainError; the others still count. Returns each command's outcome, in the commands' order.
         """
         now = self.clock.now()
-        stored = self.store.read_streams(conn, list({order_id for order_id, _, _ in commands}), positions=False)
+        order_ids = list(dict.fromkeys(order_id for order_id, _, _ in commands))
+        stored = self.store.read_streams(conn, order_ids, positions=False)
         states: dict[str, OrderState | None] = {
             order_id: replay(load_event(e.type, e.schema_version, e.data) for e in stored.get(order_id, []))
-            for order_id, _, _ in commands
+            for order_id in order_ids
         }
         base = {order_id: state.version if state else 0 for order_id, state in states.items()}
         new_events: dict[str, list[NewEvent]] = {}
@@ -211,15 +212,7 @@ class OrderService:
                     except DomainError as exc:
                         raise Problem(422, exc.code, "Invalid order", exc.reason) from exc
                     if idempotency_key:
-                        conn.execute(
-                            views.idempotency_keys.insert().values(
-                                authority_id=principal.authority_id,
-                                key=idempotency_key,
-                                request_hash=digest,
-                                order_id=order_id,
-                                created_at=self.clock.now(),
-                            )
-                        )
+                        self._remember_key(conn, principal, idempotency_key, digest, order_id)
                 self.after_commit()
                 return document, True
             except IntegrityError:
@@ -346,16 +339,20 @@ class OrderService:
             )
         if key:
             # The key now names this order too, so the same key with another body is a 409 from here on.
-            conn.execute(
-                views.idempotency_keys.insert().values(
-                    authority_id=principal.authority_id,
-                    key=key,
-                    request_hash=digest,
-                    order_id=row.id,
-                    created_at=self.clock.now(),
-                )
-            )
+            self._remember_key(conn, principal, key, digest, row.id)
         return dict(row.document)
+
+    def _remember_key(self, conn: Connection, principal: Principal, key: str, digest: str, order_id: str) -> None:
+        """Record that this authority's Idempotency-Key names this order (for this request body)."""
+        conn.execute(
+            views.idempotency_keys.insert().values(
+                authority_id=principal.authority_id,
+                key=key,
+                request_hash=digest,
+                order_id=order_id,
+                created_at=self.clock.now(),
+            )
+        )
 
     @staticmethod
     def _meta(principal: Principal) -> dict[str, Any]:
