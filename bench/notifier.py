@@ -61,12 +61,13 @@ import httpx  # noqa: E402
 from sqlalchemy import Text, cast, create_engine, func, select, text  # noqa: E402
 
 from services.bootstrap import Container, bootstrap  # noqa: E402
-from services.notifier.signing import webhook_headers  # noqa: E402
 from services.notifier.tables import deliveries  # noqa: E402
 from services.orders.schemas import IssueOrderIn  # noqa: E402
 from services.registry import service as registry  # noqa: E402
+from services.webhooks.signing import webhook_headers  # noqa: E402
 from shared.auth import Principal  # noqa: E402
 from shared.db import make_engine, normalise_url  # noqa: E402
+from shared.events import OrderFields  # noqa: E402
 from shared.migrate import upgrade  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from tests.support import order_body as sample_order  # noqa: E402
@@ -238,9 +239,10 @@ def register(container: Container, urls: list[str]) -> list[tuple[str, str]]:
     return made
 
 
-def order_body(platform_id: str, reference: str) -> IssueOrderIn:
+def order_body(platform_id: str, reference: str) -> OrderFields:
     """The same realistic order the tests issue."""
-    return IssueOrderIn.model_validate(sample_order(platform_id, issuer_reference=reference))
+    body = IssueOrderIn.model_validate(sample_order(platform_id, issuer_reference=reference))
+    return body.to_order("mci", "Ministry")
 
 
 def issue_many(container: Container, platform_ids: list[str], count: int, prefix: str) -> float:

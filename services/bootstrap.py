@@ -1,4 +1,7 @@
-"""Wiring in one place: settings in, a container of adapters and services out. Tests swap any part here."""
+"""Wiring in one place: settings in, a container of adapters and services out, and which handlers read which events.
+
+Tests swap any part here.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from services.notifier.outbox import WEBHOOK_TYPES, Outbox
 from services.notifier.worker import Notifier, NotifierConfig
 from services.orders.service import OrderService
 from services.orders.sla import SlaPolicy
+from shared.bus import MessageBus
 from shared.clock import Clock, SystemClock
 from shared.db import Database, make_engine
 from shared.eventstore import EventStore
@@ -24,6 +29,7 @@ class Container:
     db: Database
     clock: Clock
     store: EventStore
+    bus: MessageBus
     policy: SlaPolicy
     sequencer: Sequencer
     orders: OrderService
@@ -40,16 +46,17 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
     db = Database(engine or make_engine(settings.database_url))
     clock = clock or SystemClock()
     store = EventStore(db.dialect)
+    bus = MessageBus()
     policy = SlaPolicy(
         default_hours=settings.sla_hours,
         overrides=settings.sla_category_hours,
         at_risk_share=settings.sla_at_risk_share,
     )
     sequencer = Sequencer(db, store)
-    orders = OrderService(db=db, store=store, clock=clock, policy=policy, base_url=settings.public_base_url)
+    orders = OrderService(db=db, store=store, clock=clock, policy=policy, bus=bus)
     notifier = Notifier(
         db,
-        orders,
+        orders.record_many,
         clock,
         NotifierConfig(
             timeout_s=settings.webhook_timeout_s,
@@ -60,18 +67,18 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
         ),
     )
 
-    def after_commit() -> None:
-        # In-process signals instead of LISTEN/NOTIFY: a NOTIFY takes a database-wide lock at commit and
-        # would serialise every writer; other processes pick work up on their short poll.
-        sequencer.wake()
-        notifier.wake()
-
-    orders.after_commit = after_commit
+    # In the command's transaction: the webhooks platforms are pushed (the transactional outbox).
+    bus.subscribe(WEBHOOK_TYPES, Outbox(settings.public_base_url))
+    # After commit: in-process signals instead of LISTEN/NOTIFY (a NOTIFY takes a database-wide lock at commit
+    # and would serialise every writer); other processes pick work up on their short poll.
+    bus.on_commit(sequencer.wake)
+    bus.on_commit(notifier.wake)
     return Container(
         settings=settings,
         db=db,
         clock=clock,
         store=store,
+        bus=bus,
         policy=policy,
         sequencer=sequencer,
         orders=orders,

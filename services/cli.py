@@ -18,8 +18,8 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 
-from services.app import create_app
 from services.bootstrap import Container, bootstrap
+from services.http.app import create_app
 from shared.auth import ROLES, create_key
 from shared.migrate import upgrade
 from shared.settings import Settings

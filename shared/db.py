@@ -6,11 +6,13 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, DateTime, Dialect, Engine, MetaData, TypeDecorator, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+T = TypeVar("T")
 
 # One naming convention so that migrations and models name constraints identically on every backend.
 metadata = MetaData(
@@ -71,11 +73,34 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 # Deadlock detected, serialization failure: the other transaction went through; doing it again is right.
 _RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+_AFTER_COMMIT = "takedown.after_commit"
 
 
-def retryable(exc: DBAPIError) -> bool:
-    """Whether a database error is one that running the same transaction again can cure."""
-    return exc.connection_invalidated or getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
+class StoreError(Exception):
+    """A database refusal in the store's own terms (the driver's error is its __cause__)."""
+
+
+class UniqueViolation(StoreError):
+    """A unique constraint refused a row: someone recorded the same thing first."""
+
+
+class TransientError(StoreError):
+    """A deadlock, a serialisation failure or a dropped connection: running the transaction again can cure it."""
+
+
+def _translated(exc: DBAPIError) -> StoreError | None:
+    if isinstance(exc, IntegrityError):
+        return UniqueViolation(str(exc.orig))
+    if exc.connection_invalidated or getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
+        return TransientError(str(exc.orig))
+    return None
+
+
+def after_commit(conn: Connection, hook: Callable[[], None]) -> None:
+    """Run `hook` once the transaction `conn` belongs to has committed (never if it rolls back)."""
+    hooks: list[Callable[[], None]] = conn.info.setdefault(_AFTER_COMMIT, [])
+    if hook not in hooks:
+        hooks.append(hook)
 
 
 class Database:
@@ -91,9 +116,39 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """Run a block in one transaction: commit if it returns, roll back if it raises."""
-        with self.engine.begin() as conn:
-            yield conn
+        """Run a block in one transaction: commit if it returns, roll back if it raises, then run after-commit hooks.
+
+        Driver errors that have a meaning for callers leave as `UniqueViolation` or `TransientError`.
+        """
+        try:
+            with self.engine.begin() as conn:
+                conn.info[_AFTER_COMMIT] = []  # a pooled connection keeps its info: start each transaction empty
+                yield conn
+                hooks: list[Callable[[], None]] = conn.info.pop(_AFTER_COMMIT)
+        except DBAPIError as exc:
+            translated = _translated(exc)
+            if translated is None:
+                raise
+            raise translated from exc
+        for hook in hooks:
+            hook()
+
+    def run(
+        self,
+        work: Callable[[Connection], T],
+        *,
+        retry_on: tuple[type[Exception], ...] = (TransientError,),
+        attempts: int = 5,
+    ) -> T:
+        """Run `work` in a transaction; run it again when it fails with one of `retry_on` (the last failure is raised)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.transaction() as conn:
+                    return work(conn)
+            except retry_on:
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

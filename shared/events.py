@@ -79,9 +79,9 @@ class Event(_Value):
     schema_version: ClassVar[int] = 1
 
 
-class OrderIssued(Event):
-    type: ClassVar[str] = "order.issued"
-    order_id: str
+class OrderFields(_Value):
+    """What an order says, defined once: the issue command carries it and `order.issued` records it."""
+
     issuer_reference: str
     authority: Authority
     signed_off_by: str
@@ -96,6 +96,13 @@ class OrderIssued(Event):
     redress: Redress | None = None
     language: str
     attachments: tuple[Attachment, ...] = ()
+
+
+class OrderIssued(OrderFields, Event):
+    """An order was issued: its fields, its id and when the service recorded it."""
+
+    type: ClassVar[str] = "order.issued"
+    order_id: str
     issued_at: datetime
 
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from services.app import create_app
 from services.bootstrap import Container, bootstrap
+from services.http.app import create_app
 from shared.auth import create_key
 from shared.clock import FrozenClock
 from shared.settings import Settings

@@ -1,62 +1,167 @@
-"""The transactional outbox: webhook deliveries written in the same transaction as the event that asks for them."""
+"""The transactional outbox: deliveries queued in the events' own transaction, then claimed and settled by workers.
+
+A claim is a row lease taken with `FOR UPDATE SKIP LOCKED`, so any number of notifier processes share one
+PostgreSQL; a delivery is settled only by the worker still holding its lease.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, Text, cast, select, text, update
 
-from services.notifier.tables import deliveries
-from shared.eventstore import RecordedEvent
+from services.notifier.tables import deliveries, delivery_attempts
+from shared.bulk import bulk_insert, bulk_update
+from shared.bus import Published
 from shared.ids import new_id
 
 # The events a platform is pushed; everything else it reads from its inbox (GET /v1/orders).
 WEBHOOK_TYPES = frozenset({"order.issued", "order.withdrawn", "order.upheld", "order.escalated"})
 
 
-def enqueue(
-    conn: Connection,
-    event: RecordedEvent,
-    platform_id: str,
-    order: dict[str, Any],
-    links: dict[str, str],
-    now: datetime,
-) -> str | None:
-    """Queue the webhook for `event` if it is one platforms are pushed; returns the delivery (webhook) id."""
-    if event.type not in WEBHOOK_TYPES:
-        return None
-    if event.type == "order.withdrawn":
-        # Never push an order after its withdrawal: what is still queued for it is superseded.
+@dataclass(frozen=True)
+class Outbox:
+    """Queues the webhook for each published event that platforms are pushed (a handler run in the command's transaction)."""
+
+    base_url: str
+
+    def __call__(self, conn: Connection, published: Published) -> None:
+        """Queue the webhook for this event."""
+        event, order = published.event, published.view
+        if event.type == "order.withdrawn":
+            # Never push an order after its withdrawal: what is still queued for it is superseded.
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.order_id == event.stream_id, deliveries.c.state == "pending")
+                .values(state="cancelled", last_error="superseded: the order was withdrawn")
+            )
+        now = event.recorded_at
+        payload = {
+            "type": event.type,
+            "timestamp": now.isoformat().replace("+00:00", "Z"),
+            "data": {
+                "order": dict(order),
+                "deadline": order.get("deadline"),
+                "links": self.links(event.stream_id),
+                "event": {"event_id": event.event_id, "stream_version": event.version, "type": event.type},
+            },
+        }
         conn.execute(
-            update(deliveries)
-            .where(deliveries.c.order_id == event.stream_id, deliveries.c.state == "pending")
-            .values(state="cancelled", last_error="superseded: the order was withdrawn")
+            deliveries.insert().values(
+                id="msg_" + new_id().replace("-", ""),
+                order_id=event.stream_id,
+                platform_id=order["platform_id"],
+                webhook_type=event.type,
+                event_id=event.event_id,
+                payload=payload,
+                state="pending",
+                attempts=0,
+                retry_base=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
         )
-    delivery_id = "msg_" + new_id().replace("-", "")
-    payload = {
-        "type": event.type,
-        "timestamp": now.isoformat().replace("+00:00", "Z"),
-        "data": {
-            "order": order,
-            "deadline": order.get("deadline"),
-            "links": links,
-            "event": {"event_id": event.event_id, "stream_version": event.version, "type": event.type},
-        },
-    }
-    conn.execute(
-        deliveries.insert().values(
-            id=delivery_id,
-            order_id=event.stream_id,
-            platform_id=platform_id,
-            webhook_type=event.type,
-            event_id=event.event_id,
-            payload=payload,
-            state="pending",
-            attempts=0,
-            retry_base=0,
-            next_attempt_at=now,
-            created_at=now,
+
+    def links(self, order_id: str) -> dict[str, str]:
+        """Where a platform acts on an order."""
+        base = f"{self.base_url.rstrip('/')}/v1/orders/{order_id}"
+        return {
+            "self": base,
+            "acknowledge": f"{base}/acknowledge",
+            "outcomes": f"{base}/outcomes",
+            "contest": f"{base}/contest",
+            "events": f"{base}/events",
+        }
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A leased delivery row: what to send, and which attempt this is."""
+
+    id: str
+    order_id: str
+    platform_id: str
+    webhook_type: str
+    body: bytes  # the payload exactly as stored: what is signed and sent
+    attempt: int
+    retry_base: int
+
+
+def claim(
+    conn: Connection, worker: str, now: datetime, lease_until: datetime, limit: int, full: Collection[str]
+) -> list[Claimed]:
+    """Lease up to `limit` due deliveries, skipping rows other workers hold and the platforms in `full`."""
+    due = (
+        select(deliveries.c.id)
+        .where(
+            deliveries.c.state == "pending",
+            deliveries.c.next_attempt_at <= now,
+            (deliveries.c.lease_expires_at.is_(None)) | (deliveries.c.lease_expires_at < now),
         )
+        .order_by(deliveries.c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
     )
-    return delivery_id
+    if full:
+        due = due.where(deliveries.c.platform_id.not_in(list(full)))
+    if conn.dialect.name == "postgresql":
+        # The outbox's statistics go stale within seconds (rows leave `pending` as fast as they come), and a
+        # planner that believes few rows are due reads and sorts all of them instead of walking the due index in
+        # order and stopping after `limit`.
+        conn.execute(text("SET LOCAL enable_bitmapscan = off"))
+    rows = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_(due.scalar_subquery()))
+        .values(lease_owner=worker, lease_expires_at=lease_until)
+        .returning(
+            deliveries.c.id,
+            deliveries.c.order_id,
+            deliveries.c.platform_id,
+            deliveries.c.webhook_type,
+            cast(deliveries.c.payload, Text).label("body"),
+            deliveries.c.attempts,
+            deliveries.c.retry_base,
+        )
+    ).all()
+    return [
+        Claimed(r.id, r.order_id, r.platform_id, r.webhook_type, r.body.encode(), r.attempts + 1, r.retry_base)
+        for r in rows
+    ]
+
+
+def release(conn: Connection, worker: str, ids: Sequence[str]) -> None:
+    """Give back leases this worker holds, untouched (the deliveries are due again at once)."""
+    conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_(ids), deliveries.c.lease_owner == worker)
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+
+
+def cancel(conn: Connection, worker: str, delivery_id: str, reason: str) -> None:
+    """Stop a delivery this worker holds (no endpoint to push to: the order waits in the inbox)."""
+    conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id == delivery_id, deliveries.c.lease_owner == worker)
+        .values(state="cancelled", last_error=reason, lease_owner=None, lease_expires_at=None)
+    )
+
+
+def settle(conn: Connection, worker: str, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Write attempts' effects on their deliveries where this worker still holds the lease; returns those ids."""
+    return bulk_update(
+        conn,
+        deliveries,
+        "id",
+        sorted(rows, key=lambda r: str(r["id"])),  # one lock order for every batch: no deadlock between them
+        match={"lease_owner": worker},
+        keep_if_null=("next_attempt_at", "delivered_at"),
+    )
+
+
+def log_attempts(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Add rows to the attempt log (a unique (delivery, attempt) key refuses a second record of one attempt)."""
+    bulk_insert(conn, delivery_attempts, rows)

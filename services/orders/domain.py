@@ -11,26 +11,20 @@ from datetime import datetime
 from typing import Literal
 
 from shared.events import (
-    Attachment,
-    Authority,
-    Category,
     ContestGrounds,
     DeliveryAttemptFailed,
     Event,
-    Item,
     ItemOutcomeReported,
-    LegalBasis,
     OrderAcknowledged,
     OrderClosed,
     OrderContested,
     OrderDelivered,
     OrderEscalated,
+    OrderFields,
     OrderIssued,
     OrderUpheld,
     OrderWithdrawn,
     Outcome,
-    Redress,
-    RequestedAction,
 )
 
 Status = Literal["issued", "delivered", "acknowledged", "contested", "closed", "withdrawn"]
@@ -50,20 +44,7 @@ class DomainError(Exception):
 @dataclass(frozen=True)
 class IssueOrder:
     order_id: str
-    issuer_reference: str
-    authority: Authority
-    signed_off_by: str
-    platform_id: str
-    legal_basis: LegalBasis
-    category: Category
-    statement_of_reasons: str
-    items: tuple[Item, ...]
-    requested_action: RequestedAction
-    territorial_scope: tuple[str, ...]
-    language: str
-    category_specification: str | None = None
-    redress: Redress | None = None
-    attachments: tuple[Attachment, ...] = ()
+    order: OrderFields
 
 
 @dataclass(frozen=True)
@@ -251,40 +232,23 @@ def _notified_by_inbox(state: OrderState, now: datetime) -> list[Event]:
 
 
 def _issue(cmd: IssueOrder, now: datetime) -> list[Event]:
-    if not cmd.items:
+    order = cmd.order
+    if not order.items:
         raise DomainError("no-items", "an order needs at least one item")
-    ids = [i.item_id for i in cmd.items]
+    ids = [i.item_id for i in order.items]
     if len(set(ids)) != len(ids):
         raise DomainError("duplicate-items", "item ids must be unique within an order")
-    urls = [i.url for i in cmd.items]
+    urls = [i.url for i in order.items]
     if len(set(urls)) != len(urls):
         raise DomainError("duplicate-items", "the same URL is listed twice")
-    if cmd.category == "other" and not (cmd.category_specification or "").strip():
+    if order.category == "other" and not (order.category_specification or "").strip():
         raise DomainError("category-unspecified", "category 'other' needs a category_specification")
-    if not cmd.statement_of_reasons.strip():
+    if not order.statement_of_reasons.strip():
         raise DomainError("no-reasons", "a statement of reasons is required")
-    if not cmd.territorial_scope:
+    if not order.territorial_scope:
         raise DomainError("no-scope", "territorial_scope needs at least one country code")
-    return [
-        OrderIssued(
-            order_id=cmd.order_id,
-            issuer_reference=cmd.issuer_reference,
-            authority=cmd.authority,
-            signed_off_by=cmd.signed_off_by,
-            platform_id=cmd.platform_id,
-            legal_basis=cmd.legal_basis,
-            category=cmd.category,
-            category_specification=cmd.category_specification,
-            statement_of_reasons=cmd.statement_of_reasons,
-            items=cmd.items,
-            requested_action=cmd.requested_action,
-            territorial_scope=cmd.territorial_scope,
-            redress=cmd.redress,
-            language=cmd.language,
-            attachments=cmd.attachments,
-            issued_at=now,
-        )
-    ]
+    # Iterating a model yields its fields as they are (nested values stay models): the order's shape, once.
+    return [OrderIssued(order_id=cmd.order_id, issued_at=now, **dict(order))]
 
 
 def _report(state: OrderState, cmd: ReportOutcomes, now: datetime) -> list[Event]:

@@ -9,7 +9,18 @@ from urllib.parse import urlsplit
 import pycountry
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from shared.events import Category, ContestGrounds, Outcome, RequestedAction
+from shared.events import (
+    Attachment,
+    Authority,
+    Category,
+    ContestGrounds,
+    Item,
+    LegalBasis,
+    OrderFields,
+    Outcome,
+    Redress,
+    RequestedAction,
+)
 
 MAX_ITEMS = 1000
 MAX_REASONS = 10_000
@@ -126,6 +137,34 @@ class IssueOrderIn(_Strict):
         if len(set(self.territorial_scope)) != len(self.territorial_scope):
             raise ValueError("territorial_scope lists a code twice")
         return self
+
+    def to_order(self, authority_id: str, authority_name: str) -> OrderFields:
+        """The order this request asks for, on behalf of the authority the API key speaks for."""
+        return OrderFields(
+            issuer_reference=self.issuer_reference,
+            authority=Authority(id=authority_id, name=authority_name, unit=self.unit),
+            signed_off_by=self.signed_off_by,
+            platform_id=self.platform_id,
+            legal_basis=LegalBasis(act=self.legal_basis.act, article=self.legal_basis.article),
+            category=self.category,
+            category_specification=self.category_specification,
+            statement_of_reasons=self.statement_of_reasons,
+            items=tuple(
+                Item(item_id=item_id, url=i.url, content_id=i.content_id, content_type=i.content_type)
+                for item_id, i in zip(self._item_ids(), self.items, strict=True)
+            ),
+            requested_action=self.requested_action,
+            territorial_scope=tuple(self.territorial_scope),
+            redress=Redress(**self.redress.model_dump()) if self.redress else None,
+            language=self.language,
+            attachments=tuple(Attachment(**a.model_dump()) for a in self.attachments),
+        )
+
+    def _item_ids(self) -> list[str]:
+        """The issuer's item ids where given, else item-1, item-2, ... skipping any the issuer used."""
+        taken = {i.item_id for i in self.items if i.item_id}
+        free = (f"item-{n}" for n in range(1, 2 * len(self.items) + 2) if f"item-{n}" not in taken)
+        return [i.item_id or next(free) for i in self.items]
 
 
 class AcknowledgeIn(_Strict):

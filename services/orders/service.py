@@ -1,19 +1,17 @@
-"""Order command handlers: load, decide, append, update the view, queue webhooks, commit. Nothing else commits."""
+"""Order command handlers: load, decide, append, update the view, publish to the bus; one transaction each."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select
-from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from services.notifier import outbox
 from services.orders import views
 from services.orders.domain import (
     Command,
@@ -24,18 +22,16 @@ from services.orders.domain import (
     decide,
     replay,
 )
-from services.orders.schemas import IssueOrderIn
+from services.orders.errors import IdempotencyConflict, InvalidCursor, InvalidOrder, OrderNotFound, UnknownPlatform
 from services.orders.sla import SlaPolicy
 from services.registry import service as registry
 from shared.auth import Principal
+from shared.bus import MessageBus, Published
 from shared.clock import Clock
-from shared.db import Database, retryable
-from shared.events import Attachment, Authority, Item, LegalBasis, Redress, load_event
+from shared.db import Database, TransientError, UniqueViolation
+from shared.events import OrderFields, load_event
 from shared.eventstore import ConcurrencyError, EventStore, NewEvent, RecordedEvent
 from shared.ids import new_id
-from shared.problems import NotFound, Problem
-
-MAX_RETRIES = 5
 
 
 class Recorded(NamedTuple):
@@ -46,9 +42,9 @@ class Recorded(NamedTuple):
     events: list[RecordedEvent]
 
 
-def request_hash(body: IssueOrderIn) -> str:
-    """A digest of the request's meaning, to tell a repeat from a different order under the same key."""
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+def request_hash(order: OrderFields) -> str:
+    """A digest of the order's meaning, to tell a repeat from a different order under the same key."""
+    canonical = json.dumps(order.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -71,40 +67,10 @@ def _decode_cursor(cursor: str) -> str:
     try:
         order_id = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
     except (ValueError, UnicodeDecodeError) as exc:
-        raise Problem(400, "bad-cursor", "Invalid cursor", "the cursor is not one this API returned") from exc
+        raise InvalidCursor() from exc
     if not order_id.isprintable():
-        raise Problem(400, "bad-cursor", "Invalid cursor", "the cursor is not one this API returned")
+        raise InvalidCursor()
     return order_id
-
-
-def _item_ids(body: IssueOrderIn) -> list[str]:
-    """The issuer's item ids where given, else item-1, item-2, ... skipping any the issuer used."""
-    taken = {i.item_id for i in body.items if i.item_id}
-    free = (f"item-{n}" for n in range(1, 2 * len(body.items) + 2) if f"item-{n}" not in taken)
-    return [i.item_id or next(free) for i in body.items]
-
-
-def _to_issue_command(order_id: str, principal: Principal, body: IssueOrderIn) -> IssueOrder:
-    return IssueOrder(
-        order_id=order_id,
-        issuer_reference=body.issuer_reference,
-        authority=Authority(id=principal.authority_id or "", name=principal.authority_name or "", unit=body.unit),
-        signed_off_by=body.signed_off_by,
-        platform_id=body.platform_id,
-        legal_basis=LegalBasis(act=body.legal_basis.act, article=body.legal_basis.article),
-        category=body.category,
-        category_specification=body.category_specification,
-        statement_of_reasons=body.statement_of_reasons,
-        items=tuple(
-            Item(item_id=item_id, url=i.url, content_id=i.content_id, content_type=i.content_type)
-            for item_id, i in zip(_item_ids(body), body.items, strict=True)
-        ),
-        requested_action=body.requested_action,
-        territorial_scope=tuple(body.territorial_scope),
-        redress=Redress(**body.redress.model_dump()) if body.redress else None,
-        language=body.language,
-        attachments=tuple(Attachment(**a.model_dump()) for a in body.attachments),
-    )
 
 
 @dataclass
@@ -115,8 +81,7 @@ class OrderService:
     store: EventStore
     clock: Clock
     policy: SlaPolicy
-    base_url: str = "http://127.0.0.1:8000"
-    after_commit: Callable[[], None] = field(default=lambda: None)
+    bus: MessageBus = field(default_factory=MessageBus)
 
     # ------------------------------------------------------------------------------------------ writes
 
@@ -174,10 +139,9 @@ class OrderService:
         documents = {order_id: views.render(state, self.policy) for order_id, state in final.items()}
         changed = [(state, documents[o], base[o] == 0) for o, state in sorted(final.items())]
         views.save(conn, changed, self.policy, request_hash)
-        for order_id, events in recorded.items():
-            for event in events:
-                platform_id = final[order_id].issued.platform_id
-                outbox.enqueue(conn, event, platform_id, documents[order_id], self.links(order_id), now)
+        self.bus.publish(
+            conn, (Published(event, documents[order_id]) for order_id, events in recorded.items() for event in events)
+        )
         results: list[Recorded | DomainError] = []
         for outcome in decided:
             if isinstance(outcome, DomainError):
@@ -188,57 +152,40 @@ class OrderService:
         return results
 
     def issue(
-        self, principal: Principal, body: IssueOrderIn, idempotency_key: str | None
+        self, principal: Principal, order: OrderFields, idempotency_key: str | None
     ) -> tuple[dict[str, Any], bool]:
-        """Issue an order; a repeat (same key or issuer_reference, same body) returns the first one unchanged."""
-        digest = request_hash(body)
-        for _ in range(MAX_RETRIES):
+        """Issue an order; a repeat (same key or issuer_reference, same order) returns the first one unchanged."""
+        digest = request_hash(order)
+
+        def work(conn: Connection) -> tuple[dict[str, Any], bool]:
+            existing = self._existing(conn, principal, order.issuer_reference, idempotency_key, digest)
+            if existing is not None:
+                return existing, False
+            if registry.find(conn, order.platform_id) is None:
+                raise UnknownPlatform(f"no platform {order.platform_id!r} is registered")
+            order_id = new_id()
             try:
-                with self.db.transaction() as conn:
-                    existing = self._existing(conn, principal, body.issuer_reference, idempotency_key, digest)
-                    if existing is not None:
-                        return existing, False
-                    if registry.find(conn, body.platform_id) is None:
-                        raise Problem(
-                            422,
-                            "unknown-platform",
-                            "Unknown platform",
-                            f"no platform {body.platform_id!r} is registered",
-                        )
-                    order_id = new_id()
-                    command = _to_issue_command(order_id, principal, body)
-                    try:
-                        _, document, _ = self.record(conn, order_id, command, self._meta(principal), digest)
-                    except DomainError as exc:
-                        raise Problem(422, exc.code, "Invalid order", exc.reason) from exc
-                    if idempotency_key:
-                        self._remember_key(conn, principal, idempotency_key, digest, order_id)
-                self.after_commit()
-                return document, True
-            except IntegrityError:
-                continue  # a concurrent repeat won the race: the next round finds and returns it
-        raise Problem(409, "conflict", "Conflict", "the order could not be recorded; retry")
+                _, document, _ = self.record(conn, order_id, IssueOrder(order_id, order), self._meta(principal), digest)
+            except DomainError as exc:
+                raise InvalidOrder(exc.code, exc.reason) from exc
+            if idempotency_key:
+                self._remember_key(conn, principal, idempotency_key, digest, order_id)
+            return document, True
+
+        # A concurrent repeat that wins the race trips a unique key; the next round finds and returns its order.
+        return self.db.run(work, retry_on=(UniqueViolation, TransientError))
 
     def act(self, principal: Principal, order_id: str, command: Command) -> dict[str, Any]:
-        """Run a platform's or issuer's command on an order it may see; refusals record nothing."""
-        for _ in range(MAX_RETRIES):
-            try:
-                with self.db.transaction() as conn:
-                    row = views.get_row(conn, order_id)
-                    if row is None or not visible(principal, row):
-                        raise NotFound("order")
-                    _, document, _ = self.record(conn, order_id, command, self._meta(principal))
-                self.after_commit()
-                return document
-            except ConcurrencyError:
-                continue  # someone appended first: decide again against the new state
-            except DomainError as exc:
-                raise Problem(409, exc.code, "Refused by the order's rules", exc.reason) from exc
-            except DBAPIError as exc:
-                if not retryable(exc):
-                    raise
-                continue  # a deadlock with another writer (e.g. the notifier recording this order): again
-        raise Problem(409, "conflict", "Conflict", "the order kept changing; retry")
+        """Run a platform's or issuer's command on an order it may see; refusals (DomainError) record nothing."""
+
+        def work(conn: Connection) -> dict[str, Any]:
+            row = views.get_row(conn, order_id)
+            if row is None or not visible(principal, row):
+                raise OrderNotFound()
+            return self.record(conn, order_id, command, self._meta(principal)).document
+
+        # Someone appended first, or a deadlock with another writer (the notifier recording this order): decide again.
+        return self.db.run(work, retry_on=(ConcurrencyError, TransientError))
 
     # ------------------------------------------------------------------------------------------- reads
 
@@ -247,7 +194,7 @@ class OrderService:
         with self.db.read() as conn:
             row = views.get_row(conn, order_id)
             if row is None or not visible(principal, row):
-                raise NotFound("order")
+                raise OrderNotFound()
             return dict(row.document)
 
     def events(self, principal: Principal, order_id: str) -> list[RecordedEvent]:
@@ -255,7 +202,7 @@ class OrderService:
         with self.db.read() as conn:
             row = views.get_row(conn, order_id)
             if row is None or not visible(principal, row):
-                raise NotFound("order")
+                raise OrderNotFound()
             return self.store.read_stream(conn, order_id)
 
     def list(
@@ -297,21 +244,10 @@ class OrderService:
 
     # ---------------------------------------------------------------------------------------- helpers
 
-    def links(self, order_id: str) -> dict[str, str]:
-        """Where a platform acts on an order."""
-        base = f"{self.base_url.rstrip('/')}/v1/orders/{order_id}"
-        return {
-            "self": base,
-            "acknowledge": f"{base}/acknowledge",
-            "outcomes": f"{base}/outcomes",
-            "contest": f"{base}/contest",
-            "events": f"{base}/events",
-        }
-
     def _existing(
         self, conn: Connection, principal: Principal, reference: str, key: str | None, digest: str
     ) -> dict[str, Any] | None:
-        """The order an earlier identical request created, or a 409 if the key or reference meant another."""
+        """The order an earlier identical request created, or IdempotencyConflict if the key or reference meant another."""
         if key:
             hit = conn.execute(
                 select(views.idempotency_keys).where(
@@ -321,8 +257,8 @@ class OrderService:
             ).first()
             if hit is not None:
                 if hit.request_hash != digest:
-                    raise Problem(
-                        409, "idempotency-key-reused", "Idempotency-Key reused", "this key was used with another body"
+                    raise IdempotencyConflict(
+                        "idempotency-key-reused", "this Idempotency-Key was used with another body"
                     )
                 row = views.get_row(conn, hit.order_id)
                 return dict(row.document)
@@ -334,9 +270,7 @@ class OrderService:
         if row is None:
             return None
         if row.request_hash != digest:
-            raise Problem(
-                409, "issuer-reference-reused", "issuer_reference reused", "this issuer_reference names another order"
-            )
+            raise IdempotencyConflict("issuer-reference-reused", "this issuer_reference names another order")
         if key:
             # The key now names this order too, so the same key with another body is a 409 from here on.
             self._remember_key(conn, principal, key, digest, row.id)

@@ -2,16 +2,60 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select
-from sqlalchemy.exc import IntegrityError
 
-from services.notifier.signing import generate_secret
 from services.registry.tables import platforms
+from services.webhooks.safety import is_allowed_destination
+from services.webhooks.signing import generate_secret
 from shared.ids import new_id
-from shared.problems import NotFound, Problem
+
+
+class RegistryError(Exception):
+    """Base of the registry's refusals. `code` is stable; the message is for people."""
+
+    code = "registry-error"
+
+
+class PlatformNotFound(RegistryError):
+    """No platform has this id."""
+
+    code = "not-found"
+
+    def __init__(self) -> None:
+        super().__init__("no such platform")
+
+
+class PlatformNameTaken(RegistryError):
+    """Another platform is registered under this name."""
+
+    code = "platform-exists"
+
+
+class WebhookUrlRefused(RegistryError):
+    """The webhook URL is malformed or points at an address the service must not call."""
+
+    code = "webhook-url-refused"
+
+
+def check_webhook_url(url: str | None, allow_list: list[str]) -> None:
+    """Refuse a webhook URL that is malformed or resolves to a private, loopback or link-local address."""
+    if url is None:
+        return
+    ok, reason = is_allowed_destination(url, allow_list)
+    if not ok:
+        raise WebhookUrlRefused(reason)
+
+
+def _name_free(conn: Connection, name: str, platform_id: str | None = None) -> None:
+    # Checked first for a clear refusal; a concurrent registration of the same name still meets the unique key.
+    taken = conn.execute(select(platforms.c.id).where(platforms.c.name == name)).first()
+    if taken is not None and taken.id != platform_id:
+        raise PlatformNameTaken(f"a platform named {name!r} is already registered")
 
 
 def public_view(row: Any) -> dict[str, Any]:
@@ -32,30 +76,27 @@ def public_view(row: Any) -> dict[str, Any]:
 
 def register(conn: Connection, fields: dict[str, Any], now: datetime) -> tuple[Any, str]:
     """Add a platform; returns its row and its webhook secret (shown once)."""
+    _name_free(conn, fields["name"])
     secret = generate_secret()
     platform_id = new_id()
-    try:
-        with conn.begin_nested():
-            conn.execute(
-                platforms.insert().values(
-                    id=platform_id,
-                    secret=secret,
-                    webhook_enabled=fields.get("webhook_url") is not None,
-                    created_at=now,
-                    updated_at=now,
-                    **fields,
-                )
-            )
-    except IntegrityError as exc:
-        raise Problem(409, "platform-exists", "Platform already registered", f"{fields['name']!r} exists") from exc
+    conn.execute(
+        platforms.insert().values(
+            id=platform_id,
+            secret=secret,
+            webhook_enabled=fields.get("webhook_url") is not None,
+            created_at=now,
+            updated_at=now,
+            **fields,
+        )
+    )
     return get(conn, platform_id), secret
 
 
 def get(conn: Connection, platform_id: str) -> Any:
-    """A platform's row, or NotFound."""
+    """A platform's row, or PlatformNotFound."""
     row = conn.execute(select(platforms).where(platforms.c.id == platform_id)).first()
     if row is None:
-        raise NotFound("platform")
+        raise PlatformNotFound()
     return row
 
 
@@ -72,13 +113,11 @@ def list_all(conn: Connection) -> list[Any]:
 def update(conn: Connection, platform_id: str, changes: dict[str, Any], now: datetime) -> Any:
     """Change a platform's registration; a new webhook URL re-enables delivery."""
     get(conn, platform_id)
+    if "name" in changes:
+        _name_free(conn, changes["name"], platform_id)
     if "webhook_url" in changes:
         changes = {**changes, "webhook_enabled": changes["webhook_url"] is not None, "webhook_disabled_reason": None}
-    try:
-        with conn.begin_nested():
-            conn.execute(platforms.update().where(platforms.c.id == platform_id).values(**changes, updated_at=now))
-    except IntegrityError as exc:
-        raise Problem(409, "platform-exists", "Platform name taken", "another platform has this name") from exc
+    conn.execute(platforms.update().where(platforms.c.id == platform_id).values(**changes, updated_at=now))
     return get(conn, platform_id)
 
 
@@ -87,7 +126,7 @@ def rotate_secret(conn: Connection, platform_id: str, now: datetime, overlap: ti
     # Lock the row: two concurrent rotations would otherwise both keep the same "previous" secret.
     row = conn.execute(select(platforms).where(platforms.c.id == platform_id).with_for_update()).first()
     if row is None:
-        raise NotFound("platform")
+        raise PlatformNotFound()
     secret = generate_secret()
     conn.execute(
         platforms.update()
@@ -97,15 +136,41 @@ def rotate_secret(conn: Connection, platform_id: str, now: datetime, overlap: ti
     return get(conn, platform_id), secret
 
 
-def signing_secrets(row: Any, now: datetime) -> list[str]:
-    """The secrets to sign with now: the current one, and the previous one during its overlap."""
-    expires = row.previous_secret_expires_at
-    if row.previous_secret and expires is not None:
-        if expires.tzinfo is None:  # SQLite returns naive datetimes; everything stored is UTC
-            expires = expires.replace(tzinfo=now.tzinfo)
-        if expires > now:
-            return [row.secret, row.previous_secret]
-    return [row.secret]
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    """Where and how to push to a platform: its webhook URL, whether it is enabled, and its signing secrets."""
+
+    platform_id: str
+    url: str | None
+    enabled: bool
+    secret: str
+    previous_secret: str | None = None
+    previous_secret_expires_at: datetime | None = None
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """The secrets to sign with now: the current one, and the previous one during its overlap."""
+        expires = self.previous_secret_expires_at
+        if self.previous_secret and expires is not None and expires > now:
+            return [self.secret, self.previous_secret]
+        return [self.secret]
+
+
+def endpoints(conn: Connection, platform_ids: Iterable[str]) -> dict[str, WebhookEndpoint]:
+    """The webhook endpoints of these platforms, by platform id (unknown ids are absent)."""
+    ids = set(platform_ids)
+    if not ids:
+        return {}
+    rows = conn.execute(
+        select(
+            platforms.c.id,
+            platforms.c.webhook_url,
+            platforms.c.webhook_enabled,
+            platforms.c.secret,
+            platforms.c.previous_secret,
+            platforms.c.previous_secret_expires_at,
+        ).where(platforms.c.id.in_(ids))
+    )
+    return {r.id: WebhookEndpoint(*r) for r in rows}
 
 
 def disable_webhook(conn: Connection, platform_id: str, reason: str, now: datetime) -> None:

@@ -198,7 +198,7 @@ def test_concurrent_repeats_create_one_order(api: Api) -> None:
     from shared.auth import Principal
 
     issuer = Principal(key_id="k", role="issuer", authority_id="mci", authority_name="Ministry")
-    body = IssueOrderIn.model_validate(order_body(api.platform_a))
+    body = IssueOrderIn.model_validate(order_body(api.platform_a)).to_order("mci", "Ministry")
     results: list[tuple[str, bool]] = []
     barrier = threading.Barrier(8)
 

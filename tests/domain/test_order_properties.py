@@ -49,6 +49,7 @@ from shared.events import (
     OrderContested,
     OrderDelivered,
     OrderEscalated,
+    OrderFields,
     OrderIssued,
     OrderUpheld,
     OrderWithdrawn,
@@ -165,18 +166,20 @@ def issue_commands(draw: st.DrawFn) -> IssueOrder:
             scope = ()
     return IssueOrder(
         order_id="ord-1",
-        issuer_reference="MCI-1",
-        authority=Authority(id="mci", name="Ministry of Culture and Information"),
-        signed_off_by="A. Officer",
-        platform_id="plat-1",
-        legal_basis=LegalBasis(act="Law on Mass Media", article="26"),
-        category=category,  # type: ignore[arg-type]
-        category_specification=spec,
-        statement_of_reasons=reasons,
-        items=tuple(Item(item_id=i, url=u) for i, u in zip(ids, urls, strict=True)),
-        requested_action=draw(st.sampled_from(["remove", "restrict"])),
-        territorial_scope=scope,
-        language="kk",
+        order=OrderFields(
+            issuer_reference="MCI-1",
+            authority=Authority(id="mci", name="Ministry of Culture and Information"),
+            signed_off_by="A. Officer",
+            platform_id="plat-1",
+            legal_basis=LegalBasis(act="Law on Mass Media", article="26"),
+            category=category,  # type: ignore[arg-type]
+            category_specification=spec,
+            statement_of_reasons=reasons,
+            items=tuple(Item(item_id=i, url=u) for i, u in zip(ids, urls, strict=True)),
+            requested_action=draw(st.sampled_from(["remove", "restrict"])),
+            territorial_scope=scope,
+            language="kk",
+        ),
     )
 
 

@@ -39,6 +39,7 @@ from shared.events import (
     OrderContested,
     OrderDelivered,
     OrderEscalated,
+    OrderFields,
     OrderIssued,
     OrderUpheld,
     OrderWithdrawn,
@@ -65,7 +66,8 @@ def issue_cmd(n_items: int = 2, **overrides: Any) -> IssueOrder:
         "language": "kk",
     }
     fields.update(overrides)
-    return IssueOrder(**fields)
+    order_id = fields.pop("order_id")
+    return IssueOrder(order_id=order_id, order=OrderFields(**fields))
 
 
 def run(state: OrderState | None, *steps: tuple[Command, datetime]) -> OrderState:
@@ -144,7 +146,8 @@ def test_issue_records_the_order_as_given_with_issued_at_now() -> None:
     assert event.issuer_reference == "MCI-2025-001"
     assert event.category == "other"
     assert event.category_specification == "hate speech"
-    assert event.items == cmd.items
+    assert event.items == cmd.order.items
+    assert OrderFields(**{k: getattr(event, k) for k in OrderFields.model_fields}) == cmd.order
     assert event.territorial_scope == ("KZ", "KG")
     state = apply(None, event)
     assert state.status == "issued"

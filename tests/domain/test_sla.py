@@ -23,7 +23,7 @@ from services.orders.domain import (
     execute,
 )
 from services.orders.sla import SLA_STATUSES, SlaPolicy, deadline, remaining, status
-from shared.events import Authority, Item, LegalBasis
+from shared.events import Authority, Item, LegalBasis, OrderFields
 
 T0 = datetime(2025, 3, 3, 9, 0, 0, tzinfo=UTC)  # issued
 NOTIFIED = T0 + timedelta(minutes=30)  # delivered
@@ -36,18 +36,20 @@ POLICY = SlaPolicy()
 def issue_cmd(n_items: int = 2, category: str = "child_cyberbullying") -> IssueOrder:
     return IssueOrder(
         order_id="ord-1",
-        issuer_reference="MCI-2025-001",
-        authority=Authority(id="mci", name="Ministry of Culture and Information"),
-        signed_off_by="A. Officer",
-        platform_id="plat-1",
-        legal_basis=LegalBasis(act="Law on Mass Media", article="26"),
-        category=category,  # type: ignore[arg-type]
-        category_specification="unspecified harm" if category == "other" else None,
-        statement_of_reasons="Posts insult a named minor.",
-        items=tuple(Item(item_id=f"i{n}", url=f"https://example.test/p/{n}") for n in range(n_items)),
-        requested_action="remove",
-        territorial_scope=("KZ",),
-        language="kk",
+        order=OrderFields(
+            issuer_reference="MCI-2025-001",
+            authority=Authority(id="mci", name="Ministry of Culture and Information"),
+            signed_off_by="A. Officer",
+            platform_id="plat-1",
+            legal_basis=LegalBasis(act="Law on Mass Media", article="26"),
+            category=category,  # type: ignore[arg-type]
+            category_specification="unspecified harm" if category == "other" else None,
+            statement_of_reasons="Posts insult a named minor.",
+            items=tuple(Item(item_id=f"i{n}", url=f"https://example.test/p/{n}") for n in range(n_items)),
+            requested_action="remove",
+            territorial_scope=("KZ",),
+            language="kk",
+        ),
     )
 
 

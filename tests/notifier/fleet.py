@@ -253,7 +253,7 @@ def issue_orders(container: Container, platform_ids: list[str], count: int, pref
     for n in range(count):
         body = IssueOrderIn.model_validate(
             order_body(platform_ids[n % len(platform_ids)], issuer_reference=f"{prefix}-{n}")
-        )
+        ).to_order("mci", "Ministry")
         document, created = container.orders.issue(ISSUER, body, None)
         assert created
         ids.append(document["id"])

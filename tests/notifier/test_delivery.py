@@ -201,7 +201,7 @@ async def test_dead_letter_after_last_attempt_escalates(api: Api, http: httpx.As
 
     point_webhook(api, f"http://127.0.0.1:{unused_port()}/hook")
     notifier = configured(api, timeout_s=0.5)
-    notifier.policy = RetryPolicy(max_attempts=3)
+    notifier.recorder.policy = RetryPolicy(max_attempts=3)
     oid = api.issue().json()["id"]
     for _ in range(3):
         await notifier.drain(http)
@@ -254,7 +254,7 @@ def test_long_host_names_still_fit_the_lease_column(api: Api) -> None:
     from unittest import mock
 
     with mock.patch.object(socket, "gethostname", return_value="ip-10-20-130-147.eu-central-1.compute.internal" * 2):
-        worker = Notifier(api.container.db, api.container.orders, api.clock)
+        worker = Notifier(api.container.db, api.container.orders.record_many, api.clock)
     assert len(worker.worker_id) <= 64
     assert worker.claim(10) == []
 
@@ -274,7 +274,7 @@ async def test_the_request_goes_to_the_address_that_was_checked(
     answers = iter([["127.0.0.1"]])
     worker = Notifier(
         api.container.db,
-        api.container.orders,
+        api.container.orders.record_many,
         api.clock,
         NotifierConfig(timeout_s=2, allow_list=("127.0.0.1",)),
         resolver=lambda host, port: next(answers, ["169.254.169.254"]),
@@ -344,14 +344,14 @@ def test_a_batch_that_fails_records_every_attempt_but_the_one_that_broke_it(
     oids = [api.issue(issuer_reference=f"POISON-{n}").json()["id"] for n in range(3)]
     jobs = {job.order_id: job for job in notifier.claim(10)}
     poisoned = oids[1]
-    real = notifier.orders.record_many
+    real = notifier.recorder.order_facts
 
     def record_many(conn: Any, commands: Any, *args: Any, **kwargs: Any) -> Any:
         if any(order_id == poisoned for order_id, _, _ in commands):
             raise DataError("UPDATE orders ...", {}, Exception("value too long"))
         return real(conn, commands, *args, **kwargs)
 
-    monkeypatch.setattr(notifier.orders, "record_many", record_many)
+    monkeypatch.setattr(notifier.recorder, "order_facts", record_many)
     now = api.clock.now()
     ok = AttemptResult(200, None, 3, "", None)
     notifier.record_many([(jobs[o], ok, now) for o in oids])
@@ -369,7 +369,7 @@ def test_a_deadlocked_batch_is_recorded_on_the_next_try(
     notifier = configured(api, timeout_s=2)
     oids = [api.issue(issuer_reference=f"DEADLOCK-{n}").json()["id"] for n in range(2)]
     jobs = notifier.claim(10)
-    real = notifier.orders.record_many
+    real = notifier.recorder.order_facts
     calls: list[int] = []
 
     def record_many(conn: Any, commands: Any, *args: Any, **kwargs: Any) -> Any:
@@ -378,7 +378,7 @@ def test_a_deadlocked_batch_is_recorded_on_the_next_try(
             raise OperationalError("INSERT INTO events ...", {}, _Deadlock("deadlock detected"))
         return real(conn, commands, *args, **kwargs)
 
-    monkeypatch.setattr(notifier.orders, "record_many", record_many)
+    monkeypatch.setattr(notifier.recorder, "order_facts", record_many)
     now = api.clock.now()
     notifier.record_many([(job, AttemptResult(200, None, 3, "", None), now) for job in jobs])
     assert calls == [2, 2], "the whole batch again, in one transaction"

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from services.notifier.safety import Resolver, is_allowed_destination, resolve_host
+from services.webhooks.safety import Resolver, is_allowed_destination, resolve_host
 
 PUBLIC_V4 = "93.184.215.14"
 PUBLIC_V6 = "2606:2800:21f:cb07:6820:80da:af6b:8b2c"

@@ -12,7 +12,7 @@ from standardwebhooks.webhooks import Webhook
 
 from services.notifier.policy import classify, parse_retry_after
 from services.notifier.sender import EXCERPT_BYTES, AttemptResult, send
-from services.notifier.signing import generate_secret, webhook_headers
+from services.webhooks.signing import generate_secret, webhook_headers
 
 from .receiver import BlackHole, Dribble, Garbage, Hangup, Receiver, Respond, unused_port
 

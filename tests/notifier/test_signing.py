@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from services.notifier.signing import generate_secret, sign, signature_header, webhook_headers
+from services.webhooks.signing import generate_secret, sign, signature_header, webhook_headers
 
 BODY = json.dumps({"type": "order.issued", "timestamp": "2026-03-02T09:00:00Z", "data": {"id": "o1"}}).encode()
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Table, Text, cast, event, select
-from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.exc import StatementError
 
 from services.notifier.tables import deliveries, delivery_attempts
 from shared.bulk import bulk_insert, bulk_update
-from shared.db import Database, compact_json
+from shared.db import Database, UniqueViolation, compact_json
 from tests.support import T0
 
 PLUS_5 = timezone(timedelta(hours=5))
@@ -158,7 +158,7 @@ def test_skip_conflicts_on_skips_the_conflicting_rows_and_counts_only_those_inse
 def test_a_conflict_without_skip_is_refused_and_the_call_writes_nothing(db: Database) -> None:
     insert(db, deliveries, [delivery(1)])
 
-    with pytest.raises(IntegrityError):
+    with pytest.raises(UniqueViolation):
         insert(db, deliveries, [delivery(2), delivery(3), delivery(94, event_id="event-1"), delivery(4)])
 
     assert sorted(stored_deliveries(db)) == ["d-1"]
@@ -168,7 +168,7 @@ def test_a_conflict_without_skip_is_refused_and_the_call_writes_nothing(db: Data
 def test_a_conflict_on_a_composite_unique_constraint_is_refused(db: Database) -> None:
     insert(db, delivery_attempts, [attempt("d-1", 1)])
 
-    with pytest.raises(IntegrityError):
+    with pytest.raises(UniqueViolation):
         insert(db, delivery_attempts, [attempt("d-1", 2), attempt("d-1", 1, worker="w2")])
 
     assert stored_attempts(db) == [attempt("d-1", 1)]

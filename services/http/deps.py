@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from services.bootstrap import Container
+from services.http.problems import Problem
 from shared.auth import Principal, Role, authenticate
-from shared.problems import Problem
 
 
 def get_container(request: Request) -> Container:

@@ -1,4 +1,4 @@
-"""Which webhook destinations the notifier may call: no internal addresses unless an operator allow-lists them."""
+"""Which webhook destinations may be called: no internal addresses unless an operator allow-lists them."""
 
 from __future__ import annotations
 

@@ -10,6 +10,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.notifier.deliveries import DeliveryNotFound, DeliveryPending
+from services.orders.domain import DomainError
+from services.orders.errors import IdempotencyConflict, InvalidCursor, InvalidOrder, OrderNotFound, UnknownPlatform
+from services.registry.service import PlatformNameTaken, PlatformNotFound, WebhookUrlRefused
+from shared.db import TransientError, UniqueViolation
+from shared.eventstore import ConcurrencyError
+
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("takedown.problems")
 
@@ -22,11 +29,43 @@ class Problem(Exception):
         super().__init__(detail or title)
 
 
-class NotFound(Problem):
-    """What does not exist, or what the caller may not see (never 403 for another tenant's data)."""
+# Every refusal a service raises, and the status and title it leaves the API with. A service's error has a stable
+# `code` (the problem type is /problems/<code>) and a message for people; what is not found and what the caller
+# may not see are the same 404, never a 403 for another tenant's data.
+SERVICE_ERRORS: dict[type[Exception], tuple[int, str]] = {
+    OrderNotFound: (404, "Not Found"),
+    PlatformNotFound: (404, "Not Found"),
+    DeliveryNotFound: (404, "Not Found"),
+    InvalidCursor: (400, "Invalid cursor"),
+    UnknownPlatform: (422, "Unknown platform"),
+    InvalidOrder: (422, "Invalid order"),
+    WebhookUrlRefused: (422, "Webhook URL refused"),
+    IdempotencyConflict: (409, "Idempotency conflict"),
+    DomainError: (409, "Refused by the order's rules"),
+    PlatformNameTaken: (409, "Platform name taken"),
+    DeliveryPending: (409, "Delivery still pending"),
+    ConcurrencyError: (409, "Conflict"),
+    UniqueViolation: (409, "Conflict"),
+    TransientError: (503, "Try again"),
+}
 
-    def __init__(self, what: str = "resource") -> None:
-        super().__init__(404, "not-found", "Not Found", f"no such {what}")
+
+def _code(exc: Exception) -> str:
+    if isinstance(exc, (ConcurrencyError, UniqueViolation)):
+        return "conflict"
+    if isinstance(exc, TransientError):
+        return "busy"
+    return str(getattr(exc, "code", "error"))
+
+
+def _detail(exc: Exception) -> str:
+    if isinstance(exc, ConcurrencyError):
+        return "the order kept changing; retry"
+    if isinstance(exc, UniqueViolation):
+        return "the same thing was recorded concurrently; retry"
+    if isinstance(exc, TransientError):
+        return "the database was busy; retry"
+    return str(getattr(exc, "reason", None) or exc)
 
 
 def problem_response(
@@ -40,7 +79,7 @@ def problem_response(
     if instance:
         body["instance"] = instance
     body.update(extra)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {"Retry-After": "1"} if status == 503 else None
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -64,6 +103,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.code, exc.title, exc.detail, request.url.path, **exc.extra)
+
+    async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+        status, title = next(SERVICE_ERRORS[t] for t in type(exc).__mro__ if t in SERVICE_ERRORS)
+        return problem_response(status, _code(exc), title, _detail(exc), request.url.path)
+
+    for error in SERVICE_ERRORS:
+        app.add_exception_handler(error, _service_error)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -8,10 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.deps import Admin, AdminOrAuditor, ContainerDep
-from services.notifier.safety import is_allowed_destination
+from services.http.deps import Admin, AdminOrAuditor, ContainerDep
+from services.http.problems import Problem
 from services.registry import service as registry
-from shared.problems import Problem
 
 router = APIRouter(prefix="/v1/platforms", tags=["platforms"])
 
@@ -40,18 +39,10 @@ class PlatformPatch(BaseModel):
     webhook_url: Annotated[str, Field(max_length=2048, pattern=r"^[^\x00]+$")] | None = None
 
 
-def _check_webhook(url: str | None, c: Any) -> None:
-    if url is None:
-        return
-    ok, reason = is_allowed_destination(url, c.settings.webhook_allow_list)
-    if not ok:
-        raise Problem(422, "webhook-url-refused", "Webhook URL refused", reason)
-
-
 @router.post("", status_code=201, summary="Register a platform (admin); returns its webhook secret once")
 def register_platform(body: PlatformIn, principal: Admin, c: ContainerDep, response: Response) -> dict[str, Any]:
     """Register a platform and its local representative."""
-    _check_webhook(body.webhook_url, c)
+    registry.check_webhook_url(body.webhook_url, c.settings.webhook_allow_list)
     with c.db.transaction() as conn:
         row, secret = registry.register(conn, body.model_dump(mode="json"), c.clock.now())
     response.headers["Location"] = f"/v1/platforms/{row.id}"
@@ -77,7 +68,7 @@ def patch_platform(platform_id: str, body: PlatformPatch, principal: Admin, c: C
     """Only the fields sent change."""
     changes = body.model_dump(mode="json", exclude_unset=True)
     if "webhook_url" in changes:
-        _check_webhook(changes["webhook_url"], c)
+        registry.check_webhook_url(changes["webhook_url"], c.settings.webhook_allow_list)
     for required in ("name", "monthly_users", "representative"):
         if required in changes and changes[required] is None:
             raise Problem(422, "validation", "Invalid request", f"{required} cannot be null")

@@ -12,12 +12,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from services.bootstrap import Container
-from services.deps import ContainerDep
-from services.notifier.api import router as deliveries_router
-from services.orders.api import router as orders_router
-from services.registry.api import router as platforms_router
-from shared import problems
-from shared.bodylimit import BodyLimitMiddleware
+from services.http import problems
+from services.http.bodylimit import BodyLimitMiddleware
+from services.http.deliveries import router as deliveries_router
+from services.http.deps import ContainerDep
+from services.http.orders import router as orders_router
+from services.http.platforms import router as platforms_router
 from shared.migrate import current_revision, head_revision
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 
-from services.deps import ContainerDep, Issuer, PlatformRep, Reader
+from services.http.deps import ContainerDep, Issuer, PlatformRep, Reader
 from services.orders.domain import Acknowledge, Contest, OutcomeReport, ReportOutcomes, Uphold, Withdraw
 from services.orders.schemas import (
     AcknowledgeIn,
@@ -31,7 +31,8 @@ def issue_order(
     body: IssueOrderIn, principal: Issuer, c: ContainerDep, response: Response, idempotency_key: IdempotencyKey = None
 ) -> dict[str, Any]:
     """Issue an order to a platform; a repeat with the same key or issuer_reference returns the first order."""
-    document, created = c.orders.issue(principal, body, idempotency_key)
+    order = body.to_order(principal.authority_id or "", principal.authority_name or "")
+    document, created = c.orders.issue(principal, order, idempotency_key)
     response.headers["Location"] = f"/v1/orders/{document['id']}"
     if not created:
         response.status_code = 200

@@ -1,0 +1,1 @@
+"""The HTTP edge: the app, its dependencies, and the mapping of service errors to RFC 9457 problems."""
