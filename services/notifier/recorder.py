@@ -21,7 +21,14 @@ from services.notifier import outbox
 from services.notifier.outbox import Claimed
 from services.notifier.policy import DEFAULT_POLICY, RetryPolicy, classify, parse_retry_after
 from services.notifier.sender import AttemptResult
-from services.orders.domain import Command, DomainError, Escalate, RecordDelivery, RecordDeliveryFailure
+from services.orders.domain import (
+    NOT_NOTIFIED,
+    Command,
+    DomainError,
+    Escalate,
+    RecordDelivery,
+    RecordDeliveryFailure,
+)
 from services.registry import service as registry
 from shared.clock import Clock
 from shared.db import Database, TransientError, UniqueViolation
@@ -39,7 +46,8 @@ DISABLED = Counter("takedown_webhook_endpoints_disabled_total", "Endpoints disab
 DEAD = Counter("takedown_webhook_dead_letters_total", "Deliveries given up after the last attempt")
 
 EXCERPT_CHARS = 500
-DEAD_LETTER_ESCALATION_LEVEL = 1
+# A dead order.issued push is evidence that the platform was not notified: that level, early (once per order).
+DEAD_LETTER_ESCALATION_LEVEL = NOT_NOTIFIED
 
 
 class OrderFacts(Protocol):
@@ -110,7 +118,7 @@ class Plan:
         ]
         if self.state == "dead" and self.outcome != "gone" and job.webhook_type == "order.issued":
             reason = f"webhook delivery {job.id} failed after {job.attempt} attempts"
-            commands.append(Escalate(level=DEAD_LETTER_ESCALATION_LEVEL, reason=reason))
+            commands.append(Escalate(level=DEAD_LETTER_ESCALATION_LEVEL, reason=reason, dead_letter=True))
         return commands
 
 

@@ -118,7 +118,7 @@ class OrderService:
         decided: list[tuple[str, int, int] | DomainError] = []  # (order, first new event, count) or refusal
         for order_id, command, meta in commands:
             try:
-                new = decide(states[order_id], command, now)
+                new = decide(states[order_id], command, now, self.policy)
             except DomainError as exc:
                 decided.append(exc)
                 continue

@@ -42,7 +42,7 @@ def test_issue_acknowledge_outcomes_closes_the_order(api: Api) -> None:
         "platform_a",
         json={
             "outcomes": [
-                {"item_id": "item-2", "outcome": "declined", "reason": "not illegal here", "actioned_at": iso(api)}
+                {"item_id": "item-2", "outcome": "not_found", "actioned_at": iso(api)}
             ]
         },
     )
@@ -50,7 +50,7 @@ def test_issue_acknowledge_outcomes_closes_the_order(api: Api) -> None:
     assert closed["status"] == "closed"
     assert {i["item_id"]: i["outcome"]["outcome"] for i in closed["items"]} == {
         "item-1": "removed",
-        "item-2": "declined",
+        "item-2": "not_found",
     }
 
     api.container.sequencer.catch_up()
