@@ -102,9 +102,18 @@ class Plan:
         """The facts the attempt adds to its order: delivered (first 2xx of the order's push), or a failed attempt."""
         job, result = self.job, self.result
         if self.outcome == "delivered":
-            return (
-                [RecordDelivery(delivery_id=job.id, attempt=job.attempt)] if job.webhook_type == "order.issued" else []
-            )
+            if job.webhook_type != "order.issued":
+                return []
+            # The worker's jobs carry the endpoint read with the claim: the URL pushed to and who was on record.
+            endpoint = getattr(job, "endpoint", None)
+            return [
+                RecordDelivery(
+                    delivery_id=job.id,
+                    attempt=job.attempt,
+                    url=getattr(endpoint, "url", None),
+                    representative=getattr(endpoint, "representative", None),
+                )
+            ]
         commands: list[Command] = [
             RecordDeliveryFailure(
                 delivery_id=job.id,

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, select
 from services.registry.tables import platforms
 from services.webhooks.safety import is_allowed_destination
 from services.webhooks.signing import generate_secret
+from shared.events import Representative
 from shared.ids import new_id
 
 
@@ -136,9 +137,38 @@ def rotate_secret(conn: Connection, platform_id: str, now: datetime, overlap: ti
     return get(conn, platform_id), secret
 
 
+def representative_of(stored: Any) -> Representative | None:
+    """The representative as an order's history records it, from the registry's stored form (None if absent)."""
+    if not isinstance(stored, dict) or not stored.get("name"):
+        return None
+    return Representative(
+        name=stored["name"], citizenship=stored.get("citizenship"), email=stored.get("email"), phone=stored.get("phone")
+    )
+
+
+@dataclass(frozen=True)
+class OnRecord:
+    """Who and where a platform is notified at, as registered now: its representative and its webhook URL."""
+
+    platform_id: str
+    representative: Representative | None
+    webhook_url: str | None
+
+
+def on_record(conn: Connection, platform_id: str) -> OnRecord | None:
+    """A platform's current representative and webhook URL (None: no such platform)."""
+    row = conn.execute(
+        select(platforms.c.representative, platforms.c.webhook_url).where(platforms.c.id == platform_id)
+    ).first()
+    if row is None:
+        return None
+    return OnRecord(platform_id, representative_of(row.representative), row.webhook_url)
+
+
 @dataclass(frozen=True)
 class WebhookEndpoint:
-    """Where and how to push to a platform: its webhook URL, whether it is enabled, and its signing secrets."""
+    """Where and how to push to a platform: its webhook URL, whether it is enabled, its signing secrets, and the
+    representative on record when it was read (a delivery records both URL and representative)."""
 
     platform_id: str
     url: str | None
@@ -146,6 +176,7 @@ class WebhookEndpoint:
     secret: str
     previous_secret: str | None = None
     previous_secret_expires_at: datetime | None = None
+    representative: Representative | None = None
 
     def signing_secrets(self, now: datetime) -> list[str]:
         """The secrets to sign with now: the current one, and the previous one during its overlap."""
@@ -168,9 +199,10 @@ def endpoints(conn: Connection, platform_ids: Iterable[str]) -> dict[str, Webhoo
             platforms.c.secret,
             platforms.c.previous_secret,
             platforms.c.previous_secret_expires_at,
+            platforms.c.representative,
         ).where(platforms.c.id.in_(ids))
     )
-    return {r.id: WebhookEndpoint(*r) for r in rows}
+    return {r.id: WebhookEndpoint(*r[:6], representative=representative_of(r.representative)) for r in rows}
 
 
 def disable_webhook(conn: Connection, platform_id: str, reason: str, now: datetime) -> None:
