@@ -72,6 +72,9 @@ async def test_issue_is_pushed_signed_and_the_clock_starts(
     assert body["data"]["links"]["acknowledge"].endswith(f"/v1/orders/{order['id']}/acknowledge")
     got = api.call("GET", f"/v1/orders/{order['id']}", "platform_a").json()
     assert got["status"] == "delivered" and got["notified_via"] == "webhook"
+    # The delivery records where it was pushed and who the registry had on record then.
+    assert got["notification"]["address"] == receiver.url("/hook")
+    assert got["notification"]["representative"]["name"] == "Rep"
     notified = datetime.fromisoformat(got["notified_at"])
     assert notified == api.clock.now()
     assert datetime.fromisoformat(got["deadline"]) - notified == timedelta(hours=24)
