@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     sla_hours: float = 24.0
     sla_category_hours: dict[str, float] = Field(default_factory=dict)
     sla_at_risk_share: float = 0.25
+    # Escalation: not notified within this long of issue; still unanswered this long after the deadline; the
+    # issuer's review of a contest or of declines due within this long.
+    sla_notice_hours: float = 1.0
+    sla_still_open_hours: tuple[float, float] = (24.0, 72.0)
+    sla_review_hours: float = 72.0
     # Webhook destinations in private ranges are refused unless listed here (IPs or CIDRs).
     webhook_allow_list: list[str] = Field(default_factory=list)
     webhook_timeout_s: float = 15.0

@@ -247,3 +247,20 @@ def test_upholding_over_a_decline_makes_the_item_due_again_against_the_original_
     body = {"outcomes": [{"item_id": "item-2", "outcome": "removed", "actioned_at": iso(api.clock.now())}]}
     closed = api.call("POST", f"/v1/orders/{oid}/outcomes", "platform_a", json=body).json()
     assert closed["status"] == "closed" and closed["sla_status"] == "met_late"
+
+
+def test_the_escalation_policy_comes_from_the_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    from services.bootstrap import bootstrap
+    from shared.settings import Settings
+
+    monkeypatch.setenv("TAKEDOWN_SLA_STILL_OPEN_HOURS", "[6, 12]")
+    settings = Settings(
+        environment="test", database_url=f"sqlite:///{tmp_path / 'x.db'}", sla_notice_hours=2, sla_review_hours=8
+    )
+    container = bootstrap(settings)
+    try:
+        policy = container.policy
+        assert (policy.notice_hours, policy.still_open_hours, policy.review_hours) == (2, (6, 12), 8)
+        assert container.orders.policy is policy
+    finally:
+        container.close()
