@@ -243,11 +243,18 @@ class OrderService:
         return views.refresh(document, self.policy, self.clock.now())
 
     def events(self, principal: Principal, order_id: str) -> list[RecordedEvent]:
-        """The order's events, with their global (ledger) positions once sequenced."""
+        """The order's events, with their global (ledger) positions once sequenced.
+
+        They show the order itself, so a platform reading them is notified as by `get`.
+        """
         with self.db.read() as conn:
             row = views.get_row(conn, order_id)
             if row is None or not visible(principal, row):
                 raise OrderNotFound()
+            if not unread_by_platform(principal, row):
+                return self.store.read_stream(conn, order_id)
+        self._read_inbox(principal, row.platform_id, [order_id])
+        with self.db.read() as conn:
             return self.store.read_stream(conn, order_id)
 
     def list(

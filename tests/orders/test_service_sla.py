@@ -264,3 +264,12 @@ def test_the_escalation_policy_comes_from_the_settings(monkeypatch: pytest.Monke
         assert container.orders.policy is policy
     finally:
         container.close()
+
+
+def test_a_platform_reading_the_events_of_an_unread_order_is_notified(api: Api) -> None:
+    oid = api.issue().json()["id"]
+    r = api.call("GET", f"/v1/orders/{oid}/events", "platform_a")
+    assert r.status_code == 200, r.text
+    assert [e["type"] for e in r.json()] == ["order.issued", "order.delivered"]
+    assert r.json()[1]["data"]["channel"] == "inbox"
+    assert types(api, oid) == ["order.issued", "order.delivered"]
