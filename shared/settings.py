@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     # Processes of `takedown notifier` (0: one per CPU). Each sends and records; the limits above are shared out.
     notifier_processes: int = Field(default=0, ge=0)
     secret_overlap_hours: float = 24.0
+    # Platforms with more users than this are obliged by the law to name a Kazakh-citizen representative.
+    obliged_monthly_users: int = Field(default=100_000, ge=0)
     public_base_url: str = "http://127.0.0.1:8000"
     log_level: str = "INFO"
     log_json: bool = False
