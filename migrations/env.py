@@ -7,9 +7,11 @@ from sqlalchemy import Connection
 
 import services.notifier.tables
 import services.orders.views
-import services.registry.tables  # noqa: F401
+import services.registry.tables
+import services.sla.tables  # noqa: F401
 import shared.auth
-import shared.eventstore.tables  # noqa: F401
+import shared.eventstore.tables
+import shared.projections  # noqa: F401
 from shared.db import make_engine, metadata
 
 config = context.config

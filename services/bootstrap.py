@@ -13,11 +13,13 @@ from services.notifier.outbox import WEBHOOK_TYPES, Outbox
 from services.notifier.worker import Notifier, NotifierConfig
 from services.orders.service import OrderService
 from services.orders.sla import SlaPolicy
+from services.sla.projection import SlaProjection
 from shared.bus import MessageBus
 from shared.clock import Clock, SystemClock
 from shared.db import Database, make_engine
 from shared.eventstore import EventStore
 from shared.eventstore.sequencer import Sequencer
+from shared.projections import ProjectionRunner
 from shared.settings import Settings
 
 
@@ -34,10 +36,13 @@ class Container:
     sequencer: Sequencer
     orders: OrderService
     notifier: Notifier
+    sla: SlaProjection
+    projections: ProjectionRunner
 
     def close(self) -> None:
         """Stop background loops and release connections."""
         self.sequencer.stop()
+        self.projections.stop()
         self.db.engine.dispose()
 
 
@@ -67,12 +72,16 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
         ),
     )
 
+    sla = SlaProjection(store, policy, clock)
+    projections = ProjectionRunner(db, store, [sla])
+
     # In the command's transaction: the webhooks platforms are pushed (the transactional outbox).
     bus.subscribe(WEBHOOK_TYPES, Outbox(settings.public_base_url))
     # After commit: in-process signals instead of LISTEN/NOTIFY (a NOTIFY takes a database-wide lock at commit
     # and would serialise every writer); other processes pick work up on their short poll.
     bus.on_commit(sequencer.wake)
     bus.on_commit(notifier.wake)
+    bus.on_commit(projections.wake)  # on SQLite positions are given at commit; on PostgreSQL its poll follows
     return Container(
         settings=settings,
         db=db,
@@ -83,4 +92,6 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
         sequencer=sequencer,
         orders=orders,
         notifier=notifier,
+        sla=sla,
+        projections=projections,
     )

@@ -22,11 +22,14 @@ from services.bootstrap import Container, bootstrap
 from services.http.app import create_app
 from shared.auth import ROLES, create_key
 from shared.migrate import upgrade
+from shared.projections import rebuild as rebuild_projection
 from shared.settings import Settings
 
 cli = typer.Typer(help="Takedown orders: intake, notification, SLA and ledger.", no_args_is_help=True)
 keys = typer.Typer(help="API keys.", no_args_is_help=True)
 cli.add_typer(keys, name="keys")
+projections_cli = typer.Typer(help="Projections derived from the event store (the SLA status).", no_args_is_help=True)
+cli.add_typer(projections_cli, name="projections")
 
 
 def _container() -> Container:
@@ -144,6 +147,29 @@ def sequencer() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     container.sequencer.start()
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+    container.close()
+
+
+@projections_cli.command("rebuild")
+def projections_rebuild() -> None:
+    """Drop every projection's rows and replay it from position 0 (the same tables the live reader keeps)."""
+    container = _container()
+    container.sequencer.catch_up()
+    for projection in container.projections.projections:
+        applied = rebuild_projection(container.db, container.store, projection)
+        typer.echo(f"{projection.name}: rebuilt from {applied} events")
+    container.close()
+
+
+@projections_cli.command("run")
+def projections_run() -> None:
+    """Keep the projections caught up (run any number of copies: one applies a batch at a time)."""
+    container = _container()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    container.projections.start()
     with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
     container.close()
