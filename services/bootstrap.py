@@ -6,13 +6,16 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from services.ledger.service import Ledger, ledger_from_settings
 from services.notifier.worker import Notifier, NotifierConfig
 from services.orders.service import OrderService
 from services.orders.sla import SlaPolicy
+from shared.auth import Principal
 from shared.clock import Clock, SystemClock
 from shared.db import Database, make_engine
 from shared.eventstore import EventStore
 from shared.eventstore.sequencer import Sequencer
+from shared.problems import NotFound
 from shared.settings import Settings
 
 
@@ -28,10 +31,12 @@ class Container:
     sequencer: Sequencer
     orders: OrderService
     notifier: Notifier
+    ledger: Ledger
 
     def close(self) -> None:
         """Stop background loops and release connections."""
         self.sequencer.stop()
+        self.ledger.stop()
         self.db.engine.dispose()
 
 
@@ -67,6 +72,15 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
         notifier.wake()
 
     orders.after_commit = after_commit
+
+    def order_stream_visible(principal: Principal, stream_id: str) -> bool:
+        # The ledger's streams are orders: a caller may see an event's proof if it may see the order.
+        try:
+            orders.get(principal, stream_id)
+        except NotFound:
+            return False
+        return True
+
     return Container(
         settings=settings,
         db=db,
@@ -76,4 +90,5 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
         sequencer=sequencer,
         orders=orders,
         notifier=notifier,
+        ledger=ledger_from_settings(settings, db, store, clock, order_stream_visible),
     )

@@ -20,6 +20,7 @@ import uvicorn
 
 from services.app import create_app
 from services.bootstrap import Container, bootstrap
+from services.ledger.cli import ledger_cli
 from shared.auth import ROLES, create_key
 from shared.migrate import upgrade
 from shared.settings import Settings
@@ -27,6 +28,7 @@ from shared.settings import Settings
 cli = typer.Typer(help="Takedown orders: intake, notification, SLA and ledger.", no_args_is_help=True)
 keys = typer.Typer(help="API keys.", no_args_is_help=True)
 cli.add_typer(keys, name="keys")
+cli.add_typer(ledger_cli, name="ledger")
 
 
 def _container() -> Container:

@@ -94,7 +94,7 @@ def test_generated_proofs_match_the_vectors() -> None:
     matched = 0
     for param in _cases("inclusion"):
         case = param.values[0]
-        if case["wantErr"] or case["treeSize"] > 8 or case["treeSize"] == 1 and not case["proof"]:
+        if case["wantErr"] or case["treeSize"] > 8 or (case["treeSize"] == 1 and not case["proof"]):
             continue
         if _b64(case["root"]).hex() != REFERENCE_ROOTS[case["treeSize"] - 1]:
             continue

@@ -96,11 +96,14 @@ def _event(**changes: object) -> RecordedEvent:
 
 
 def test_leaf_bytes_are_rfc8785_of_the_envelope() -> None:
-    assert leaf.leaf_bytes(_event()) == (
-        '{"data":{"a":"é\u2028","list":[3,2.5],"n":null,"z":1},"event_id":"0190a1b2-0000-7000-8000-000000000001",'
-        '"recorded_at":"2026-03-02T09:00:00.120000Z","schema_version":1,"stream_id":"order-1","type":"order.issued",'
-        '"version":1}'
-    ).encode()
+    assert (
+        leaf.leaf_bytes(_event())
+        == (
+            '{"data":{"a":"é\u2028","list":[3,2.5],"n":null,"z":1},"event_id":"0190a1b2-0000-7000-8000-000000000001",'
+            '"recorded_at":"2026-03-02T09:00:00.120000Z","schema_version":1,"stream_id":"order-1","type":"order.issued",'
+            '"version":1}'
+        ).encode()
+    )
     assert leaf.leaf_hash(_event()) == hashlib.sha256(b"\x00" + leaf.leaf_bytes(_event())).digest()
 
 

@@ -151,7 +151,7 @@ def test_concurrent_feeders_build_one_tree(db: Database, ledger: Ledger) -> None
             start.wait()
             for _ in range(20):
                 feeder.catch_up()
-        except BaseException as exc:  # collected and asserted below
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(f,)) for f in feeders]
