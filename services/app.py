@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from services.bootstrap import Container
 from services.deps import ContainerDep
+from services.ledger.api import router as ledger_router
 from services.notifier.api import router as deliveries_router
 from services.orders.api import router as orders_router
 from services.registry.api import router as platforms_router
@@ -31,6 +32,7 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
         notifier: asyncio.Task[None] | None = None
         if workers:
             container.sequencer.start()
+            container.ledger.start()
             notifier = asyncio.create_task(container.notifier.run(stop))
         try:
             yield
@@ -39,6 +41,7 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
             if notifier is not None:
                 await notifier
             container.sequencer.stop()
+            container.ledger.stop()
 
     app = FastAPI(
         title="Takedown orders",
@@ -53,6 +56,7 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
     app.include_router(platforms_router)
     app.include_router(orders_router)
     app.include_router(deliveries_router)
+    app.include_router(ledger_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     def healthz() -> dict[str, str]:

@@ -82,7 +82,7 @@ class Verifier:
 
 def parse_verifier_key(text: str) -> Verifier:
     """Parse "name+hash+base64(0x01||key)", checking the hash against the key."""
-    parts = text.strip().split("+")
+    parts = text.strip().split("+", 2)  # the base64 key may hold '+' itself; the name may not
     if len(parts) != 3:
         raise NoteError("a verifier key is name+hash+key")
     name, hash_hex, encoded = parts

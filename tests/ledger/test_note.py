@@ -69,6 +69,14 @@ def test_other_keys_and_origins_are_refused() -> None:
         note.parse_verifier_key(GO_VKEY.replace("c74f20a3", "c74f20a4"))
 
 
+def test_verifier_keys_whose_base64_holds_a_plus_parse() -> None:
+    keys = [note.NoteSigner(ORIGIN, hashlib.sha256(bytes([n])).digest()).verifier for n in range(64)]
+    plus = [k for k in keys if "+" in k.verifier_key.split("+", 2)[2]]
+    assert plus, "no key with a '+' in its base64 among 64: pick more seeds"
+    for key in plus:
+        assert note.parse_verifier_key(key.verifier_key) == key
+
+
 def test_base64_must_be_canonical() -> None:
     assert note.b64decode_strict("AAE=") == b"\x00\x01"
     for spelling in ("AAF=", "AAE", "AA E=", "AAE=\n"):
