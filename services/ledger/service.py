@@ -105,7 +105,7 @@ class Ledger:
     def inclusion(self, position: int, tree_size: int) -> InclusionProof:
         """The audit path of the event at `position` against the tree of `tree_size` leaves."""
         with self.db.read() as conn:
-            return tree.inclusion_proof(conn, self.store, position, tree_size)
+            return tree.event_inclusion_proof(conn, self.store, position, tree_size)
 
     def consistency(self, first: int, second: int) -> ConsistencyProof:
         """The consistency proof between two tree sizes."""

@@ -40,6 +40,17 @@ class TreeHead:
 
 
 @dataclass(frozen=True)
+class AuditPath:
+    """The inclusion proof of one leaf index against one tree size, with the leaf hash and root it connects."""
+
+    index: int
+    tree_size: int
+    leaf_hash: bytes
+    root: bytes
+    proof: list[bytes]
+
+
+@dataclass(frozen=True)
 class InclusionProof:
     """An audit path of one event against one tree size."""
 
@@ -111,8 +122,18 @@ def root_at(conn: Connection, size: int) -> bytes:
     return merkle.root_at(size, _getter(nodes(conn, plan)))
 
 
-def inclusion_proof(conn: Connection, store: EventStore, position: int, tree_size: int) -> InclusionProof:
-    """The audit path of the event at `position` in the tree of `tree_size` leaves."""
+def inclusion_proof(conn: Connection, index: int, tree_size: int) -> AuditPath:
+    """The audit path of leaf `index` in the tree of `tree_size` leaves: O(log n) nodes in one query."""
+    if not 0 <= index < tree_size:
+        raise InvalidRange(f"leaf index {index} is not in a tree of {tree_size} leaves")
+    _within(conn, tree_size)
+    plan = merkle.inclusion_plan(index, tree_size)
+    get = _getter(nodes(conn, [*merkle.plan_nodes(plan), *merkle.range_nodes(0, tree_size), (0, index)]))
+    return AuditPath(index, tree_size, get(0, index), merkle.root_at(tree_size, get), merkle.build_proof(plan, get))
+
+
+def event_inclusion_proof(conn: Connection, store: EventStore, position: int, tree_size: int) -> InclusionProof:
+    """The audit path of the event at `position` (leaf position - 1), with the stream it belongs to."""
     if position < 1 or tree_size < 1:
         raise InvalidRange("positions and tree sizes start at 1")
     if position > tree_size:
@@ -121,17 +142,14 @@ def inclusion_proof(conn: Connection, store: EventStore, position: int, tree_siz
     events = store.read_all(conn, after=position - 1, limit=1)
     if not events or events[0].position != position:
         raise PositionNotFound(position)
-    index = leaf_index(position)
-    plan = merkle.inclusion_plan(index, tree_size)
-    root_plan = merkle.range_nodes(0, tree_size)
-    get = _getter(nodes(conn, [*merkle.plan_nodes(plan), *root_plan, (0, index)]))
+    path = inclusion_proof(conn, leaf_index(position), tree_size)
     return InclusionProof(
         position=position,
-        index=index,
+        index=path.index,
         tree_size=tree_size,
-        leaf_hash=get(0, index),
-        root=merkle.root_at(tree_size, get),
-        proof=merkle.build_proof(plan, get),
+        leaf_hash=path.leaf_hash,
+        root=path.root,
+        proof=path.proof,
         stream_id=events[0].stream_id,
     )
 

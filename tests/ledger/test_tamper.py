@@ -65,7 +65,9 @@ def _unprotect(conn: Connection) -> None:
 
 
 def _pk(conn: Connection, position: int) -> int:
-    return int(conn.execute(text("SELECT event_pk FROM event_positions WHERE position = :p"), {"p": position}).scalar_one())
+    return int(
+        conn.execute(text("SELECT event_pk FROM event_positions WHERE position = :p"), {"p": position}).scalar_one()
+    )
 
 
 def _data_text(conn: Connection, pk: int) -> str:
@@ -174,7 +176,9 @@ def test_a_forged_event_spliced_into_history(store: Tampered, position: int) -> 
         # Two steps, so that no moment holds two rows at one position (the key is checked row by row).
         conn.execute(text("UPDATE event_positions SET position = -position - 1 WHERE position >= :p"), {"p": position})
         conn.execute(text("UPDATE event_positions SET position = -position WHERE position < 0"))
-        conn.execute(text("INSERT INTO event_positions (position, event_pk) VALUES (:p, :pk)"), {"p": position, "pk": forged})
+        conn.execute(
+            text("INSERT INTO event_positions (position, event_pk) VALUES (:p, :pk)"), {"p": position, "pk": forged}
+        )
     _assert_fails_at(store, position)
 
 
@@ -189,7 +193,9 @@ def test_a_forged_event_appended_after_the_tree_is_not_yet_vouched_for(store: Ta
             {"t": T0},
         )
         forged = int(conn.execute(text("SELECT id FROM events WHERE version = 1000")).scalar_one())
-        conn.execute(text("INSERT INTO event_positions (position, event_pk) VALUES (:p, :pk)"), {"p": EVENTS + 1, "pk": forged})
+        conn.execute(
+            text("INSERT INTO event_positions (position, event_pk) VALUES (:p, :pk)"), {"p": EVENTS + 1, "pk": forged}
+        )
     code, output = store.verify()
     assert code == 0 and "1 events not yet in the ledger" in output, output
     assert store.ledger.latest_checkpoint().tree_size == EVENTS
@@ -212,7 +218,9 @@ def test_the_tree_rebuilt_to_match_a_change_is_caught_by_the_signed_checkpoints(
 
 def test_a_stored_checkpoint_changed(store: Tampered) -> None:
     with store.db.transaction() as conn:
-        note = conn.execute(text("SELECT note FROM ledger_checkpoints WHERE tree_size = :s"), {"s": EVENTS}).scalar_one()
+        note = conn.execute(
+            text("SELECT note FROM ledger_checkpoints WHERE tree_size = :s"), {"s": EVENTS}
+        ).scalar_one()
         forged = note.replace(f"\n{EVENTS}\n", f"\n{EVENTS + 1}\n")
         conn.execute(text("UPDATE ledger_checkpoints SET note = :n WHERE tree_size = :s"), {"n": forged, "s": EVENTS})
     code, output = store.verify()

@@ -188,3 +188,22 @@ def test_background_loop_feeds_and_checkpoints(db: Database, ledger: Ledger) -> 
         ledger.stop()
     assert ledger.head().size == 4
     assert ledger.latest_checkpoint().tree_size == 4
+
+
+def test_direct_bulk_build_matches_the_rfc_tree(db: Database, ledger: Ledger) -> None:
+    """The bench fills big trees with `tree.append` on synthetic leaves, in chunks: the feeder's own write path."""
+    hashes = [merkle.leaf_hash(i.to_bytes(8, "big")) for i in range(1000)]
+    done = 0
+    for chunk in (1, 2, 300, 97, 600):
+        with db.transaction() as conn:
+            current = tree.lock_head(conn)
+            assert current is not None and current.size == done
+            tree.append(conn, current, hashes[done : done + chunk])
+        done += chunk
+    with db.read() as conn:
+        assert tree.head(conn).root == merkle.root_of(hashes)
+        for index in (0, 511, 512, 999):
+            path = tree.inclusion_proof(conn, index, 1000)
+            merkle.verify_inclusion(index, 1000, hashes[index], path.proof, merkle.root_of(hashes))
+        with pytest.raises(InvalidRange):
+            tree.inclusion_proof(conn, 1000, 1000)
