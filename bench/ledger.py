@@ -22,6 +22,8 @@ The last printed line is the JSON object described in shared/docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -40,6 +42,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
+from pydantic import SecretStr  # noqa: E402
 
 ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PREFIX = "bench_ledger_"
@@ -92,7 +95,9 @@ def _container(dbname: str) -> Any:
     from services.bootstrap import bootstrap
     from shared.settings import Settings
 
-    return bootstrap(Settings(environment="test", database_url=_sa_url(dbname), embedded_workers=False))
+    # A throwaway signing key (the scheduled checkpoints sign with it), never a ./ledger.key file.
+    key = SecretStr(base64.b64encode(hashlib.sha256(dbname.encode()).digest()).decode())
+    return bootstrap(Settings(environment="test", database_url=_sa_url(dbname), embedded_workers=False, ledger_key=key))
 
 
 def _count(dbname: str, sql: str) -> int:
