@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+import services.ledger.tables
 import services.notifier.tables
 import services.orders.views
 import services.registry.tables

@@ -197,6 +197,12 @@ class OrderService:
                 raise OrderNotFound()
             return dict(row.document)
 
+    def can_see(self, principal: Principal, order_id: str) -> bool:
+        """Whether this order exists and this caller may see it (a read that never notifies)."""
+        with self.db.read() as conn:
+            row = views.get_row(conn, order_id)
+        return row is not None and visible(principal, row)
+
     def events(self, principal: Principal, order_id: str) -> list[RecordedEvent]:
         """The order's events, with their global (ledger) positions once sequenced."""
         with self.db.read() as conn:
