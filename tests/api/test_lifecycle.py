@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from tests.support import T0, Api, order_body
+from tests.builders import T0, order_body
+from tests.support import Api
 
 
 def iso(api: Api) -> str:

@@ -31,7 +31,7 @@ from services.orders.schemas import IssueOrderIn
 from services.registry import service as registry
 from shared.auth import Principal
 from shared.settings import Settings
-from tests.support import order_body
+from tests.builders import order_body, platform_fields
 
 from .receiver import Receiver, _head, _read_request
 
@@ -237,12 +237,10 @@ def world(db_url: str) -> Container:
 def register_platforms(container: Container, receiver: Receiver, count: int) -> dict[str, str]:
     """Register `count` platforms whose webhooks point at `receiver` (/p0, /p1, ...); returns id → secret."""
     secrets: dict[str, str] = {}
-    rep = {"name": "Rep", "citizenship": "KZ", "email": "rep@example.kz"}
     now = container.clock.now()
     with container.db.transaction() as conn:
         for n in range(count):
-            fields = {"name": f"P{n}", "monthly_users": 200_000, "representative": rep}
-            row, secret = registry.register(conn, {**fields, "webhook_url": receiver.url(f"/p{n}")}, now)
+            row, secret = registry.register(conn, platform_fields(f"P{n}", webhook_url=receiver.url(f"/p{n}")), now)
             secrets[row.id] = secret
     return secrets
 
