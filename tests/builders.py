@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.orders.domain import Command, IssueOrder, OrderState, execute
-from shared.events import Authority, Item, LegalBasis
+from shared.events import Authority, Item, LegalBasis, OrderFields
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 ISSUER_REFERENCE = "MCI-2026-0001"
@@ -48,7 +48,7 @@ def items(n: int) -> tuple[Item, ...]:
 
 
 def issue_cmd(n_items: int = 2, **overrides: Any) -> IssueOrder:
-    """A valid `IssueOrder` for order "ord-1" with items i0..i{n_items-1}; `overrides` replace fields."""
+    """A valid `IssueOrder` for order "ord-1" with items i0..i{n_items-1}; `overrides` replace its fields."""
     fields: dict[str, Any] = {
         "order_id": "ord-1",
         "issuer_reference": ISSUER_REFERENCE,
@@ -64,7 +64,8 @@ def issue_cmd(n_items: int = 2, **overrides: Any) -> IssueOrder:
         "language": "kk",
     }
     fields.update(overrides)
-    return IssueOrder(**fields)
+    order_id = fields.pop("order_id")
+    return IssueOrder(order_id=order_id, order=OrderFields(**fields))
 
 
 def run(state: OrderState | None, *steps: tuple[Command, datetime]) -> OrderState:
