@@ -9,10 +9,16 @@ from typing import Any
 
 from services.orders.domain import Command, IssueOrder, OrderState, execute
 from shared.events import Authority, Item, LegalBasis, OrderFields
+from shared.settings import Settings
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 ISSUER_REFERENCE = "MCI-2026-0001"
 REPRESENTATIVE: dict[str, str] = {"name": "Rep", "citizenship": "KZ", "email": "rep@example.kz"}
+
+
+def service_settings(db_url: str) -> Settings:
+    """Settings of a service under test: workers off (tests drive them), webhooks to 127.0.0.1 allowed."""
+    return Settings(environment="test", database_url=db_url, embedded_workers=False, webhook_allow_list=["127.0.0.1"])
 
 
 def platform_fields(name: str, monthly_users: int = 200_000, **overrides: Any) -> dict[str, Any]:

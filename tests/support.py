@@ -12,8 +12,7 @@ from services.bootstrap import Container, bootstrap
 from services.http.app import create_app
 from shared.auth import create_key
 from shared.clock import FrozenClock
-from shared.settings import Settings
-from tests.builders import T0, order_body, platform_fields
+from tests.builders import T0, order_body, platform_fields, service_settings
 
 __all__ = ["Api", "make_api", "order_body"]  # bench/notifier.py takes its sample order from here
 
@@ -48,11 +47,8 @@ class Api:
 @contextmanager
 def make_api(db_url: str) -> Iterator[Api]:
     """Start the app on a migrated database with two platforms and one key per role."""
-    settings = Settings(
-        environment="test", database_url=db_url, embedded_workers=False, webhook_allow_list=["127.0.0.1"]
-    )
     clock = FrozenClock(T0)
-    container = bootstrap(settings, clock=clock)
+    container = bootstrap(service_settings(db_url), clock=clock)
     app = create_app(container, run_workers=False)
     with container.db.transaction() as conn:
         from services.registry import service as registry

@@ -30,8 +30,7 @@ from services.notifier.tables import deliveries
 from services.orders.schemas import IssueOrderIn
 from services.registry import service as registry
 from shared.auth import Principal
-from shared.settings import Settings
-from tests.builders import order_body, platform_fields
+from tests.builders import order_body, platform_fields, service_settings
 
 from .receiver import Receiver, _head, _read_request
 
@@ -228,10 +227,7 @@ ISSUER = Principal(key_id="fleet-test", role="issuer", authority_id="mci", autho
 
 def world(db_url: str) -> Container:
     """A container on `db_url` for the test process itself (issues orders; its own notifier never runs)."""
-    settings = Settings(
-        environment="test", database_url=db_url, embedded_workers=False, webhook_allow_list=["127.0.0.1"]
-    )
-    return bootstrap(settings)
+    return bootstrap(service_settings(db_url))
 
 
 def register_platforms(container: Container, receiver: Receiver, count: int) -> dict[str, str]:
