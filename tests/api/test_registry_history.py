@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.registry import service as registry
+from tests.builders import platform_fields
 from tests.support import Api
 
 REP_KZ = {"name": "Aigerim N.", "citizenship": "KZ", "email": "rep@platform.kz"}
@@ -12,9 +13,7 @@ REP_OTHER = {"name": "John D.", "citizenship": "GB", "email": "john@platform.exa
 
 
 def _register(api: Api, users: int, rep: dict[str, Any], name: str = "Big") -> Any:
-    return api.call(
-        "POST", "/v1/platforms", "admin", json={"name": name, "monthly_users": users, "representative": rep}
-    )
+    return api.call("POST", "/v1/platforms", "admin", json=platform_fields(name, users, representative=rep))
 
 
 def test_an_obliged_platform_must_name_a_citizen(api: Api) -> None:

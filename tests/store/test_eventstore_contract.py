@@ -13,8 +13,8 @@ from sqlalchemy.exc import DBAPIError
 from shared.db import Database
 from shared.eventstore import ConcurrencyError, DuplicateEventError, EventStore, NewEvent
 from shared.eventstore.sequencer import Sequencer
+from tests.builders import T0
 from tests.conftest import PG_ADMIN_URL
-from tests.support import T0
 
 
 def ev(n: int, **extra: object) -> NewEvent:
