@@ -5,11 +5,14 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+import services.ledger.tables
 import services.notifier.tables
 import services.orders.views
-import services.registry.tables  # noqa: F401
+import services.registry.tables
+import services.sla.tables  # noqa: F401
 import shared.auth
-import shared.eventstore.tables  # noqa: F401
+import shared.eventstore.tables
+import shared.projections  # noqa: F401
 from shared.db import make_engine, metadata
 
 config = context.config

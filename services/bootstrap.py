@@ -9,15 +9,19 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from services.ledger.service import Ledger, ledger_from_settings
 from services.notifier.outbox import WEBHOOK_TYPES, Outbox
 from services.notifier.worker import Notifier, NotifierConfig
 from services.orders.service import OrderService
 from services.orders.sla import SlaPolicy
+from services.sla.projection import SlaProjection
+from shared.auth import Principal
 from shared.bus import MessageBus
 from shared.clock import Clock, SystemClock
 from shared.db import Database, make_engine
 from shared.eventstore import EventStore
 from shared.eventstore.sequencer import Sequencer
+from shared.projections import ProjectionRunner
 from shared.settings import Settings
 
 
@@ -34,10 +38,15 @@ class Container:
     sequencer: Sequencer
     orders: OrderService
     notifier: Notifier
+    sla: SlaProjection
+    projections: ProjectionRunner
+    ledger: Ledger
 
     def close(self) -> None:
         """Stop background loops and release connections."""
         self.sequencer.stop()
+        self.projections.stop()
+        self.ledger.stop()
         self.db.engine.dispose()
 
 
@@ -70,12 +79,23 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
         ),
     )
 
+    def order_stream_visible(principal: Principal, stream_id: str) -> bool:
+        # A caller may see an event's proof if it may see the event's order (a platform's stream: auditors only).
+        return orders.can_see(principal, stream_id)
+
+    sla = SlaProjection(store, policy, clock)
+    projections = ProjectionRunner(db, store, [sla])
+    ledger = ledger_from_settings(settings, db, store, clock, order_stream_visible)
+
     # In the command's transaction: the webhooks platforms are pushed (the transactional outbox).
     bus.subscribe(WEBHOOK_TYPES, Outbox(settings.public_base_url))
     # After commit: in-process signals instead of LISTEN/NOTIFY (a NOTIFY takes a database-wide lock at commit
     # and would serialise every writer); other processes pick work up on their short poll.
     bus.on_commit(sequencer.wake)
     bus.on_commit(notifier.wake)
+    bus.on_commit(projections.wake)  # on SQLite positions are given at commit; on PostgreSQL its poll follows
+    bus.on_commit(ledger.feeder.wake)
+
     return Container(
         settings=settings,
         db=db,
@@ -86,4 +106,7 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
         sequencer=sequencer,
         orders=orders,
         notifier=notifier,
+        sla=sla,
+        projections=projections,
+        ledger=ledger,
     )

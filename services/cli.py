@@ -20,13 +20,17 @@ import uvicorn
 
 from services.bootstrap import Container, bootstrap
 from services.http.app import create_app
+from services.ledger.verify import VerifyReport
 from shared.auth import ROLES, create_key
 from shared.migrate import upgrade
+from shared.projections import rebuild as rebuild_projection
 from shared.settings import Settings
 
 cli = typer.Typer(help="Takedown orders: intake, notification, SLA and ledger.", no_args_is_help=True)
 keys = typer.Typer(help="API keys.", no_args_is_help=True)
 cli.add_typer(keys, name="keys")
+projections_cli = typer.Typer(help="Projections derived from the event store (the SLA status).", no_args_is_help=True)
+cli.add_typer(projections_cli, name="projections")
 
 
 def _container() -> Container:
@@ -147,6 +151,100 @@ def sequencer() -> None:
     with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
     container.close()
+
+
+@projections_cli.command("rebuild")
+def projections_rebuild() -> None:
+    """Drop every projection's rows and replay it from position 0 (the same tables the live reader keeps)."""
+    container = _container()
+    container.sequencer.catch_up()
+    for projection in container.projections.projections:
+        applied = rebuild_projection(container.db, container.store, projection)
+        typer.echo(f"{projection.name}: rebuilt from {applied} events")
+    container.close()
+
+
+@projections_cli.command("run")
+def projections_run() -> None:
+    """Keep the projections caught up (run any number of copies: one applies a batch at a time)."""
+    container = _container()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    container.projections.start()
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+    container.close()
+
+
+# ------------------------------------------------------------------------------------------------ ledger
+
+ledger_cli = typer.Typer(
+    help="The tamper-evident ledger (RFC 9162 Merkle tree, signed checkpoints).", no_args_is_help=True
+)
+
+
+@ledger_cli.command("public-key")
+def public_key() -> None:
+    """Print the checkpoint verifier key (made with the signing key on first use)."""
+    container = _container()
+    try:
+        typer.echo(container.ledger.public_key())
+    finally:
+        container.close()
+
+
+@ledger_cli.command("checkpoint")
+def checkpoint() -> None:
+    """Feed every sequenced event, then sign and store a checkpoint now; print its note."""
+    container = _container()
+    try:
+        container.sequencer.catch_up()
+        made = container.ledger.checkpoint()
+    finally:
+        container.close()
+    typer.echo(made.note, nl=False)
+
+
+def print_report(report: VerifyReport) -> None:
+    """Print a verification report: the verdict, the first bad position and every problem."""
+    if report.ok:
+        typer.echo(
+            f"ok: {report.events_checked} events, {report.nodes_checked} tree nodes and {report.checkpoints_checked}"
+            f" checkpoints verified (tree size {report.tree_size}; {report.pending_events} events not yet in the ledger)"
+        )
+        return
+    where = report.first_bad_position
+    typer.echo(f"FAILED: first bad position {where}" if where is not None else "FAILED", err=True)
+    for problem in report.problems:
+        typer.echo(f"  {problem}", err=True)
+
+
+@ledger_cli.command("verify")
+def verify() -> None:
+    """Recompute every leaf from the stored events, rebuild the tree, check every checkpoint; exit 1 on any fault."""
+    container = _container()
+    try:
+        report = container.ledger.verify()
+    finally:
+        container.close()
+    print_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@ledger_cli.command("feeder")
+def feeder() -> None:
+    """The feeder alone: appends sequenced events to the tree and signs checkpoints on schedule (many copies are safe)."""
+    container = _container()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    container.ledger.start()
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+    container.close()
+
+
+cli.add_typer(ledger_cli, name="ledger")
 
 
 @cli.command()

@@ -77,11 +77,12 @@ class Redress(_Value):
 
 
 class Representative(_Value):
-    """The platform's representative as the registry had them on record at a given moment."""
+    """A platform's local representative as registered (the law asks for a Kazakh citizen); an order's
+    notification records the one on record then."""
 
     name: str
-    citizenship: str | None = None
-    email: str | None = None
+    citizenship: str
+    email: str
     phone: str | None = None
 
 
@@ -215,6 +216,42 @@ class OrderEscalated(Event):
     escalated_at: datetime
 
 
+class PlatformRegistered(Event):
+    """A platform was registered, with its representative and webhook endpoint (never its secret)."""
+
+    type: ClassVar[str] = "platform.registered"
+    platform_id: str
+    name: str
+    monthly_users: int
+    representative: Representative
+    webhook_url: str | None = None
+    registered_at: datetime
+
+
+class PlatformChanged(Event):
+    """Fields of a platform's registration changed; `changes` holds only what changed, with its new value."""
+
+    type: ClassVar[str] = "platform.changed"
+    changes: dict[str, Any]
+    changed_at: datetime
+
+
+class PlatformSecretRotated(Event):
+    """The webhook secret was replaced; the previous one signs beside it until `previous_valid_until`."""
+
+    type: ClassVar[str] = "platform.secret_rotated"
+    rotated_at: datetime
+    previous_valid_until: datetime
+
+
+class PlatformWebhookDisabled(Event):
+    """Pushes to the platform stopped (its endpoint answered 410 Gone); its inbox remains."""
+
+    type: ClassVar[str] = "platform.webhook_disabled"
+    reason: str
+    disabled_at: datetime
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
@@ -229,6 +266,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
         OrderDeclinesAccepted,
         OrderWithdrawn,
         OrderEscalated,
+        PlatformRegistered,
+        PlatformChanged,
+        PlatformSecretRotated,
+        PlatformWebhookDisabled,
     )
 }
 

@@ -46,23 +46,25 @@ def pg_template() -> Iterator[str]:
     admin.dispose()
 
 
+def _admin(sql: str) -> None:
+    """Run one statement on the server's admin database, outside a transaction (CREATE/DROP DATABASE)."""
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(sql))
+    admin.dispose()
+
+
 def fresh_pg_url(template: str) -> str:
     """Create a new database from the migrated template and return its URL."""
     name = f"takedown_t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    admin.dispose()
+    _admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     return _pg_url(name)
 
 
 def drop_pg(url: str) -> None:
     """Drop a test database."""
     name = url.rsplit("/", 1)[1]
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -16,8 +16,10 @@ from services.http import problems
 from services.http.bodylimit import BodyLimitMiddleware
 from services.http.deliveries import router as deliveries_router
 from services.http.deps import ContainerDep
+from services.http.ledger import router as ledger_router
 from services.http.orders import router as orders_router
 from services.http.platforms import router as platforms_router
+from services.http.sla import router as sla_router
 from shared.migrate import current_revision, head_revision
 
 
@@ -31,6 +33,8 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
         notifier: asyncio.Task[None] | None = None
         if workers:
             container.sequencer.start()
+            container.projections.start()
+            container.ledger.start()
             notifier = asyncio.create_task(container.notifier.run(stop))
         try:
             yield
@@ -39,6 +43,8 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
             if notifier is not None:
                 await notifier
             container.sequencer.stop()
+            container.projections.stop()
+            container.ledger.stop()
 
     app = FastAPI(
         title="Takedown orders",
@@ -53,6 +59,8 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
     app.include_router(platforms_router)
     app.include_router(orders_router)
     app.include_router(deliveries_router)
+    app.include_router(sla_router)
+    app.include_router(ledger_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     def healthz() -> dict[str, str]:

@@ -44,7 +44,13 @@ def register_platform(body: PlatformIn, principal: Admin, c: ContainerDep, respo
     """Register a platform and its local representative."""
     registry.check_webhook_url(body.webhook_url, c.settings.webhook_allow_list)
     with c.db.transaction() as conn:
-        row, secret = registry.register(conn, body.model_dump(mode="json"), c.clock.now())
+        row, secret = registry.register(
+            conn,
+            body.model_dump(mode="json"),
+            c.clock.now(),
+            actor=principal.key_id,
+            obliged_above=c.settings.obliged_monthly_users,
+        )
     response.headers["Location"] = f"/v1/platforms/{row.id}"
     return {**registry.public_view(row), "webhook_secret": secret}
 
@@ -73,7 +79,16 @@ def patch_platform(platform_id: str, body: PlatformPatch, principal: Admin, c: C
         if required in changes and changes[required] is None:
             raise Problem(422, "validation", "Invalid request", f"{required} cannot be null")
     with c.db.transaction() as conn:
-        return registry.public_view(registry.update(conn, platform_id, changes, c.clock.now()))
+        return registry.public_view(
+            registry.update(
+                conn,
+                platform_id,
+                changes,
+                c.clock.now(),
+                actor=principal.key_id,
+                obliged_above=c.settings.obliged_monthly_users,
+            )
+        )
 
 
 @router.post("/{platform_id}/secret/rotate", summary="Rotate the webhook secret (admin)")
@@ -81,5 +96,12 @@ def rotate_secret(platform_id: str, principal: Admin, c: ContainerDep) -> dict[s
     """A new secret; the old one keeps signing beside it for the overlap period."""
     overlap = timedelta(hours=c.settings.secret_overlap_hours)
     with c.db.transaction() as conn:
-        row, secret = registry.rotate_secret(conn, platform_id, c.clock.now(), overlap)
+        row, secret = registry.rotate_secret(conn, platform_id, c.clock.now(), overlap, actor=principal.key_id)
     return {**registry.public_view(row), "webhook_secret": secret}
+
+
+@router.get("/{platform_id}/history", summary="Every change to the registration, with its actor (admin, auditor)")
+def platform_history(platform_id: str, principal: AdminOrAuditor, c: ContainerDep) -> list[dict[str, Any]]:
+    """Registration, representative and webhook changes, secret rotations, disabled endpoints: oldest first."""
+    with c.db.read() as conn:
+        return registry.history(conn, platform_id)

@@ -13,7 +13,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from services.notifier.deliveries import DeliveryNotFound, DeliveryPending
 from services.orders.domain import DomainError
 from services.orders.errors import IdempotencyConflict, InvalidCursor, InvalidOrder, OrderNotFound, UnknownPlatform
-from services.registry.service import PlatformNameTaken, PlatformNotFound, WebhookUrlRefused
+from services.registry.service import PlatformNameTaken, PlatformNotFound, RepresentativeRefused, WebhookUrlRefused
+from services.sla.queries import InvalidSlaCursor
 from shared.db import TransientError, UniqueViolation
 from shared.eventstore import ConcurrencyError
 
@@ -37,9 +38,11 @@ SERVICE_ERRORS: dict[type[Exception], tuple[int, str]] = {
     PlatformNotFound: (404, "Not Found"),
     DeliveryNotFound: (404, "Not Found"),
     InvalidCursor: (400, "Invalid cursor"),
+    InvalidSlaCursor: (400, "Invalid cursor"),
     UnknownPlatform: (422, "Unknown platform"),
     InvalidOrder: (422, "Invalid order"),
     WebhookUrlRefused: (422, "Webhook URL refused"),
+    RepresentativeRefused: (422, "Representative refused"),
     IdempotencyConflict: (409, "Idempotency conflict"),
     DomainError: (409, "Refused by the order's rules"),
     PlatformNameTaken: (409, "Platform name taken"),

@@ -31,7 +31,7 @@ from shared.auth import Principal
 from shared.bus import MessageBus, Published
 from shared.clock import Clock
 from shared.db import Database, TransientError, UniqueViolation
-from shared.events import NoticeChannel, OrderFields, load_event
+from shared.events import NoticeChannel, OrderFields, Representative, load_event
 from shared.eventstore import ConcurrencyError, EventStore, NewEvent, RecordedEvent
 from shared.ids import new_id
 
@@ -218,9 +218,7 @@ class OrderService:
             row = views.get_row(conn, order_id)
             if row is None or not visible(principal, row):
                 raise OrderNotFound()
-            on_record = registry.on_record(conn, row.platform_id)
-            representative = on_record.representative if on_record else None
-            command = RecordNotice(channel, address, evidence, representative)
+            command = RecordNotice(channel, address, evidence, self._representative(conn, row.platform_id))
             return self.record(conn, order_id, command, self._meta(principal)).document
 
         return self.db.run(work, retry_on=(ConcurrencyError, TransientError))
@@ -241,6 +239,12 @@ class OrderService:
         if unread_by_platform(principal, row):
             document = self._read_inbox(principal, row.platform_id, [order_id])[order_id]
         return views.refresh(document, self.policy, self.clock.now())
+
+    def can_see(self, principal: Principal, order_id: str) -> bool:
+        """Whether this order exists and this caller may see it (a read that never notifies)."""
+        with self.db.read() as conn:
+            row = views.get_row(conn, order_id)
+        return row is not None and visible(principal, row)
 
     def events(self, principal: Principal, order_id: str) -> list[RecordedEvent]:
         """The order's events, with their global (ledger) positions once sequenced.
@@ -307,12 +311,13 @@ class OrderService:
 
     # ---------------------------------------------------------------------------------------- helpers
 
+    def _representative(self, conn: Connection, platform_id: str) -> Representative | None:
+        """The platform's representative on record now, as a notification records it."""
+        return registry.representative_of(registry.on_record(conn, platform_id, self.clock.now()).get("representative"))
+
     def _inbox_read(self, conn: Connection, principal: Principal, platform_id: str) -> ReadInbox:
         """The notification a platform's read makes: which key read it, and who the registry has on record."""
-        on_record = registry.on_record(conn, platform_id)
-        return ReadInbox(
-            address=f"api-key:{principal.key_id}", representative=on_record.representative if on_record else None
-        )
+        return ReadInbox(address=f"api-key:{principal.key_id}", representative=self._representative(conn, platform_id))
 
     def _read_inbox(self, principal: Principal, platform_id: str, order_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Record the platform's read of orders it was not notified of; their documents afterwards, by id."""

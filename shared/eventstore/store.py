@@ -2,9 +2,9 @@
 
 Positions. Writers never wait for each other: an append inserts its events and commits, so PostgreSQL can
 group-commit concurrent writers. Global positions are given afterwards by the sequencer (`sequence`), which
-numbers only events whose transaction id is below the oldest transaction still running
-(`pg_snapshot_xmin(pg_current_snapshot())`): every such transaction has finished, so no event can later
-appear before a position already handed out. Positions are therefore dense (1, 2, 3, ... without holes,
+numbers only events whose transaction id is below the oldest transaction still running that could write this
+store (`_HORIZON`: this database's transactions, not the whole server's): every such transaction has finished,
+so no event can later appear before a position already handed out. Positions are therefore dense (1, 2, 3, ... without holes,
 even when appends roll back) and a reader tailing `read_all(after=p)` never skips a late committer.
 On SQLite, writers are serialised by the database lock, so `append` numbers its events inline.
 """
@@ -27,6 +27,27 @@ from shared.ids import new_id
 
 # Key of the transaction-scoped advisory lock that makes one sequencer run at a time (PostgreSQL).
 SEQUENCER_LOCK = 0x7A6B_0001
+
+# The numbering horizon: every event whose transaction id is below it was written by a transaction that has ended.
+# It is the oldest transaction still running that could write this store, or the snapshot's xmax when none is.
+# A transaction id of the snapshot's in-progress list is skipped only when it is known to belong to a backend of
+# ANOTHER database (a backend is bound to one database, so it cannot write here): a session left open in another
+# database no longer holds back numbering here. What cannot be identified (e.g. a backend whose row the role may
+# not read: grant it pg_read_all_stats) still counts, which is safe. Ids in pg_stat_activity are 32-bit; the
+# snapshot's are 64-bit with the epoch, hence the modulo.
+_HORIZON = """
+    SELECT least(
+        pg_snapshot_xmax(snap.s)::text::bigint,
+        (SELECT min(x.xid::text::bigint) FROM pg_snapshot_xip(snap.s) AS x(xid)
+         WHERE x.xid::text::bigint % 4294967296 NOT IN (
+             SELECT a.backend_xid::text::bigint FROM pg_stat_activity a
+             WHERE a.backend_xid IS NOT NULL AND a.datname IS DISTINCT FROM current_database()
+             UNION ALL
+             SELECT p.transaction::text::bigint FROM pg_prepared_xacts p WHERE p.database <> current_database()
+         ))
+    )
+    FROM (SELECT pg_current_snapshot() AS s) AS snap
+"""
 
 
 class EventStoreError(Exception):
@@ -347,6 +368,29 @@ class EventStore:
         """The highest global position handed out so far (0 when empty)."""
         return int(conn.execute(select(func.coalesce(func.max(event_positions.c.position), 0))).scalar_one())
 
+    def unnumbered(self, conn: Connection) -> tuple[int, datetime | None]:
+        """How many committed events still wait for a position, and when the oldest was recorded (the numbering lag)."""
+        if self.dialect != "postgresql":
+            return 0, None
+        _, last_tx, last_id = self._last_numbered(conn)
+        # Everything after the last numbered (tx_id, id) on the index: the cost follows the lag, not the store.
+        row = conn.execute(
+            text("SELECT count(*), min(recorded_at) FROM events WHERE (tx_id, id) > (:last_tx, :last_id)"),
+            {"last_tx": last_tx, "last_id": last_id},
+        ).one()
+        oldest = row[1].astimezone(UTC) if row[1] is not None else None
+        return int(row[0]), oldest
+
+    def _last_numbered(self, conn: Connection) -> tuple[int, int, int]:
+        """The last position handed out and its event's (tx_id, id); (0, -1, -1) before the first."""
+        last = conn.execute(
+            select(event_positions.c.position, events.c.tx_id, events.c.id)
+            .join(events, events.c.id == event_positions.c.event_pk)
+            .order_by(event_positions.c.position.desc())
+            .limit(1)
+        ).first()
+        return (int(last.position), int(last.tx_id), int(last.id)) if last else (0, -1, -1)
+
     def sequence(self, conn: Connection, batch: int = 10_000) -> int:
         """Give global positions to committed events (PostgreSQL); returns how many were numbered.
 
@@ -358,22 +402,16 @@ class EventStore:
             return 0
         if not conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": SEQUENCER_LOCK}).scalar_one():
             return 0
-        last = conn.execute(
-            select(event_positions.c.position, events.c.tx_id, events.c.id)
-            .join(events, events.c.id == event_positions.c.event_pk)
-            .order_by(event_positions.c.position.desc())
-            .limit(1)
-        ).first()
-        last_pos, last_tx, last_id = (last.position, last.tx_id, last.id) if last else (0, -1, -1)
+        last_pos, last_tx, last_id = self._last_numbered(conn)
         result = conn.execute(
             text(
-                """
+                f"""
                 INSERT INTO event_positions (position, event_pk)
                 SELECT :last_pos + row_number() OVER (ORDER BY tx_id, id), id
                 FROM (
                     SELECT tx_id, id FROM events
                     WHERE (tx_id, id) > (:last_tx, :last_id)
-                      AND tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+                      AND tx_id < ({_HORIZON})
                     ORDER BY tx_id, id
                     LIMIT :batch
                 ) AS ready

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,7 +21,6 @@ from services.orders.domain import (
     Contest,
     DomainError,
     Escalate,
-    IssueOrder,
     OrderState,
     OutcomeReport,
     ReadInbox,
@@ -37,11 +36,9 @@ from services.orders.domain import (
     replay,
 )
 from shared.events import (
-    Authority,
     DeliveryAttemptFailed,
     Item,
     ItemOutcomeReported,
-    LegalBasis,
     OrderAcknowledged,
     OrderClosed,
     OrderContested,
@@ -56,37 +53,10 @@ from shared.events import (
     Representative,
     load_event,
 )
+from tests.builders import T0, issue_cmd, run
 
-T0 = datetime(2025, 3, 3, 9, 0, 0, tzinfo=UTC)
 H = timedelta(hours=1)
 S = timedelta(seconds=1)
-
-
-def issue_cmd(n_items: int = 2, **overrides: Any) -> IssueOrder:
-    fields: dict[str, Any] = {
-        "order_id": "ord-1",
-        "issuer_reference": "MCI-2025-001",
-        "authority": Authority(id="mci", name="Ministry of Culture and Information", unit="Media dept"),
-        "signed_off_by": "A. Officer",
-        "platform_id": "plat-1",
-        "legal_basis": LegalBasis(act="Law on Mass Media", article="26"),
-        "category": "child_cyberbullying",
-        "statement_of_reasons": "Posts insult a named minor.",
-        "items": tuple(Item(item_id=f"i{n}", url=f"https://example.test/p/{n}") for n in range(n_items)),
-        "requested_action": "remove",
-        "territorial_scope": ("KZ",),
-        "language": "kk",
-    }
-    fields.update(overrides)
-    order_id = fields.pop("order_id")
-    return IssueOrder(order_id=order_id, order=OrderFields(**fields))
-
-
-def run(state: OrderState | None, *steps: tuple[Command, datetime]) -> OrderState:
-    for command, now in steps:
-        state, _ = execute(state, command, now)
-    assert state is not None
-    return state
 
 
 def issued(n_items: int = 2) -> OrderState:
@@ -165,7 +135,7 @@ def test_issue_records_the_order_as_given_with_issued_at_now() -> None:
     assert isinstance(event, OrderIssued)
     assert event.issued_at == T0
     assert event.order_id == "ord-1"
-    assert event.issuer_reference == "MCI-2025-001"
+    assert event.issuer_reference == "MCI-2026-0001"
     assert event.category == "other"
     assert event.category_specification == "hate speech"
     assert event.items == cmd.order.items
@@ -784,10 +754,11 @@ def test_a_notice_starts_the_clock_for_later_actions() -> None:
 
 
 def test_stored_delivered_and_upheld_events_of_the_first_shape_still_load() -> None:
-    delivered_v1 = {"channel": "webhook", "notified_at": "2025-03-03T10:00:00Z", "delivery_id": "d1", "attempt": 2}
+    at = (T0 + H).isoformat()
+    delivered_v1 = {"channel": "webhook", "notified_at": at, "delivery_id": "d1", "attempt": 2}
     event = load_event("order.delivered", 1, delivered_v1)
     assert event == OrderDelivered(channel="webhook", notified_at=T0 + H, delivery_id="d1", attempt=2)
-    upheld_v1 = {"reason": "stands", "upheld_at": "2025-03-03T10:00:00Z"}
+    upheld_v1 = {"reason": "stands", "upheld_at": at}
     assert load_event("order.upheld", 1, upheld_v1) == OrderUpheld(reason="stands", upheld_at=T0 + H)
 
 

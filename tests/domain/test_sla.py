@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,7 +20,6 @@ from services.orders.domain import (
     Contest,
     DomainError,
     Escalate,
-    IssueOrder,
     OrderState,
     OutcomeReport,
     ReadInbox,
@@ -43,9 +42,9 @@ from services.orders.sla import (
     review_due,
     status,
 )
-from shared.events import Authority, Item, LegalBasis, OrderEscalated, OrderFields
+from shared.events import OrderEscalated
+from tests.builders import T0, issue_cmd, run
 
-T0 = datetime(2025, 3, 3, 9, 0, 0, tzinfo=UTC)  # issued
 NOTIFIED = T0 + timedelta(minutes=30)  # delivered
 DUE = NOTIFIED + timedelta(hours=24)  # default deadline
 H = timedelta(hours=1)
@@ -53,35 +52,8 @@ S = timedelta(seconds=1)
 POLICY = SlaPolicy()
 
 
-def issue_cmd(n_items: int = 2, category: str = "child_cyberbullying") -> IssueOrder:
-    return IssueOrder(
-        order_id="ord-1",
-        order=OrderFields(
-            issuer_reference="MCI-2025-001",
-            authority=Authority(id="mci", name="Ministry of Culture and Information"),
-            signed_off_by="A. Officer",
-            platform_id="plat-1",
-            legal_basis=LegalBasis(act="Law on Mass Media", article="26"),
-            category=category,  # type: ignore[arg-type]
-            category_specification="unspecified harm" if category == "other" else None,
-            statement_of_reasons="Posts insult a named minor.",
-            items=tuple(Item(item_id=f"i{n}", url=f"https://example.test/p/{n}") for n in range(n_items)),
-            requested_action="remove",
-            territorial_scope=("KZ",),
-            language="kk",
-        ),
-    )
-
-
-def run(state: OrderState | None, *steps: tuple[Command, datetime]) -> OrderState:
-    for command, now in steps:
-        state, _ = execute(state, command, now)
-    assert state is not None
-    return state
-
-
 def issued(n_items: int = 2, category: str = "child_cyberbullying") -> OrderState:
-    return run(None, (issue_cmd(n_items, category), T0))
+    return run(None, (issue_cmd(n_items, category=category), T0))  # issued at T0
 
 
 def delivered(n_items: int = 2, category: str = "child_cyberbullying") -> OrderState:

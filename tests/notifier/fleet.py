@@ -30,8 +30,7 @@ from services.notifier.tables import deliveries
 from services.orders.schemas import IssueOrderIn
 from services.registry import service as registry
 from shared.auth import Principal
-from shared.settings import Settings
-from tests.support import order_body
+from tests.builders import order_body, platform_fields, service_settings
 
 from .receiver import Receiver, _head, _read_request
 
@@ -228,21 +227,16 @@ ISSUER = Principal(key_id="fleet-test", role="issuer", authority_id="mci", autho
 
 def world(db_url: str) -> Container:
     """A container on `db_url` for the test process itself (issues orders; its own notifier never runs)."""
-    settings = Settings(
-        environment="test", database_url=db_url, embedded_workers=False, webhook_allow_list=["127.0.0.1"]
-    )
-    return bootstrap(settings)
+    return bootstrap(service_settings(db_url))
 
 
 def register_platforms(container: Container, receiver: Receiver, count: int) -> dict[str, str]:
     """Register `count` platforms whose webhooks point at `receiver` (/p0, /p1, ...); returns id → secret."""
     secrets: dict[str, str] = {}
-    rep = {"name": "Rep", "citizenship": "KZ", "email": "rep@example.kz"}
     now = container.clock.now()
     with container.db.transaction() as conn:
         for n in range(count):
-            fields = {"name": f"P{n}", "monthly_users": 200_000, "representative": rep}
-            row, secret = registry.register(conn, {**fields, "webhook_url": receiver.url(f"/p{n}")}, now)
+            row, secret = registry.register(conn, platform_fields(f"P{n}", webhook_url=receiver.url(f"/p{n}")), now)
             secrets[row.id] = secret
     return secrets
 

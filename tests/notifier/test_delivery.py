@@ -16,6 +16,7 @@ from standardwebhooks.webhooks import Webhook
 from services.notifier.sender import AttemptResult
 from services.notifier.tables import deliveries as deliveries_table
 from services.notifier.worker import Notifier, NotifierConfig
+from tests.builders import platform_fields
 from tests.support import Api
 
 from .receiver import BlackHole, Dribble, Hangup, Receiver, Respond, unused_port
@@ -177,17 +178,8 @@ async def test_redirect_is_not_followed(api: Api, receiver: Receiver, http: http
 async def test_private_destination_is_refused_without_allow_list(
     api: Api, receiver: Receiver, http: httpx.AsyncClient
 ) -> None:
-    r = api.call(
-        "POST",
-        "/v1/platforms",
-        "admin",
-        json={
-            "name": "Sneaky",
-            "monthly_users": 1,
-            "representative": {"name": "x", "email": "a@b.kz"},
-            "webhook_url": "http://169.254.169.254/latest",
-        },
-    )
+    sneaky = platform_fields("Sneaky", monthly_users=1, webhook_url="http://169.254.169.254/latest")
+    r = api.call("POST", "/v1/platforms", "admin", json=sneaky)
     assert r.status_code == 422 and r.json()["type"] == "/problems/webhook-url-refused"
     # At send time too: the allow-list in force when sending decides, not the one at registration.
     point_webhook(api, receiver.url("/hook"))

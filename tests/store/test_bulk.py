@@ -16,7 +16,7 @@ from sqlalchemy.exc import StatementError
 from services.notifier.tables import deliveries, delivery_attempts
 from shared.bulk import bulk_insert, bulk_update
 from shared.db import Database, UniqueViolation, compact_json
-from tests.support import T0
+from tests.builders import T0
 
 PLUS_5 = timezone(timedelta(hours=5))
 PAYLOAD = {"title": "Ғ ә", "items": [[1, 2], ["a", None, {"deep": ["ü", 3.5]}]], "ok": True}

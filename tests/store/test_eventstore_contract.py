@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.exc import DBAPIError
 
 from shared.db import Database
 from shared.eventstore import ConcurrencyError, DuplicateEventError, EventStore, NewEvent
 from shared.eventstore.sequencer import Sequencer
-from tests.support import T0
+from tests.builders import T0
+from tests.conftest import PG_ADMIN_URL
 
 
 def ev(n: int, **extra: object) -> NewEvent:
@@ -223,3 +225,41 @@ def test_tailing_reader_sees_every_position_once_in_order_under_8_writers(pg: Da
     positions = [p for p, _ in seen]
     assert positions == list(range(1, len(written) + 1)), "positions must arrive once each, in order, no holes"
     assert sorted(eid for _, eid in seen) == sorted(written)
+
+
+def _held_open(url: str) -> tuple[Connection, Any]:
+    """A session on `url` inside a write transaction that has taken a transaction id, left open."""
+    engine = create_engine(url)
+    conn = engine.connect()
+    conn.execute(text("SELECT txid_current()"))  # takes an id, as a forgotten `BEGIN; UPDATE ...` would
+    return conn, engine
+
+
+def test_a_transaction_open_in_another_database_does_not_hold_back_numbering(pg: Database, store: EventStore) -> None:
+    other, engine = _held_open(PG_ADMIN_URL)  # the server's `test` database: another database than pg's
+    try:
+        append(pg, store, "order-1", 0, [ev(1), ev(2)])
+        assert Sequencer(pg, store).run_once() == 2
+        with pg.read() as conn:
+            assert store.unnumbered(conn) == (0, None)
+    finally:
+        other.close()
+        engine.dispose()
+
+
+def test_a_transaction_open_in_this_database_holds_back_what_commits_after_it(pg: Database, store: EventStore) -> None:
+    append(pg, store, "order-1", 0, [ev(1)])
+    open_here, engine = _held_open(pg.engine.url.render_as_string(hide_password=False))
+    try:
+        append(pg, store, "order-2", 0, [ev(2), ev(3)])
+        sequencer = Sequencer(pg, store)
+        assert sequencer.run_once() == 1, "only what committed before the open transaction began"
+        with pg.read() as conn:
+            count, oldest = store.unnumbered(conn)
+        assert (count, oldest) == (2, T0), "the lag is visible while numbering waits"
+    finally:
+        open_here.close()
+        engine.dispose()
+    assert Sequencer(pg, store).run_once() == 2
+    with pg.read() as conn:
+        assert [e.position for e in store.read_all(conn)] == [1, 2, 3]

@@ -16,7 +16,9 @@ from shared.migrate import current_revision, head_revision
 
 
 def test_fresh_database_upgrades_to_head(engine: Engine) -> None:
-    assert current_revision(engine) == head_revision(engine)
+    head = head_revision(engine)
+    assert head, "alembic found no migration"
+    assert current_revision(engine) == head
     tables = set(inspect(engine).get_table_names())
     assert set(metadata.tables) <= tables
 

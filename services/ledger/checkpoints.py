@@ -1,0 +1,112 @@
+"""Signed checkpoints: the signing key (kept outside the database), and checkpoints made and stored on demand.
+
+The key is an Ed25519 seed, read from TAKEDOWN_LEDGER_KEY (base64 of the 32 bytes) if set, otherwise from the
+file TAKEDOWN_LEDGER_KEY_FILE (the same base64 on one line), which is created with mode 0600 on first use. It
+never enters the database: whoever can rewrite the database must still not be able to sign a new history.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from services.ledger import tree
+from services.ledger.errors import NoCheckpoint, SigningKeyError
+from services.ledger.note import CheckpointBody, NoteError, NoteSigner, b64decode_strict, sign_checkpoint
+from services.ledger.tables import ledger_checkpoints
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A stored, signed checkpoint."""
+
+    origin: str
+    tree_size: int
+    root: bytes
+    note: str
+    created_at: datetime
+
+
+def load_or_create_seed(key_b64: str | None, key_file: str | Path) -> bytes:
+    """The signing seed: from the base64 value if given, else from the key file (made, mode 0600, if missing)."""
+    if key_b64:
+        return _decode_seed(key_b64.strip(), "TAKEDOWN_LEDGER_KEY")
+    path = Path(key_file)
+    try:
+        return _decode_seed(path.read_text().strip(), str(path))
+    except FileNotFoundError:
+        pass
+    seed = secrets.token_bytes(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # O_EXCL: two processes starting together must not each write a different key; the loser reads the winner's.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _decode_seed(path.read_text().strip(), str(path))
+    with os.fdopen(fd, "w") as handle:
+        handle.write(base64.b64encode(seed).decode() + "\n")
+    return seed
+
+
+def _decode_seed(text: str, source: str) -> bytes:
+    try:
+        seed = b64decode_strict(text)
+    except NoteError as exc:
+        raise SigningKeyError(f"{source}: the ledger key is not base64") from exc
+    if len(seed) != 32:
+        raise SigningKeyError(f"{source}: the ledger key is a 32-byte Ed25519 seed, not {len(seed)} bytes")
+    return seed
+
+
+def make_checkpoint(conn: Connection, signer: NoteSigner, origin: str, now: datetime) -> Checkpoint:
+    """Sign the current tree head and store it (the one already stored for this size, if any, is returned)."""
+    current = tree.head(conn)
+    existing = checkpoint_at(conn, current.size)
+    if existing is not None:
+        return existing
+    note = sign_checkpoint(CheckpointBody(origin, current.size, current.root), signer)
+    values = {"tree_size": current.size, "root_hash": current.root, "origin": origin, "note": note, "created_at": now}
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    # Two processes may sign the same size at once; the signatures are identical (Ed25519 is deterministic).
+    conn.execute(insert(ledger_checkpoints).values(values).on_conflict_do_nothing(index_elements=["tree_size"]))
+    stored = checkpoint_at(conn, current.size)
+    assert stored is not None
+    return stored
+
+
+def _row(row: Any) -> Checkpoint:
+    return Checkpoint(
+        origin=row.origin,
+        tree_size=int(row.tree_size),
+        root=bytes(row.root_hash),
+        note=row.note,
+        created_at=row.created_at,
+    )
+
+
+def checkpoint_at(conn: Connection, tree_size: int) -> Checkpoint | None:
+    """The stored checkpoint of one tree size, if any."""
+    row = conn.execute(select(ledger_checkpoints).where(ledger_checkpoints.c.tree_size == tree_size)).first()
+    return None if row is None else _row(row)
+
+
+def latest(conn: Connection) -> Checkpoint:
+    """The checkpoint of the largest tree size; NoCheckpoint if none was made."""
+    row = conn.execute(select(ledger_checkpoints).order_by(ledger_checkpoints.c.tree_size.desc()).limit(1)).first()
+    if row is None:
+        raise NoCheckpoint()
+    return _row(row)
+
+
+def all_checkpoints(conn: Connection) -> list[Checkpoint]:
+    """Every stored checkpoint, smallest tree first."""
+    return [_row(r) for r in conn.execute(select(ledger_checkpoints).order_by(ledger_checkpoints.c.tree_size))]

@@ -1,0 +1,143 @@
+"""The ledger service: the feeder, checkpoints on a schedule and on demand, proofs, and whole-store verification."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from services.ledger import checkpoints, tree
+from services.ledger.checkpoints import Checkpoint, load_or_create_seed
+from services.ledger.note import NoteSigner, Verifier, check_key_name
+from services.ledger.tree import ConsistencyProof, InclusionProof, LedgerFeeder, TreeHead
+from services.ledger.verify import VerifyReport, verify_ledger
+from shared.auth import Principal
+from shared.clock import Clock
+from shared.db import Database
+from shared.eventstore import EventStore
+from shared.settings import Settings
+
+# Whether a caller may see the events of a stream; given by the wiring (for orders: the order's platform or issuer).
+StreamVisibility = Callable[[Principal, str], bool]
+
+
+def default_origin(public_base_url: str) -> str:
+    """The checkpoint origin when none is configured: the public host and path, plus /ledger."""
+    parts = urlsplit(public_base_url)
+    return check_key_name(f"{parts.netloc}{parts.path.rstrip('/')}/ledger")
+
+
+class Ledger:
+    """Everything the API, the CLI and the workers ask of the ledger; each call owns its transaction."""
+
+    def __init__(
+        self,
+        db: Database,
+        store: EventStore,
+        clock: Clock,
+        *,
+        origin: str,
+        seed: Callable[[], bytes],
+        stream_visible: StreamVisibility,
+        checkpoint_interval_s: float = 60.0,
+    ) -> None:
+        self.db, self.store, self.clock = db, store, clock
+        self.origin = check_key_name(origin)
+        self.stream_visible = stream_visible
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self._seed = seed
+        self._signer: NoteSigner | None = None
+        self._signer_lock = threading.Lock()
+        self._last_checkpoint = float("-inf")
+        self.feeder = LedgerFeeder(db, store, now=clock.now, on_idle=self._scheduled_checkpoint)
+
+    # The key is read (or made) on first use, not at wiring: tests and tools that never sign touch no file.
+    @property
+    def signer(self) -> NoteSigner:
+        """The checkpoint signer (loads or creates the key on first use)."""
+        with self._signer_lock:
+            if self._signer is None:
+                self._signer = NoteSigner(self.origin, self._seed())
+            return self._signer
+
+    @property
+    def verifier(self) -> Verifier:
+        """The public half of the signing key."""
+        return self.signer.verifier
+
+    def public_key(self) -> str:
+        """The note verifier key that clients pin."""
+        return self.verifier.verifier_key
+
+    def head(self) -> TreeHead:
+        """The current tree head."""
+        with self.db.read() as conn:
+            return tree.head(conn)
+
+    def feed(self) -> int:
+        """Feed every sequenced event into the tree now; returns how many leaves were added."""
+        return self.feeder.catch_up()
+
+    def checkpoint(self) -> Checkpoint:
+        """Feed what is sequenced, then sign and store a checkpoint of the tree head (on demand)."""
+        self.feed()
+        signer = self.signer
+        with self.db.transaction() as conn:
+            made = checkpoints.make_checkpoint(conn, signer, self.origin, self.clock.now())
+        self._last_checkpoint = time.monotonic()
+        return made
+
+    def _scheduled_checkpoint(self) -> None:
+        """Called by the feeder loop when idle: a checkpoint every `checkpoint_interval_s`, if the tree grew."""
+        if time.monotonic() - self._last_checkpoint < self.checkpoint_interval_s:
+            return
+        signer = self.signer
+        with self.db.transaction() as conn:
+            checkpoints.make_checkpoint(conn, signer, self.origin, self.clock.now())
+        self._last_checkpoint = time.monotonic()
+
+    def latest_checkpoint(self) -> Checkpoint:
+        """The newest stored checkpoint (NoCheckpoint if none)."""
+        with self.db.read() as conn:
+            return checkpoints.latest(conn)
+
+    def inclusion(self, position: int, tree_size: int) -> InclusionProof:
+        """The audit path of the event at `position` against the tree of `tree_size` leaves."""
+        with self.db.read() as conn:
+            return tree.event_inclusion_proof(conn, self.store, position, tree_size)
+
+    def consistency(self, first: int, second: int) -> ConsistencyProof:
+        """The consistency proof between two tree sizes."""
+        with self.db.read() as conn:
+            return tree.consistency_proof(conn, first, second)
+
+    def verify(self) -> VerifyReport:
+        """Recompute every leaf and node from the stored events and check every checkpoint."""
+        verifier = self.verifier
+        with self.db.read() as conn:
+            return verify_ledger(conn, self.store, verifier, self.origin)
+
+    def start(self) -> None:
+        """Run the feeder (and the checkpoint schedule) in the background."""
+        self.feeder.start()
+
+    def stop(self) -> None:
+        """Stop the background feeder."""
+        self.feeder.stop()
+
+
+def ledger_from_settings(
+    settings: Settings, db: Database, store: EventStore, clock: Clock, stream_visible: StreamVisibility
+) -> Ledger:
+    """The ledger as configured: origin, key source (environment value or key file) and checkpoint schedule."""
+    key = settings.ledger_key.get_secret_value() if settings.ledger_key is not None else None
+    return Ledger(
+        db,
+        store,
+        clock,
+        origin=settings.ledger_origin or default_origin(settings.public_base_url),
+        seed=lambda: load_or_create_seed(key, settings.ledger_key_file),
+        stream_visible=stream_visible,
+        checkpoint_interval_s=settings.ledger_checkpoint_interval_s,
+    )

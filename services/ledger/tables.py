@@ -1,0 +1,40 @@
+"""The ledger's tables: complete subtree hashes, the tree head (also the feeder's tracking position), checkpoints."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, CheckConstraint, Column, LargeBinary, SmallInteger, String, Table, Text
+
+from shared.db import UtcDateTime, metadata
+
+# The root of every complete subtree, (level, idx) covering leaves [idx * 2**level, (idx + 1) * 2**level); level 0
+# holds the leaf hashes. Rows are only ever inserted: a complete subtree never changes.
+ledger_nodes = Table(
+    "ledger_nodes",
+    metadata,
+    Column("level", SmallInteger, primary_key=True, autoincrement=False),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+
+# One row: the tree's size and root. The size is also the feeder's tracking position (leaf index = position - 1),
+# written in the same transaction as the nodes, so the tree and its position never disagree.
+ledger_head = Table(
+    "ledger_head",
+    metadata,
+    Column("id", SmallInteger, primary_key=True, autoincrement=False),
+    Column("tree_size", BigInteger, nullable=False),
+    Column("root_hash", LargeBinary(32), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=True),
+    CheckConstraint("id = 1", name="single_row"),
+)
+
+# Every signed checkpoint the ledger has issued (one per tree size: Ed25519 signatures are deterministic).
+ledger_checkpoints = Table(
+    "ledger_checkpoints",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root_hash", LargeBinary(32), nullable=False),
+    Column("origin", String(200), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)

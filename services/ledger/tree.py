@@ -1,0 +1,307 @@
+"""The incremental Merkle tree in the database, and the feeder that appends every sequenced event to it.
+
+Only complete subtrees are stored (`ledger_nodes`), so appending a leaf writes 1 + (trailing one-bits of its
+index) rows, two on average and log2(n) at most, after reading the right edge once per batch (one row per
+set bit of the size); a proof or a tree head reads O(log n) rows by primary key in one query. Nothing here
+commits: every function runs in the caller's transaction (`Database.transaction()` owns the commit).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, and_, select, tuple_, update
+
+from services.ledger import merkle
+from services.ledger.errors import InvalidRange, LedgerGap, PositionNotFound, TreeTooSmall
+from services.ledger.leaf import leaf_hash, leaf_index
+from services.ledger.tables import ledger_head, ledger_nodes
+from shared.db import Database
+from shared.eventstore import EventStore, RecordedEvent
+
+log = logging.getLogger("takedown.ledger")
+
+# PostgreSQL: arrays in, one statement whose text never changes (prepared once), whatever the batch size.
+_PG_INSERT_NODES = (
+    "INSERT INTO ledger_nodes (level, idx, hash) SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::bytea[])"
+)
+
+
+@dataclass(frozen=True)
+class TreeHead:
+    """The tree's size (= the last position fed) and root."""
+
+    size: int
+    root: bytes
+
+
+@dataclass(frozen=True)
+class AuditPath:
+    """The inclusion proof of one leaf index against one tree size, with the leaf hash and root it connects."""
+
+    index: int
+    tree_size: int
+    leaf_hash: bytes
+    root: bytes
+    proof: list[bytes]
+
+
+@dataclass(frozen=True)
+class InclusionProof:
+    """An audit path of one event against one tree size."""
+
+    position: int
+    index: int
+    tree_size: int
+    leaf_hash: bytes
+    root: bytes
+    proof: list[bytes]
+    stream_id: str
+
+
+@dataclass(frozen=True)
+class ConsistencyProof:
+    """A consistency proof between two tree sizes, with both roots."""
+
+    first: int
+    second: int
+    first_root: bytes
+    second_root: bytes
+    proof: list[bytes]
+
+
+# ----------------------------------------------------------------------------------------------- reads
+
+
+def head(conn: Connection) -> TreeHead:
+    """The current tree head (size 0 and the empty root before anything is fed)."""
+    row = conn.execute(select(ledger_head.c.tree_size, ledger_head.c.root_hash).where(ledger_head.c.id == 1)).first()
+    return TreeHead(0, merkle.EMPTY_ROOT) if row is None else TreeHead(int(row.tree_size), bytes(row.root_hash))
+
+
+def nodes(conn: Connection, wanted: Iterable[merkle.Node]) -> dict[merkle.Node, bytes]:
+    """Stored complete-subtree hashes by (level, idx), in one query by primary key."""
+    keys = sorted(set(wanted))
+    if not keys:
+        return {}
+    rows = conn.execute(
+        select(ledger_nodes.c.level, ledger_nodes.c.idx, ledger_nodes.c.hash).where(
+            tuple_(ledger_nodes.c.level, ledger_nodes.c.idx).in_(keys)
+        )
+    )
+    return {(int(r.level), int(r.idx)): bytes(r.hash) for r in rows}
+
+
+def _getter(found: dict[merkle.Node, bytes]) -> merkle.NodeGetter:
+    def get(level: int, idx: int) -> bytes:
+        try:
+            return found[(level, idx)]
+        except KeyError:
+            raise LookupError(f"ledger node ({level}, {idx}) is missing") from None
+
+    return get
+
+
+def _within(conn: Connection, size: int) -> int:
+    current = head(conn).size
+    if size > current:
+        raise TreeTooSmall(size, current)
+    return current
+
+
+def root_at(conn: Connection, size: int) -> bytes:
+    """The tree head at any size the ledger has reached (O(log n) reads)."""
+    _within(conn, size)
+    if size == 0:
+        return merkle.EMPTY_ROOT
+    plan = merkle.range_nodes(0, size)
+    return merkle.root_at(size, _getter(nodes(conn, plan)))
+
+
+def inclusion_proof(conn: Connection, index: int, tree_size: int) -> AuditPath:
+    """The audit path of leaf `index` in the tree of `tree_size` leaves: O(log n) nodes in one query."""
+    if not 0 <= index < tree_size:
+        raise InvalidRange(f"leaf index {index} is not in a tree of {tree_size} leaves")
+    _within(conn, tree_size)
+    plan = merkle.inclusion_plan(index, tree_size)
+    get = _getter(nodes(conn, [*merkle.plan_nodes(plan), *merkle.range_nodes(0, tree_size), (0, index)]))
+    return AuditPath(index, tree_size, get(0, index), merkle.root_at(tree_size, get), merkle.build_proof(plan, get))
+
+
+def event_inclusion_proof(conn: Connection, store: EventStore, position: int, tree_size: int) -> InclusionProof:
+    """The audit path of the event at `position` (leaf position - 1), with the stream it belongs to."""
+    if position < 1 or tree_size < 1:
+        raise InvalidRange("positions and tree sizes start at 1")
+    if position > tree_size:
+        raise InvalidRange(f"position {position} is not in a tree of {tree_size} leaves")
+    _within(conn, tree_size)
+    events = store.read_all(conn, after=position - 1, limit=1)
+    if not events or events[0].position != position:
+        raise PositionNotFound(position)
+    path = inclusion_proof(conn, leaf_index(position), tree_size)
+    return InclusionProof(
+        position=position,
+        index=path.index,
+        tree_size=tree_size,
+        leaf_hash=path.leaf_hash,
+        root=path.root,
+        proof=path.proof,
+        stream_id=events[0].stream_id,
+    )
+
+
+def consistency_proof(conn: Connection, first: int, second: int) -> ConsistencyProof:
+    """The proof that the tree of `first` leaves is a prefix of the tree of `second` leaves."""
+    if first < 1 or first > second:
+        raise InvalidRange(f"no consistency proof from {first} to {second} leaves (need 1 <= first <= second)")
+    _within(conn, second)
+    plan = merkle.consistency_plan(first, second)
+    wanted = [*merkle.plan_nodes(plan), *merkle.range_nodes(0, first), *merkle.range_nodes(0, second)]
+    get = _getter(nodes(conn, wanted))
+    return ConsistencyProof(
+        first=first,
+        second=second,
+        first_root=merkle.root_at(first, get),
+        second_root=merkle.root_at(second, get),
+        proof=merkle.build_proof(plan, get),
+    )
+
+
+# ----------------------------------------------------------------------------------------------- writes
+
+
+def lock_head(conn: Connection) -> TreeHead | None:
+    """The head row, locked for this transaction; None if another feeder holds it (PostgreSQL SKIP LOCKED)."""
+    stmt = select(ledger_head.c.tree_size, ledger_head.c.root_hash).where(ledger_head.c.id == 1)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    row = conn.execute(stmt).first()
+    if row is None:
+        # The migration seeds the row; an empty table (or a second feeder locking it) means: not now.
+        return None
+    return TreeHead(int(row.tree_size), bytes(row.root_hash))
+
+
+def insert_nodes(conn: Connection, made: Sequence[tuple[int, int, bytes]]) -> None:
+    """Insert complete-subtree rows in one statement."""
+    if not made:
+        return
+    if conn.dialect.name == "postgresql":
+        levels, idxs, hashes = zip(*made, strict=True)
+        conn.exec_driver_sql(_PG_INSERT_NODES, (list(levels), list(idxs), list(hashes)))
+        return
+    conn.execute(ledger_nodes.insert(), [{"level": lv, "idx": i, "hash": h} for lv, i, h in made])
+
+
+def append(conn: Connection, current: TreeHead, leaf_hashes: Sequence[bytes], now: datetime | None = None) -> TreeHead:
+    """Append leaves after `current` (which the caller has locked): nodes and the new head, no commit."""
+    if not leaf_hashes:
+        return current
+    edge = merkle.frontier_nodes(current.size)
+    stored = nodes(conn, edge)
+    if len(stored) != len(edge):
+        raise LookupError(f"the right edge of the tree at size {current.size} is missing from ledger_nodes")
+    frontier = {level: stored[(level, idx)] for level, idx in edge}
+    made: list[tuple[int, int, bytes]] = []
+    for offset, hashed in enumerate(leaf_hashes):
+        made.extend(merkle.append_leaf(frontier, current.size + offset, hashed))
+    insert_nodes(conn, made)
+    new = TreeHead(current.size + len(leaf_hashes), merkle.frontier_root(frontier))
+    values: dict[str, object] = {"tree_size": new.size, "root_hash": new.root}
+    if now is not None:
+        values["updated_at"] = now
+    # Matching on the old size turns a second writer that slipped past the lock into an error, not a fork.
+    result = conn.execute(
+        update(ledger_head).where(and_(ledger_head.c.id == 1, ledger_head.c.tree_size == current.size)).values(values)
+    )
+    if result.rowcount != 1:
+        raise RuntimeError(f"the ledger head moved from size {current.size} under this transaction")
+    return new
+
+
+# ----------------------------------------------------------------------------------------------- the feeder
+
+
+class LedgerFeeder:
+    """A tailing reader of global positions that appends each event's leaf, tracking position = tree size."""
+
+    def __init__(
+        self,
+        db: Database,
+        store: EventStore,
+        *,
+        batch: int = 5000,
+        interval_s: float = 0.1,
+        now: Callable[[], datetime] | None = None,
+        on_idle: Callable[[], None] | None = None,
+    ) -> None:
+        self.db, self.store, self.batch, self.interval_s = db, store, batch, interval_s
+        self.now, self.on_idle = now, on_idle
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self, conn: Connection) -> int:
+        """Append the next batch of sequenced events in the caller's transaction; returns how many."""
+        current = lock_head(conn)
+        if current is None:
+            return 0
+        batch: list[RecordedEvent] = self.store.read_all(conn, after=current.size, limit=self.batch)
+        hashes = []
+        for expected, event in enumerate(batch, start=current.size + 1):
+            if event.position != expected:
+                raise LedgerGap(expected, event.position or 0)
+            hashes.append(leaf_hash(event))
+        append(conn, current, hashes, self.now() if self.now else None)
+        return len(hashes)
+
+    def catch_up(self, max_rounds: int = 1_000_000) -> int:
+        """Feed everything sequenced so far, one transaction per batch; returns how many leaves were added."""
+        total = 0
+        for _ in range(max_rounds):
+            with self.db.transaction() as conn:
+                added = self.run_once(conn)
+            total += added
+            if added < self.batch:
+                return total
+        return total
+
+    def wake(self) -> None:
+        """Ask the background loop to run now."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Run in a daemon thread until `stop`."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="ledger-feeder", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the background loop."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            try:
+                while not self._stop.is_set():
+                    with self.db.transaction() as conn:
+                        added = self.run_once(conn)
+                    if added < self.batch:
+                        break
+                if self.on_idle is not None:
+                    self.on_idle()
+            except Exception:  # logged, then retried next tick: a dropped connection must not end the loop
+                log.exception("ledger feeder: run failed; retrying")
+                self._stop.wait(max(self.interval_s, 1.0))

@@ -1,0 +1,50 @@
+"""The SLA projection's tables: one row per order, exact counts per status and group, an answer-time histogram."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Float, Index, Integer, String, Table
+
+from shared.db import UtcDateTime, metadata
+
+sla_orders = Table(
+    "sla_orders",
+    metadata,
+    Column("order_id", String(36), primary_key=True),
+    Column("platform_id", String(36), nullable=False),
+    Column("authority_id", String(64), nullable=False),
+    Column("category", String(64), nullable=False),
+    Column("issued_at", UtcDateTime, nullable=False),
+    Column("notified_at", UtcDateTime, nullable=True),
+    Column("deadline", UtcDateTime, nullable=True),
+    Column("at_risk_at", UtcDateTime, nullable=True),
+    Column("answered_at", UtcDateTime, nullable=True),
+    Column("answer_seconds", Float, nullable=True),
+    Column("status", String(24), nullable=False),
+    # When the status changes by time alone (on_track → at_risk → breached); NULL when nothing is pending.
+    Column("next_change_at", UtcDateTime, nullable=True),
+    Index(None, "next_change_at"),
+    Index(None, "status", "deadline", "order_id"),
+    Index(None, "issued_at"),
+)
+
+# Exact counts per (dimension, key, status), kept by deltas in the projection's transaction: a summary reads a
+# few rows whatever the number of orders. Dimensions: all, platform, category, authority, and authority|platform,
+# authority|category for an issuer's own view.
+sla_counts = Table(
+    "sla_counts",
+    metadata,
+    Column("dimension", String(32), primary_key=True),
+    Column("key", String(120), primary_key=True),
+    Column("status", String(24), primary_key=True),
+    Column("n", BigInteger, nullable=False),
+)
+
+# Time from notification to a full answer, in logarithmic buckets 5% wide, per (dimension, key).
+sla_answer_histogram = Table(
+    "sla_answer_histogram",
+    metadata,
+    Column("dimension", String(32), primary_key=True),
+    Column("key", String(120), primary_key=True),
+    Column("bucket", Integer, primary_key=True),
+    Column("n", BigInteger, nullable=False),
+)

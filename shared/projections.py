@@ -1,0 +1,136 @@
+"""Projections: readers that follow the event store by global position and keep tables derived from it.
+
+Exactly once: a projection's tracking position is written in the same transaction as its rows, so a crash
+between the two cannot happen, and a position is never applied twice. Any projection can be dropped and rebuilt
+from position 0 (`takedown projections rebuild`); the tests check that a rebuild equals the live tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from sqlalchemy import BigInteger, Column, Connection, String, Table, select
+
+from shared.db import Database, metadata
+from shared.eventstore import EventStore, RecordedEvent
+
+log = logging.getLogger("takedown.projections")
+
+projection_positions = Table(
+    "projection_positions",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+)
+
+
+class Projection(Protocol):
+    """A reader of events by position; `handle` and `reset` run in the runner's transaction and never commit."""
+
+    name: str
+
+    def handle(self, conn: Connection, events: Sequence[RecordedEvent]) -> None:
+        """Apply a batch of events, in position order."""
+
+    def reset(self, conn: Connection) -> None:
+        """Delete every row the projection derived (before a rebuild from position 0)."""
+
+
+def _position(conn: Connection, name: str) -> int:
+    """The projection's tracking position, locked for this transaction (one runner at a time per projection)."""
+    row = conn.execute(
+        select(projection_positions.c.position).where(projection_positions.c.name == name).with_for_update()
+    ).first()
+    if row is None:
+        conn.execute(projection_positions.insert().values(name=name, position=0))
+        return 0
+    return int(row.position)
+
+
+def catch_up_once(db: Database, store: EventStore, projection: Projection, batch: int = 1000) -> int:
+    """Apply the next batch of events after the projection's position; returns how many were applied."""
+    with db.transaction() as conn:
+        after = _position(conn, projection.name)
+        events = store.read_all(conn, after=after, limit=batch)
+        if not events:
+            return 0
+        projection.handle(conn, events)
+        position = events[-1].position
+        conn.execute(
+            projection_positions.update()
+            .where(projection_positions.c.name == projection.name)
+            .values(position=position)
+        )
+    return len(events)
+
+
+def catch_up(db: Database, store: EventStore, projection: Projection, batch: int = 1000) -> int:
+    """Apply everything numbered so far; returns how many events were applied."""
+    total = 0
+    while n := catch_up_once(db, store, projection, batch):
+        total += n
+    return total
+
+
+def rebuild(db: Database, store: EventStore, projection: Projection, batch: int = 1000) -> int:
+    """Drop the projection's rows and replay it from position 0; returns how many events were applied."""
+    with db.transaction() as conn:
+        _position(conn, projection.name)
+        projection.reset(conn)
+        conn.execute(
+            projection_positions.update().where(projection_positions.c.name == projection.name).values(position=0)
+        )
+    return catch_up(db, store, projection, batch)
+
+
+class ProjectionRunner:
+    """Keeps projections caught up in a daemon thread: on `wake` (after a commit here) and on a short poll."""
+
+    def __init__(
+        self, db: Database, store: EventStore, projections: Sequence[Projection], interval_s: float = 0.2
+    ) -> None:
+        self.db, self.store, self.projections, self.interval_s = db, store, list(projections), interval_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_error_log = 0.0
+
+    def run_once(self) -> int:
+        """Catch every projection up; returns how many events were applied in all."""
+        return sum(catch_up(self.db, self.store, p) for p in self.projections)
+
+    def wake(self) -> None:
+        """Run now instead of at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Run in a daemon thread until `stop`."""
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="projections", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the background loop."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            try:
+                self.run_once()
+            except Exception:
+                # A dropped connection must not kill the loop; log at most once a minute while it lasts.
+                if time.monotonic() - self._last_error_log > 60:
+                    self._last_error_log = time.monotonic()
+                    log.exception("a projection failed to catch up; retrying")
+                self._stop.wait(self.interval_s)
