@@ -21,7 +21,7 @@ import uvicorn
 from services.bootstrap import Container, bootstrap
 from services.http.app import create_app
 from services.ledger.verify import VerifyReport
-from shared.auth import ROLES, create_key
+from shared.auth import ROLES, Role, create_key
 from shared.migrate import upgrade
 from shared.projections import rebuild as rebuild_projection
 from shared.settings import Settings
@@ -55,12 +55,16 @@ def keys_create(
     label: Annotated[str | None, typer.Option(help="a note on who holds the key")] = None,
 ) -> None:
     """Create an API key and print it (it is stored hashed and cannot be shown again)."""
+    known: Role | None = next((r for r in ROLES if r == role), None)
+    if known is None:
+        typer.echo(f"error: role must be one of {', '.join(ROLES)}", err=True)
+        raise typer.Exit(2)
     container = _container()
     try:
         with container.db.transaction() as conn:
             plaintext, _ = create_key(
                 conn,
-                role,  # type: ignore[arg-type]  # checked by create_key
+                known,
                 container.clock.now(),
                 authority_id=authority,
                 authority_name=authority_name,

@@ -58,6 +58,6 @@ class Settings(BaseSettings):
             loopback = [ip_network("127.0.0.0/8"), ip_network("::1/128"), ip_network("::ffff:127.0.0.0/104")]
             for entry in self.webhook_allow_list:
                 net = ip_network(entry, strict=False)
-                if any(net.version == lo.version and net.overlaps(lo) for lo in loopback):  # type: ignore[arg-type]
+                if any(net.version == lo.version and net.overlaps(lo) for lo in loopback):
                     raise ValueError(f"production must not allow-list loopback webhook destinations ({entry})")
         return self
