@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipaddress import ip_network
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -41,14 +41,20 @@ class Settings(BaseSettings):
     # Platforms with more users than this are obliged by the law to name a Kazakh-citizen representative.
     obliged_monthly_users: int = Field(default=100_000, ge=0)
     public_base_url: str = "http://127.0.0.1:8000"
-    log_level: str = "INFO"
     # The ledger's checkpoint signing key, kept outside the database: a base64 Ed25519 seed (wins), or a file made
     # with mode 0600 on first use. The origin names the log in every checkpoint (default: public host + /ledger).
     ledger_key: SecretStr | None = None
     ledger_key_file: str = "./ledger.key"
     ledger_origin: str | None = None
     ledger_checkpoint_interval_s: float = Field(default=60.0, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # One JSON object per log line (for a log shipper) instead of lines for a console.
     log_json: bool = False
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
