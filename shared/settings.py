@@ -21,8 +21,6 @@ class Settings(BaseSettings):
     # Run the notifier and the sequencer inside the API process (the embedded default).
     embedded_workers: bool = True
     max_body_bytes: int = 256 * 1024
-    max_items_per_order: int = 1000
-    max_reasons_chars: int = 10_000
     sla_hours: float = 24.0
     sla_category_hours: dict[str, float] = Field(default_factory=dict)
     sla_at_risk_share: float = 0.25
