@@ -32,6 +32,7 @@ from shared.db import Database, TransientError, UniqueViolation
 from shared.events import OrderFields, load_event
 from shared.eventstore import ConcurrencyError, EventStore, NewEvent, RecordedEvent
 from shared.ids import new_id
+from shared.logs import current_request_id
 
 
 class Recorded(NamedTuple):
@@ -296,4 +297,8 @@ class OrderService:
 
     @staticmethod
     def _meta(principal: Principal) -> dict[str, Any]:
-        return {"actor": principal.key_id, "role": principal.role}
+        meta: dict[str, Any] = {"actor": principal.key_id, "role": principal.role}
+        request_id = current_request_id()
+        if request_id is not None:
+            meta["request_id"] = request_id  # the request that caused the events (the webhooks' log lines carry it)
+        return meta
