@@ -132,7 +132,7 @@ class Notifier:
                     claimed = len(jobs)
                     for job in jobs:
                         self._busy[job.platform_id] += 1
-                        task = asyncio.create_task(self._attempt(client_for(job.platform_id), job))
+                        task = asyncio.create_task(self.attempt(client_for(job.platform_id), job))
                         self._inflight.add(task)
                         task.add_done_callback(self._done(job.platform_id))
                 if claimed == 0 or len(self._inflight) >= self.config.total:
@@ -147,12 +147,6 @@ class Notifier:
                 self._lookups.shutdown(wait=False, cancel_futures=True)
             for client in clients.values():
                 await client.aclose()
-
-    async def drain(self, client: httpx.AsyncClient) -> int:
-        """Claim every due delivery once and wait for their attempts (tests and tools; `run` is the loop)."""
-        jobs = await asyncio.to_thread(self.claim, self.config.total)
-        await asyncio.gather(*(self._attempt(client, job) for job in jobs))
-        return len(jobs)
 
     def _done(self, platform_id: str) -> Callable[[asyncio.Task[None]], None]:
         def callback(task: asyncio.Task[None]) -> None:
@@ -191,7 +185,8 @@ class Notifier:
 
     # ---------------------------------------------------------------------------------------- attempt
 
-    async def _attempt(self, client: httpx.AsyncClient, job: Job) -> None:
+    async def attempt(self, client: httpx.AsyncClient, job: Job) -> None:
+        """Make one attempt at a claimed delivery: vet its destination, sign, send, and record the result."""
         # This task's own context: every line logged during the attempt names its delivery and request.
         structlog.contextvars.bind_contextvars(**job.log_fields())
         try:
