@@ -1,7 +1,7 @@
 """deliveries.request_id: the HTTP request whose events asked for a delivery, for the notifier's log lines
 
 Revision ID: 0003
-Revises: 0001 (to be re-pointed at 0002, the ledger's migration, when both are merged)
+Revises: 0002
 Create Date: 2026-12-02 16:20:00
 """
 
@@ -11,8 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-# 0002 (the ledger) is being written on another branch; whoever merges second points this at "0002".
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
