@@ -14,8 +14,9 @@ from shared.db import Database
 from shared.eventstore import EventStore
 from shared.eventstore.sequencer import Sequencer
 from shared.logs import bind_request_id, unbind_request_id
+from tests.builders import order_body
 from tests.logcapture import json_logs
-from tests.support import Api, order_body
+from tests.support import Api
 
 
 def test_each_record_is_one_json_object_with_time_level_logger_message_and_the_request_id() -> None:

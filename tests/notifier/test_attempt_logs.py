@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 import httpx
 
+from tests.builders import order_body
 from tests.logcapture import json_logs
-from tests.support import Api, order_body
+from tests.support import Api
 
 from .receiver import Receiver, Respond
 from .test_delivery import configured, deliveries, drain, point_webhook
