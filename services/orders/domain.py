@@ -5,7 +5,7 @@ Pure code: no framework, no database, no clock (the caller passes `now`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
@@ -352,12 +352,3 @@ def decide(state: OrderState | None, command: Command, now: datetime) -> list[Ev
                 raise DomainError("order-contested", "the clock is paused while the order is contested")
             return [OrderEscalated(level=command.level, reason=command.reason, escalated_at=now)]
     raise TypeError(f"unknown command {command!r}")
-
-
-def execute(state: OrderState | None, command: Command, now: datetime) -> tuple[OrderState, Sequence[Event]]:
-    """Decide and fold in one step: the new state and the events that led to it."""
-    new = decide(state, command, now)
-    for event in new:
-        state = apply(state, event)
-    assert state is not None
-    return state, new

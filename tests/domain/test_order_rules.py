@@ -24,7 +24,6 @@ from services.orders.domain import (
     Withdraw,
     apply,
     decide,
-    execute,
     replay,
 )
 from shared.events import (
@@ -41,7 +40,7 @@ from shared.events import (
     OrderUpheld,
     OrderWithdrawn,
 )
-from tests.builders import T0, issue_cmd, run
+from tests.builders import T0, execute, issue_cmd, run
 
 H = timedelta(hours=1)
 S = timedelta(seconds=1)
