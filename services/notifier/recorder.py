@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy import Connection
+from structlog.contextvars import bound_contextvars
 
 from services.notifier import outbox
 from services.notifier.outbox import Claimed
@@ -149,6 +150,23 @@ def plan(
     return replace(planned, next_attempt_at=now + timedelta(seconds=delay))
 
 
+def _log_finished(p: Plan) -> None:
+    """One line per recorded attempt: what came back, how long it took, and what happens next."""
+    r = p.result
+    log.info(
+        "webhook attempt %s",
+        p.outcome,
+        extra={
+            "outcome": p.outcome,
+            "status_code": r.status_code,
+            "error_kind": r.error_kind,
+            "duration_ms": r.duration_ms,
+            "state": p.state,
+            "next_attempt_at": p.next_attempt_at.isoformat() if p.next_attempt_at else None,
+        },
+    )
+
+
 class Recorder:
     """Records batches of finished attempts for one worker (the lease owner named `worker`)."""
 
@@ -183,15 +201,15 @@ class Recorder:
             )
         except UniqueViolation:
             if len(plans) == 1:
-                job = plans[0].job
-                log.warning("attempt %s of %s was already recorded by another worker", job.attempt, job.id)
+                with bound_contextvars(**plans[0].job.log_fields()):
+                    log.warning("attempt already recorded by another worker")
                 return
             self._one_by_one(plans, now)  # find the one another worker recorded; record the rest
             return
         except (ConcurrencyError, TransientError):
             if len(plans) == 1:
-                job = plans[0].job
-                log.error("attempt %s of %s not recorded: the order kept changing", job.attempt, job.id)
+                with bound_contextvars(**plans[0].job.log_fields()):
+                    log.error("attempt not recorded: the order kept changing")
                 return  # the lease expires and the attempt is made again
             self._one_by_one(plans, now)
             return
@@ -202,12 +220,14 @@ class Recorder:
             self._one_by_one(plans, now)
             return
         for p in written:
-            if p.outcome == "gone":
-                DISABLED.inc()
-                log.error("ALERT: platform %s webhook answered 410 Gone; endpoint disabled", p.job.platform_id)
-            elif p.state == "dead":
-                DEAD.inc()
-                log.error("ALERT: delivery %s dead-lettered after %s attempts", p.job.id, p.job.attempt)
+            with bound_contextvars(**p.job.log_fields()):
+                _log_finished(p)
+                if p.outcome == "gone":
+                    DISABLED.inc()
+                    log.error("ALERT: platform %s webhook answered 410 Gone; endpoint disabled", p.job.platform_id)
+                elif p.state == "dead":
+                    DEAD.inc()
+                    log.error("ALERT: delivery %s dead-lettered after %s attempts", p.job.id, p.job.attempt)
 
     def _one_by_one(self, plans: list[Plan], now: datetime) -> None:
         # One attempt must not cost the others theirs: each on its own, so only the culprit is left over.
@@ -215,7 +235,8 @@ class Recorder:
             try:
                 self._write([p], now)
             except Exception:
-                log.exception("attempt %s of %s not recorded", p.job.attempt, p.job.id)
+                with bound_contextvars(**p.job.log_fields()):
+                    log.exception("attempt not recorded")
 
     def _write_once(self, conn: Connection, plans: list[Plan], now: datetime) -> list[Plan]:
         """One transaction: the deliveries, the attempt rows, the orders' facts. Returns the plans written."""
@@ -223,7 +244,8 @@ class Recorder:
         mine = [p for p in plans if p.job.id in owned]
         for p in plans:
             if p.job.id not in owned:
-                log.warning("lease on %s lost before attempt %s was recorded", p.job.id, p.job.attempt)
+                with bound_contextvars(**p.job.log_fields()):
+                    log.warning("lease lost before the attempt was recorded")
         if not mine:
             return []
         outbox.log_attempts(conn, [p.attempt_row(self.worker) for p in mine])

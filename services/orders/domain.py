@@ -5,7 +5,7 @@ Pure code: no framework, no database, no clock (the caller passes `now`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -535,14 +535,3 @@ def decide(
         case Escalate():
             return _escalate(state, command, now, policy)
     raise TypeError(f"unknown command {command!r}")
-
-
-def execute(
-    state: OrderState | None, command: Command, now: datetime, policy: SlaPolicy = DEFAULT_POLICY
-) -> tuple[OrderState, Sequence[Event]]:
-    """Decide and fold in one step: the new state and the events that led to it."""
-    new = decide(state, command, now, policy)
-    for event in new:
-        state = apply(state, event)
-    assert state is not None
-    return state, new

@@ -34,6 +34,7 @@ from shared.db import Database, TransientError, UniqueViolation
 from shared.events import NoticeChannel, OrderFields, Representative, load_event
 from shared.eventstore import ConcurrencyError, EventStore, NewEvent, RecordedEvent
 from shared.ids import new_id
+from shared.logs import current_request_id
 
 
 class Recorded(NamedTuple):
@@ -319,7 +320,9 @@ class OrderService:
         """The notification a platform's read makes: which key read it, and who the registry has on record."""
         return ReadInbox(address=f"api-key:{principal.key_id}", representative=self._representative(conn, platform_id))
 
-    def _read_inbox(self, principal: Principal, platform_id: str, order_ids: list[str]) -> dict[str, dict[str, Any]]:
+    def _read_inbox(
+        self, principal: Principal, platform_id: str, order_ids: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
         """Record the platform's read of orders it was not notified of; their documents afterwards, by id."""
 
         def work(conn: Connection) -> dict[str, dict[str, Any]]:
@@ -383,4 +386,8 @@ class OrderService:
 
     @staticmethod
     def _meta(principal: Principal) -> dict[str, Any]:
-        return {"actor": principal.key_id, "role": principal.role}
+        meta: dict[str, Any] = {"actor": principal.key_id, "role": principal.role}
+        request_id = current_request_id()
+        if request_id is not None:
+            meta["request_id"] = request_id  # the request that caused the events (the webhooks' log lines carry it)
+        return meta

@@ -32,7 +32,6 @@ from services.orders.domain import (
     Withdraw,
     apply,
     decide,
-    execute,
     replay,
 )
 from shared.events import (
@@ -53,7 +52,7 @@ from shared.events import (
     Representative,
     load_event,
 )
-from tests.builders import T0, issue_cmd, run
+from tests.builders import T0, execute, issue_cmd, run
 
 H = timedelta(hours=1)
 S = timedelta(seconds=1)

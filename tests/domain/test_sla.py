@@ -28,7 +28,6 @@ from services.orders.domain import (
     ReportOutcomes,
     Uphold,
     Withdraw,
-    execute,
 )
 from services.orders.sla import (
     SLA_STATUSES,
@@ -43,7 +42,7 @@ from services.orders.sla import (
     status,
 )
 from shared.events import OrderEscalated
-from tests.builders import T0, issue_cmd, run
+from tests.builders import T0, execute, issue_cmd, run
 
 NOTIFIED = T0 + timedelta(minutes=30)  # delivered
 DUE = NOTIFIED + timedelta(hours=24)  # default deadline
