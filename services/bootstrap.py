@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from services.ledger.service import Ledger, ledger_from_settings
-from services.notifier.outbox import WEBHOOK_TYPES, Outbox
+from services.notifier.outbox import SUPERVISOR, WEBHOOK_TYPES, Outbox
 from services.notifier.worker import Notifier, NotifierConfig
 from services.orders.service import OrderService
 from services.orders.sla import SlaPolicy
+from services.registry.service import WebhookEndpoint
 from services.sla.projection import SlaProjection
+from services.sla.sweep import Scheduler, Sweep, record_escalation
 from shared.auth import Principal
 from shared.bus import MessageBus
 from shared.clock import Clock, SystemClock
@@ -38,6 +40,8 @@ class Container:
     sequencer: Sequencer
     orders: OrderService
     notifier: Notifier
+    sweep: Sweep
+    scheduler: Scheduler
     sla: SlaProjection
     projections: ProjectionRunner
     ledger: Ledger
@@ -46,6 +50,7 @@ class Container:
         """Stop background loops and release connections."""
         self.sequencer.stop()
         self.projections.stop()
+        self.scheduler.stop()
         self.ledger.stop()
         self.db.engine.dispose()
 
@@ -76,6 +81,7 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
             allow_list=tuple(settings.webhook_allow_list),
             total=settings.webhook_concurrency,
             per_platform=settings.webhook_per_platform,
+            extra_endpoints=_supervisor(settings),
         ),
     )
 
@@ -86,9 +92,14 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
     sla = SlaProjection(store, policy, clock)
     projections = ProjectionRunner(db, store, [sla])
     ledger = ledger_from_settings(settings, db, store, clock, order_stream_visible)
+    sweep = Sweep(db, store, orders, sla, policy, clock)
 
     # In the command's transaction: the webhooks platforms are pushed (the transactional outbox).
     bus.subscribe(WEBHOOK_TYPES, Outbox(settings.public_base_url))
+    # ... and the escalations: one row per (order, level), and a copy pushed to the supervisor.
+    bus.subscribe(["order.escalated"], record_escalation)
+    if settings.supervisor_webhook_url:
+        bus.subscribe(["order.escalated"], Outbox(settings.public_base_url, destination=SUPERVISOR))
     # After commit: in-process signals instead of LISTEN/NOTIFY (a NOTIFY takes a database-wide lock at commit
     # and would serialise every writer); other processes pick work up on their short poll.
     bus.on_commit(sequencer.wake)
@@ -106,7 +117,17 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
         sequencer=sequencer,
         orders=orders,
         notifier=notifier,
+        sweep=sweep,
+        scheduler=Scheduler(sweep, settings.sweep_interval_s),
         sla=sla,
         projections=projections,
         ledger=ledger,
     )
+
+
+def _supervisor(settings: Settings) -> dict[str, WebhookEndpoint]:
+    """The supervisor's webhook as an endpoint the notifier can push to (none if not configured)."""
+    if not settings.supervisor_webhook_url or settings.supervisor_webhook_secret is None:
+        return {}
+    secret = settings.supervisor_webhook_secret.get_secret_value()
+    return {SUPERVISOR: WebhookEndpoint(SUPERVISOR, settings.supervisor_webhook_url, True, secret)}

@@ -182,6 +182,25 @@ def projections_rebuild() -> None:
     container.close()
 
 
+@cli.command()
+def scheduler(
+    once: Annotated[bool, typer.Option(help="sweep once and exit (for cron or a test)")] = False,
+) -> None:
+    """The sweep alone: escalates what fell due and moves SLA statuses by time (safe to run in many copies)."""
+    container = _container()
+    if once:
+        swept = container.sweep.run_once()
+        typer.echo(f"swept {swept} due orders")
+        container.close()
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    container.scheduler.start()
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+    container.close()
+
+
 @projections_cli.command("run")
 def projections_run() -> None:
     """Keep the projections caught up (run any number of copies: one applies a batch at a time)."""

@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     sla_notice_hours: float = 1.0
     sla_still_open_hours: tuple[float, float] = (24.0, 72.0)
     sla_review_hours: float = 72.0
+    # How often the sweep looks for what fell due (escalations, at risk, breached), in every process with workers.
+    sweep_interval_s: float = Field(default=15.0, gt=0)
+    # Escalations are also pushed, signed, to a supervisor's webhook (not the platform's, which may be failing).
+    supervisor_webhook_url: str | None = None
+    supervisor_webhook_secret: SecretStr | None = None
     # Webhook destinations in private ranges are refused unless listed here (IPs or CIDRs).
     webhook_allow_list: list[str] = Field(default_factory=list)
     webhook_timeout_s: float = 15.0

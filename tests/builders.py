@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.orders.domain import Command, IssueOrder, OrderState, apply, decide
+from services.orders.schemas import IssueOrderIn
 from services.orders.sla import DEFAULT_POLICY, SlaPolicy
+from shared.auth import Principal
 from shared.events import Authority, Event, Item, LegalBasis, OrderFields
 from shared.settings import Settings
 
@@ -21,6 +23,16 @@ REPRESENTATIVE: dict[str, str] = {"name": "Rep", "citizenship": "KZ", "email": "
 def service_settings(db_url: str) -> Settings:
     """Settings of a service under test: workers off (tests drive them), webhooks to 127.0.0.1 allowed."""
     return Settings(environment="test", database_url=db_url, embedded_workers=False, webhook_allow_list=["127.0.0.1"])
+
+
+# An issuer calling the order service directly (tests and tools that skip HTTP).
+ISSUER_PRINCIPAL = Principal(key_id="test-issuer", role="issuer", authority_id="mci", authority_name="Ministry")
+
+
+def order_fields(platform_id: str, issuer_reference: str = ISSUER_REFERENCE) -> OrderFields:
+    """The order `order_body` describes, as the service takes it (on behalf of ISSUER_PRINCIPAL's authority)."""
+    body = IssueOrderIn.model_validate(order_body(platform_id, issuer_reference=issuer_reference))
+    return body.to_order("mci", "Ministry")
 
 
 def platform_fields(name: str, monthly_users: int = 200_000, **overrides: Any) -> dict[str, Any]:

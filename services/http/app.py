@@ -35,6 +35,7 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
         if workers:
             container.sequencer.start()
             container.projections.start()
+            container.scheduler.start()
             container.ledger.start()
             notifier = asyncio.create_task(container.notifier.run(stop))
         try:
@@ -45,6 +46,7 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
                 await notifier
             container.sequencer.stop()
             container.projections.stop()
+            container.scheduler.stop()
             container.ledger.stop()
 
     app = FastAPI(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -53,7 +54,7 @@ class SlaOrder(BaseModel):
     deadline: datetime | None
     answered_at: datetime | None
     answer_seconds: float | None
-    remaining_seconds: float | None
+    remaining_seconds: int | None
 
 
 class SlaOrderPage(BaseModel):
@@ -122,8 +123,9 @@ def sla_orders(
     return SlaOrderPage(items=items, next_cursor=next_cursor)
 
 
-def _remaining(row: dict[str, object], now: datetime) -> float | None:
+def _remaining(row: dict[str, object], now: datetime) -> int | None:
     deadline = row["deadline"]
     if not isinstance(deadline, datetime) or row["status"] not in ("on_track", "at_risk", "breached"):
         return None
-    return round((deadline - now).total_seconds(), 3)
+    # Whole seconds rounded down, as on order documents: negative from the first breached instant.
+    return math.floor((deadline - now).total_seconds())

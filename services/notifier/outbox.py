@@ -6,6 +6,7 @@ PostgreSQL; a delivery is settled only by the worker still holding its lease.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +20,11 @@ from shared.bus import Published
 from shared.ids import new_id
 
 # The events a platform is pushed; everything else it reads from its inbox (GET /v1/orders).
-WEBHOOK_TYPES = frozenset({"order.issued", "order.withdrawn", "order.upheld", "order.escalated"})
+WEBHOOK_TYPES = frozenset(
+    {"order.issued", "order.withdrawn", "order.upheld", "order.escalated", "order.declines_accepted"}
+)
+# The destination of the copy of each escalation pushed to the supervisor (never a platform's id: those are UUIDs).
+SUPERVISOR = "@supervisor"
 
 
 @dataclass(frozen=True)
@@ -27,11 +32,20 @@ class Outbox:
     """Queues the webhook for each published event that platforms are pushed (a handler run in the command's transaction)."""
 
     base_url: str
+    # None: the order's platform; SUPERVISOR: the supervisor's webhook (escalations).
+    destination: str | None = None
 
     def __call__(self, conn: Connection, published: Published) -> None:
         """Queue the webhook for this event."""
         event, order = published.event, published.view
-        if event.type == "order.withdrawn":
+        platform_id = self.destination or order["platform_id"]
+        # A delivery is unique per event; the supervisor's copy gets an id derived from the event's.
+        event_id = (
+            event.event_id
+            if self.destination is None
+            else str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.destination}/{event.event_id}"))
+        )
+        if event.type == "order.withdrawn" and self.destination is None:
             # Never push an order after its withdrawal: what is still queued for it is superseded.
             conn.execute(
                 update(deliveries)
@@ -53,9 +67,9 @@ class Outbox:
             deliveries.insert().values(
                 id="msg_" + new_id().replace("-", ""),
                 order_id=event.stream_id,
-                platform_id=order["platform_id"],
+                platform_id=platform_id,
                 webhook_type=event.type,
-                event_id=event.event_id,
+                event_id=event_id,
                 payload=payload,
                 state="pending",
                 attempts=0,

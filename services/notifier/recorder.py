@@ -19,7 +19,7 @@ from sqlalchemy import Connection
 from structlog.contextvars import bound_contextvars
 
 from services.notifier import outbox
-from services.notifier.outbox import Claimed
+from services.notifier.outbox import SUPERVISOR, Claimed
 from services.notifier.policy import DEFAULT_POLICY, RetryPolicy, classify, parse_retry_after
 from services.notifier.sender import AttemptResult
 from services.orders.domain import (
@@ -102,6 +102,8 @@ class Plan:
     def order_commands(self) -> list[Command]:
         """The facts the attempt adds to its order: delivered (first 2xx of the order's push), or a failed attempt."""
         job, result = self.job, self.result
+        if job.platform_id == SUPERVISOR:
+            return []  # the supervisor's copy: its attempts are in the delivery log, not in the order's history
         if self.outcome == "delivered":
             if job.webhook_type != "order.issued":
                 return []

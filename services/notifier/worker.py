@@ -17,7 +17,7 @@ import os
 import random
 import socket
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
@@ -57,6 +57,8 @@ class NotifierConfig:
     poll_interval_s: float = 0.25
     lease_margin_s: float = 30.0
     allow_list: tuple[str, ...] = ()
+    # Endpoints that are not platforms of the registry, by destination id (the supervisor's webhook).
+    extra_endpoints: Mapping[str, WebhookEndpoint] = field(default_factory=dict)
 
 
 class Notifier:
@@ -167,7 +169,7 @@ class Notifier:
         with self.db.transaction() as conn:
             claimed = outbox.claim(conn, self.worker_id, now, lease_until, limit, full)
             # The claimed jobs' endpoints, read here (a worker thread) instead of on the event loop per attempt.
-            found = registry.endpoints(conn, {c.platform_id for c in claimed})
+            found = {**registry.endpoints(conn, {c.platform_id for c in claimed}), **self.config.extra_endpoints}
         jobs = [
             Job(**{f.name: getattr(c, f.name) for f in fields(c)}, endpoint=found.get(c.platform_id)) for c in claimed
         ]

@@ -146,7 +146,7 @@ class OrderService:
         final = {order_id: state for order_id in new_events if (state := states[order_id]) is not None}
         documents = {order_id: views.render(state, self.policy, now) for order_id, state in final.items()}
         changed = [(state, documents[o], base[o] == 0) for o, state in sorted(final.items())]
-        views.save(conn, changed, self.policy, request_hash)
+        views.save(conn, changed, self.policy, now, request_hash)
         self.bus.publish(
             conn, (Published(event, documents[order_id]) for order_id, events in recorded.items() for event in events)
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,7 +20,16 @@ from sqlalchemy import (
 )
 
 from services.orders.domain import OrderState
-from services.orders.sla import RUNNING_STATUSES, SlaPolicy, clock_status, deadline, remaining, review_due, status
+from services.orders.sla import (
+    RUNNING_STATUSES,
+    SlaPolicy,
+    clock_status,
+    deadline,
+    next_due,
+    remaining,
+    review_due,
+    status,
+)
 from shared.bulk import bulk_update
 from shared.db import UtcDateTime, metadata
 from shared.events import dump_event
@@ -37,6 +46,8 @@ orders = Table(
     Column("issued_at", UtcDateTime, nullable=False),
     Column("notified_at", UtcDateTime, nullable=True),
     Column("deadline", UtcDateTime, nullable=True),
+    # The next time something falls due without a new event (an escalation, a status change): the sweep's index.
+    Column("next_due_at", UtcDateTime, nullable=True),
     Column("closed_at", UtcDateTime, nullable=True),
     Column("withdrawn_at", UtcDateTime, nullable=True),
     Column("version", Integer, nullable=False),
@@ -46,6 +57,7 @@ orders = Table(
     Index(None, "platform_id", "id"),
     Index(None, "authority_id", "id"),
     Index(None, "status", "id"),
+    Index(None, "next_due_at"),
 )
 
 # Idempotency-Key → the order it created, per issuing authority.
@@ -124,6 +136,7 @@ def save(
     conn: Connection,
     changed: Sequence[tuple[OrderState, dict[str, Any], bool]],
     policy: SlaPolicy,
+    now: datetime,
     request_hash: str | None = None,
 ) -> None:
     """Write the rows of orders that changed: (state, rendered document, new order?); updates in one batch."""
@@ -138,14 +151,17 @@ def save(
                 category=issued.category,
                 issued_at=issued.issued_at,
                 request_hash=request_hash or "",
-                **_row(state, document, policy),
+                **_row(state, document, policy, now),
             )
         )
-    bulk_update(conn, orders, "id", [{"id": s.order_id, **_row(s, doc, policy)} for s, doc, new in changed if not new])
+    updates = [{"id": s.order_id, **_row(s, doc, policy, now)} for s, doc, new in changed if not new]
+    bulk_update(conn, orders, "id", updates)
 
 
-def _row(state: OrderState, document: dict[str, Any], policy: SlaPolicy) -> dict[str, Any]:
+def _row(state: OrderState, document: dict[str, Any], policy: SlaPolicy, now: datetime) -> dict[str, Any]:
     return {
+        # Kept in the command's own transaction, so the sweep finds what falls due even while numbering waits.
+        "next_due_at": next_due(state, policy, after=now),
         "status": state.status,
         "notified_at": state.notified_at,
         "deadline": deadline(state, policy),
@@ -154,6 +170,23 @@ def _row(state: OrderState, document: dict[str, Any], policy: SlaPolicy) -> dict
         "version": state.version,
         "document": document,
     }
+
+
+def claim_due(conn: Connection, now: datetime, limit: int) -> list[str]:
+    """Lock up to `limit` orders whose next due time has come, skipping those another sweeper holds."""
+    stmt = (
+        select(orders.c.id)
+        .where(orders.c.next_due_at <= now)
+        .order_by(orders.c.next_due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [r.id for r in conn.execute(stmt)]
+
+
+def set_next_due(conn: Connection, due: Mapping[str, datetime | None]) -> None:
+    """Set orders' next due time (after a sweep found nothing to record for them)."""
+    bulk_update(conn, orders, "id", [{"id": order_id, "next_due_at": at} for order_id, at in sorted(due.items())])
 
 
 def get_row(conn: Connection, order_id: str) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
@@ -24,7 +24,7 @@ from shared.eventstore import EventStore, RecordedEvent
 
 NAME = "sla"
 BUCKET_GROWTH = 1.05  # histogram resolution: each bucket is 5% wider than the one before
-DIMENSIONS = ("all", "platform", "category", "authority", "authority|platform", "authority|category")
+_TICK = timedelta(microseconds=1)  # statuses change just past a threshold (`sla.clock_status` compares with >)
 
 
 def bucket(seconds: float) -> int:
@@ -49,13 +49,13 @@ def row_of(state: OrderState, policy: sla.SlaPolicy, now: datetime) -> dict[str,
     issued = state.issued
     due = sla.deadline(state, policy)
     status = sla.status(state, policy, now)
-    at_risk_at = due - policy.duration(issued.category) * policy.at_risk_share if due is not None else None
+    at_risk_at = sla.at_risk_from(due, issued.category, policy) if due is not None else None
     answered_at = (
         max(o.reported_at for o in state.outcomes.values())
         if state.outcomes and len(state.outcomes) == len(issued.items)
         else None
     )
-    next_change_at = {"on_track": at_risk_at, "at_risk": due}.get(status)
+    next_change_at = _next_change(status, {"at_risk_at": at_risk_at, "deadline": due})
     return {
         "order_id": issued.order_id,
         "platform_id": issued.platform_id,
@@ -72,6 +72,12 @@ def row_of(state: OrderState, policy: sla.SlaPolicy, now: datetime) -> dict[str,
         "status": status,
         "next_change_at": next_change_at,
     }
+
+
+def _next_change(status: str, row: Mapping[str, Any]) -> datetime | None:
+    """When a running clock next changes the status by time alone: the first instant past its threshold."""
+    threshold = {"on_track": row["at_risk_at"], "at_risk": row["deadline"]}.get(status)
+    return threshold + _TICK if threshold is not None else None
 
 
 class SlaProjection:
@@ -133,12 +139,8 @@ class SlaProjection:
         moved: dict[str, dict[str, Any]] = {}
         for r in due:
             row = dict(r._mapping)
-            status = "breached" if now >= row["deadline"] else "at_risk"
-            moved[row["order_id"]] = {
-                **row,
-                "status": status,
-                "next_change_at": row["deadline"] if status == "at_risk" else None,
-            }
+            status = sla.clock_status(row["deadline"], row["category"], self.policy, now)
+            moved[row["order_id"]] = {**row, "status": status, "next_change_at": _next_change(status, row)}
         self.replace(conn, moved)
         return len(moved)
 

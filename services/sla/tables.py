@@ -48,3 +48,14 @@ sla_answer_histogram = Table(
     Column("bucket", Integer, primary_key=True),
     Column("n", BigInteger, nullable=False),
 )
+
+# One row per (order, level), written in the same transaction as the `order.escalated` event: however many
+# sweepers run, a second escalation of one level cannot be recorded (the aggregate refuses it too).
+escalations = Table(
+    "escalations",
+    metadata,
+    Column("order_id", String(36), primary_key=True),
+    Column("level", Integer, primary_key=True),
+    Column("escalated_at", UtcDateTime, nullable=False),
+    Column("event_id", String(36), nullable=False),
+)

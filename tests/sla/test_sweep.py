@@ -1,0 +1,218 @@
+"""The sweep on each backend: every escalation level once and at its time, pushed to the platform and the
+supervisor; on PostgreSQL, several sweeper processes escalate each order once, and an open transaction that
+holds back numbering does not delay an escalation."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import create_engine, func, select, text
+from standardwebhooks import Webhook
+
+from services.bootstrap import bootstrap
+from services.notifier.outbox import SUPERVISOR
+from services.orders.sla import DEADLINE_MISSED, NOT_NOTIFIED, REVIEW_OVERDUE, STILL_OPEN, STILL_OPEN_LONG
+from services.sla.tables import escalations
+from shared.clock import FrozenClock
+from shared.db import Database, make_engine
+from shared.settings import Settings
+from tests.builders import ISSUER_PRINCIPAL, T0, order_fields, platform_fields, service_settings
+from tests.notifier.receiver import Receiver, Respond
+from tests.support import Api
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def sweep(api: Api) -> None:
+    api.container.sweep.run_once()
+
+
+def levels(api: Api, order_id: str) -> list[tuple[int, str]]:
+    """The order's recorded escalations: (level, when), in the order they were recorded."""
+    found = api.call("GET", f"/v1/orders/{order_id}/events", "auditor").json()
+    return [(e["data"]["level"], e["data"]["escalated_at"]) for e in found if e["type"] == "order.escalated"]
+
+
+def iso(delta: timedelta) -> str:
+    return (T0 + delta).isoformat().replace("+00:00", "Z")
+
+
+def at(api: Api, delta: timedelta) -> None:
+    api.clock.set(T0 + delta)
+
+
+def test_the_clock_moved_through_a_whole_life_fires_each_level_once_at_its_time(api: Api) -> None:
+    H, S = timedelta(hours=1), timedelta(seconds=1)
+    oid = api.issue().json()["id"]
+    at(api, H - S)
+    sweep(api)
+    assert levels(api, oid) == [], "not yet an hour without notification"
+    at(api, H)
+    sweep(api)
+    sweep(api)
+    assert levels(api, oid) == [(NOT_NOTIFIED, iso(H))]
+    at(api, 2 * H)
+    assert api.call("GET", f"/v1/orders/{oid}", "platform_a").status_code == 200  # the inbox read notifies
+    deadline = 26 * H
+    for moment, expected in [
+        (deadline - S, [NOT_NOTIFIED]),
+        (deadline, [NOT_NOTIFIED, DEADLINE_MISSED]),
+        (deadline + 24 * H - S, [NOT_NOTIFIED, DEADLINE_MISSED]),
+        (deadline + 24 * H, [NOT_NOTIFIED, DEADLINE_MISSED, STILL_OPEN]),
+        (deadline + 72 * H, [NOT_NOTIFIED, DEADLINE_MISSED, STILL_OPEN, STILL_OPEN_LONG]),
+        (deadline + 500 * H, [NOT_NOTIFIED, DEADLINE_MISSED, STILL_OPEN, STILL_OPEN_LONG]),
+    ]:
+        at(api, moment)
+        sweep(api)
+        sweep(api)
+        assert [level for level, _ in levels(api, oid)] == expected, f"at T0 + {moment}"
+    assert levels(api, oid) == [
+        (NOT_NOTIFIED, iso(H)),
+        (DEADLINE_MISSED, iso(deadline)),
+        (STILL_OPEN, iso(deadline + 24 * H)),
+        (STILL_OPEN_LONG, iso(deadline + 72 * H)),
+    ]
+    with api.container.db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(escalations)).scalar_one() == 4
+    pushed = api.call("GET", f"/v1/deliveries?order_id={oid}", "admin").json()
+    assert sorted(d["webhook_type"] for d in pushed).count("order.escalated") == 4, "each level pushed to the platform"
+
+
+def test_an_overdue_review_escalates_on_the_issuers_side(api: Api) -> None:
+    oid = api.issue().json()["id"]
+    api.call("POST", f"/v1/orders/{oid}/acknowledge", "platform_a", json={})
+    api.advance(hours=2)
+    r = api.call("POST", f"/v1/orders/{oid}/contest", "platform_a", json={"grounds": "not_illegal", "detail": "satire"})
+    assert r.status_code == 200, r.text
+    api.advance(hours=72, seconds=-1)
+    sweep(api)
+    assert levels(api, oid) == [], "the clock is paused while contested: nothing is due on the platform's side"
+    api.advance(seconds=1)
+    sweep(api)
+    assert [level for level, _ in levels(api, oid)] == [REVIEW_OVERDUE]
+
+
+def test_the_sweep_moves_the_sla_projection_by_time(api: Api) -> None:
+    oid = api.issue().json()["id"]
+    api.call("POST", f"/v1/orders/{oid}/acknowledge", "platform_a", json={})
+    api.container.sequencer.catch_up()
+    api.container.projections.run_once()
+    api.advance(hours=24, microseconds=1)
+    sweep(api)
+    rows = api.call("GET", "/v1/sla/orders", "auditor", params={"sla_status": "breached"}).json()["items"]
+    assert [r["order_id"] for r in rows] == [oid]
+    assert rows[0]["remaining_seconds"] < 0
+
+
+def test_escalations_are_pushed_signed_to_the_supervisor(api: Api) -> None:
+    secret = "whsec_" + "c3VwZXJ2aXNvci1zZWNyZXQtZm9yLXRlc3Rz"
+    with Receiver() as receiver:
+        receiver.script("/supervisor", Respond(200))
+        settings = service_settings(api.container.settings.database_url).model_copy(
+            update={"supervisor_webhook_url": receiver.url("/supervisor"), "supervisor_webhook_secret": secret}
+        )
+        # The receiver checks webhook-timestamp against the real time: issue two hours ago, sweep now.
+        now = datetime.now(UTC).replace(microsecond=0)
+        api.clock.set(now - timedelta(hours=2))
+        container = bootstrap(Settings.model_validate(settings.model_dump()), clock=FrozenClock(now))
+        try:
+            oid = api.issue().json()["id"]
+            container.sweep.run_once()
+
+            async def push() -> int:
+                async with httpx.AsyncClient(trust_env=False) as http:
+                    jobs = await asyncio.to_thread(container.notifier.claim, 10)
+                    await asyncio.gather(*(container.notifier.attempt(http, j) for j in jobs))
+                    return len([j for j in jobs if j.platform_id == SUPERVISOR])
+
+            assert asyncio.run(push()) == 1
+        finally:
+            container.close()
+        [request] = receiver.requests("/supervisor")
+    payload = Webhook(secret).verify(request.body, request.headers)
+    assert payload["type"] == "order.escalated" and payload["data"]["order"]["id"] == oid
+    assert payload["data"]["order"]["escalation_levels"] == [NOT_NOTIFIED]
+    events = api.call("GET", f"/v1/orders/{oid}/events", "auditor").json()
+    assert [e["type"] for e in events] == ["order.issued", "order.escalated"], "the supervisor's push adds no fact"
+
+
+# --------------------------------------------------------------------------------------------- PostgreSQL
+
+
+def test_an_open_transaction_in_this_database_does_not_delay_an_escalation(pg_db: Database) -> None:
+    url = pg_db.engine.url.render_as_string(hide_password=False)
+    clock = FrozenClock(T0)
+    container = bootstrap(service_settings(url), clock=clock)
+    held = create_engine(url).connect()
+    try:
+        with container.db.transaction() as conn:
+            from services.registry import service as registry
+
+            platform, _ = registry.register(conn, platform_fields("P"), T0)
+        container.sequencer.run_once()
+        held.execute(text("SELECT txid_current()"))  # numbering now waits for this transaction
+
+        document, _ = container.orders.issue(ISSUER_PRINCIPAL, order_fields(platform.id), None)
+        clock.set(T0 + timedelta(hours=1))
+        assert container.sequencer.run_once() == 0, "numbering is held back"
+        container.sweep.run_once()
+        with container.db.read() as conn:
+            escalated = conn.execute(select(escalations.c.level).where(escalations.c.order_id == document["id"]))
+            assert [r.level for r in escalated] == [NOT_NOTIFIED]
+    finally:
+        held.close()
+        container.close()
+
+
+SWEEPER = """
+import sys
+from datetime import datetime
+from services.bootstrap import bootstrap
+from shared.clock import FrozenClock
+from tests.builders import service_settings
+container = bootstrap(service_settings(sys.argv[1]), clock=FrozenClock(datetime.fromisoformat(sys.argv[2])))
+for _ in range(50):
+    container.sweep.run_once()
+container.close()
+"""
+
+
+def test_three_sweeper_processes_escalate_each_of_500_orders_once_per_level(pg_db: Database) -> None:
+    url = pg_db.engine.url.render_as_string(hide_password=False)
+    container = bootstrap(service_settings(url), clock=FrozenClock(T0))
+    from services.registry import service as registry
+
+    with container.db.transaction() as conn:
+        platform, _ = registry.register(conn, platform_fields("P"), T0)
+    ids = [
+        container.orders.issue(ISSUER_PRINCIPAL, order_fields(platform.id, f"S-{n}"), None)[0]["id"] for n in range(500)
+    ]
+    container.close()
+    later = (T0 + timedelta(hours=30)).isoformat()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    sweepers = [
+        subprocess.Popen([sys.executable, "-c", SWEEPER, url, later], cwd=ROOT, env=env, stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    errors = [p.communicate(timeout=240)[1].decode() for p in sweepers]
+    assert [p.returncode for p in sweepers] == [0, 0, 0], errors
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows: list[Any] = conn.execute(
+                text("SELECT stream_id, data FROM events WHERE type = 'order.escalated'")
+            ).all()
+    finally:
+        engine.dispose()
+    by_order: dict[str, list[int]] = {}
+    for stream_id, data in rows:
+        by_order.setdefault(stream_id, []).append(int(data["level"]))
+    assert sorted(by_order) == sorted(ids)
+    assert all(sorted(found) == [NOT_NOTIFIED] for found in by_order.values()), "each order once, at its one due level"
