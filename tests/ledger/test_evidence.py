@@ -97,7 +97,8 @@ async def test_a_bundle_verifies_offline_with_verify_bundle_and_the_readme_snipp
     path.write_bytes(raw)
     result = verify_cli(path, key)
     assert result.exit_code == 0, result.output
-    assert f"ok: order {order_id}: 5 events proven" in result.output or "events proven" in result.output
+    proven = len(doc["events"]) + len(doc["platform_events"])
+    assert f"ok: order {order_id}: {proven} events proven" in result.output
     key_file = tmp_path / "ledger.pub"
     key_file.write_text(key + "\n")
     assert verify_cli(path, str(key_file)).exit_code == 0
@@ -183,6 +184,21 @@ async def test_a_changed_event_fails_its_proof_even_when_the_service_re_signs_th
         offline_verify.verify(forged, verifier_key(api))
 
 
+async def test_another_key_verifies_nothing(api: Api, receiver: Receiver, http: httpx.AsyncClient) -> None:
+    from services.ledger.note import NoteSigner
+
+    raw = evidence(api, await delivered_order(api, receiver, http))
+    other = NoteSigner(api.container.ledger.origin, bytes(32)).verifier.verifier_key
+    report = bundles.verify_bundle(raw, other)
+    assert not report.ok
+    assert report.problems[0] == "verifier_key: the bundle names another key than the one given"
+    assert any(p.startswith("checkpoint:") for p in report.problems)
+    assert any(p.startswith("attestation:") for p in report.problems)
+    with pytest.raises(ValueError, match="not signed by this key"):
+        offline_verify.verify(json.loads(raw), other)
+    assert not bundles.verify_bundle(raw, "not a key").ok
+
+
 async def test_who_may_read_an_order_evidence(api: Api, receiver: Receiver, http: httpx.AsyncClient) -> None:
     order_id = await delivered_order(api, receiver, http)
     for who in ("platform_a", "issuer", "auditor", "admin"):
@@ -211,6 +227,8 @@ async def test_the_webhook_receipt_is_the_listed_leaf_hash(
     assert sent["position"] in (None, issued["position"])  # known at send time on SQLite; null on PostgreSQL
     if api.container.db.dialect == "sqlite":
         assert sent["position"] == issued["position"]
+    else:
+        assert sent["position"] is None
     doc = json.loads(evidence(api, order_id))
     assert doc["events"][0]["leaf_hash"] == sent["leaf_hash"]
     # ... and what the proofs API proves for that position.
