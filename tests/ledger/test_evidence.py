@@ -22,6 +22,7 @@ from services.ledger import bundle as bundles
 from services.ledger.leaf import leaf_hash
 from services.notifier.worker import NotifierConfig
 from tests.notifier.receiver import Receiver, Respond
+from tests.notifier.test_delivery import drain
 from tests.support import Api
 
 from . import offline_verify
@@ -55,9 +56,9 @@ async def delivered_order(api: Api, receiver: Receiver, http: httpx.AsyncClient)
     receiver.script("/hook", Respond(500, b"try later"), Respond(200))
     api.container.notifier.config = NotifierConfig(timeout_s=2, allow_list=("127.0.0.1",))
     order_id = str(api.issue().json()["id"])
-    await api.container.notifier.drain(http)
+    await drain(api.container.notifier, http)
     api.advance(seconds=6)
-    assert await api.container.notifier.drain(http) == 1
+    assert await drain(api.container.notifier, http) == 1
     api.container.sequencer.catch_up()
     return order_id
 
