@@ -16,6 +16,7 @@ from services.http import problems
 from services.http.bodylimit import BodyLimitMiddleware
 from services.http.deliveries import router as deliveries_router
 from services.http.deps import ContainerDep
+from services.http.evidence import router as evidence_router
 from services.http.ledger import router as ledger_router
 from services.http.orders import router as orders_router
 from services.http.platforms import router as platforms_router
@@ -65,6 +66,7 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
     app.include_router(deliveries_router)
     app.include_router(sla_router)
     app.include_router(ledger_router)
+    app.include_router(evidence_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     def healthz() -> dict[str, str]:

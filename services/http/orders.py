@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 
 from services.http.deps import ContainerDep, Issuer, PlatformRep, Reader
+from services.ledger.leaf import receipt
 from services.orders.domain import Acknowledge, Contest, OutcomeReport, ReportOutcomes, Uphold, Withdraw
 from services.orders.schemas import (
     AcknowledgeIn,
@@ -84,6 +85,7 @@ def order_events(order_id: str, principal: Reader, c: ContainerDep) -> list[Even
             position=e.position,
             recorded_at=e.recorded_at,
             data=e.data,
+            leaf_hash=receipt(e),
         )
         for e in c.orders.events(principal, order_id)
     ]

@@ -44,3 +44,10 @@ class LedgerGap(LedgerError):
 
 class SigningKeyError(LedgerError):
     """The checkpoint signing key is missing, unreadable or malformed."""
+
+
+class NotYetInLedger(LedgerError):
+    """An event has no global position yet, or the tree does not reach it yet: retry shortly."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"{detail}; it is not yet in the ledger, retry shortly")

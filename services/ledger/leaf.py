@@ -12,12 +12,16 @@ The event's `meta` (request id, actor) is operational and not part of the leaf. 
 SHA-256(0x00 || leaf bytes); it depends only on the event, so it is known as soon as the event is appended,
 before the event has a global position.
 
+Receipts: wherever the service hands out a leaf hash (webhook payloads, event listings, evidence bundles, the
+proofs API) it is the standard base64 (with padding) of the 32 bytes, as in checkpoint notes: `receipt`.
+
 Position -> index: the event with global position p (1, 2, 3, ... gap-free) is leaf index p - 1, and a tree of
 n leaves holds exactly the events at positions 1..n, so "tree size" and "last position fed" are one number.
 """
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -73,6 +77,11 @@ def leaf_bytes(event: StoredEvent) -> bytes:
 def leaf_hash(event: StoredEvent) -> bytes:
     """RFC 9162 leaf hash of an event: usable at send time, before the event has a position."""
     return hash_leaf_bytes(leaf_bytes(event))
+
+
+def receipt(event: StoredEvent) -> str:
+    """The event's leaf hash as the service hands it out: standard base64 of the 32 bytes."""
+    return base64.b64encode(leaf_hash(event)).decode()
 
 
 def leaf_index(position: int) -> int:

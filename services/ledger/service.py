@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
-from services.ledger import checkpoints, tree
+from services.ledger import bundle, checkpoints, tree
 from services.ledger.checkpoints import Checkpoint, load_or_create_seed
+from services.ledger.errors import NoCheckpoint, NotYetInLedger
+from services.ledger.leaf import leaf_index
 from services.ledger.note import NoteSigner, Verifier, check_key_name
-from services.ledger.tree import ConsistencyProof, InclusionProof, LedgerFeeder, TreeHead
+from services.ledger.tree import AuditPath, ConsistencyProof, InclusionProof, LedgerFeeder, TreeHead
 from services.ledger.verify import VerifyReport, verify_ledger
 from shared.auth import Principal
 from shared.clock import Clock
@@ -106,6 +109,31 @@ class Ledger:
         """The audit path of the event at `position` against the tree of `tree_size` leaves."""
         with self.db.read() as conn:
             return tree.event_inclusion_proof(conn, self.store, position, tree_size)
+
+    def checkpoint_covering(self, position: int) -> Checkpoint:
+        """The latest checkpoint if its tree holds `position`; else feed the tree and sign a fresh one.
+
+        NotYetInLedger if even the fed tree does not reach `position` (another feeder holds the tree for a moment).
+        """
+        try:
+            latest = self.latest_checkpoint()
+        except NoCheckpoint:
+            latest = None
+        if latest is not None and latest.tree_size >= position:
+            return latest
+        made = self.checkpoint()
+        if made.tree_size < position:
+            raise NotYetInLedger(f"position {position} is beyond the tree's {made.tree_size} leaves")
+        return made
+
+    def audit_paths(self, positions: Iterable[int], tree_size: int) -> dict[int, AuditPath]:
+        """Inclusion proofs of the events at these positions against one tree size, in one read."""
+        with self.db.read() as conn:
+            return {p: tree.inclusion_proof(conn, leaf_index(p), tree_size) for p in positions}
+
+    def attest(self, document: Mapping[str, Any]) -> dict[str, Any]:
+        """An evidence bundle with its attestation signed by the checkpoint key (`bundle.attest`)."""
+        return bundle.attest(document, self.signer)
 
     def consistency(self, first: int, second: int) -> ConsistencyProof:
         """The consistency proof between two tree sizes."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Text, cast, select, text, update
 
+from services.ledger.leaf import receipt
 from services.notifier.tables import deliveries, delivery_attempts
 from shared.bulk import bulk_insert, bulk_update
 from shared.bus import Published
@@ -60,7 +61,15 @@ class Outbox:
                 "order": dict(order),
                 "deadline": order.get("deadline"),
                 "links": self.links(event.stream_id),
-                "event": {"event_id": event.event_id, "stream_version": event.version, "type": event.type},
+                # The platform's receipt: the event's ledger leaf hash (base64), and its position once numbered
+                # (SQLite numbers at append; on PostgreSQL the sequencer does it just after commit: null here).
+                "event": {
+                    "event_id": event.event_id,
+                    "stream_version": event.version,
+                    "type": event.type,
+                    "leaf_hash": receipt(event),
+                    "position": event.position,
+                },
             },
         }
         conn.execute(

@@ -210,6 +210,7 @@ class EventOut(BaseModel):
     position: int | None
     recorded_at: datetime
     data: dict[str, Any]
+    leaf_hash: str = Field(description="the event's ledger leaf hash (RFC 9162, base64): the receipt")
 
 
 StatusFilter = Literal["issued", "delivered", "acknowledged", "contested", "closed", "withdrawn"]

@@ -1,0 +1,353 @@
+"""Evidence bundles (pure, no I/O): how one is put together and signed, and its offline verification.
+
+A bundle is one JSON document about one order (`FORMAT`):
+
+    format, order_id, generated_at, verifier_key,
+    checkpoint       {origin, tree_size, root_hash, note}: one signed checkpoint (C2SP note)
+    events           the order's events, version 1..n, each {position, leaf_hash, leaf, envelope, proof}
+    platform_events  the platform's registry events up to the order's delivery (same shape)
+    on_record        {platform_id, at, name, monthly_users, representative, webhook_url} at the delivery, or null
+    deliveries       the webhook deliveries of the order with every attempt (the notifier's log)
+    attestation      a signed note over the SHA-256 of everything above (RFC 8785 canonical JSON)
+
+Each event entry carries its envelope (the fields the ledger commits to, `services.ledger.leaf`), the leaf
+itself (the envelope's RFC 8785 bytes, as a string, so a verifier without a canonicaliser can hash it and
+compare its content with the envelope), its leaf hash, its position (leaf index = position - 1) and its
+RFC 9162 inclusion proof against the checkpoint. Hashes and signatures are standard base64.
+
+What is proven and what is only attested: the events (and so the delivery time, every failed attempt and
+who was on record, which the verifier replays from the platform's events) are proven by the Merkle tree
+under a signed checkpoint, so they stand even against the service itself. The delivery log's other
+details (response excerpts, durations of successful attempts, worker names) are the service's word, signed
+with the same key (the attestation), which also makes any change to any part of the bundle detectable.
+The attestation's note text can never parse as a checkpoint (its second line is not a tree size).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import rfc8785
+
+from services.ledger import merkle
+from services.ledger.leaf import StoredEvent, envelope, leaf_bytes
+from services.ledger.note import (
+    NoteError,
+    NoteSigner,
+    Verifier,
+    b64decode_strict,
+    open_checkpoint,
+    open_note,
+    parse_verifier_key,
+)
+
+FORMAT = "takedown-evidence/1"
+TOP_LEVEL = (
+    "format",
+    "order_id",
+    "generated_at",
+    "verifier_key",
+    "checkpoint",
+    "events",
+    "platform_events",
+    "on_record",
+    "deliveries",
+    "attestation",
+)
+EVENT_ENTRY = ("position", "leaf_hash", "leaf", "envelope", "proof")
+ENVELOPE = ("event_id", "stream_id", "version", "type", "schema_version", "data", "recorded_at")
+CHECKPOINT = ("origin", "tree_size", "root_hash", "note")
+ON_RECORD_FIELDS = ("name", "monthly_users", "representative", "webhook_url")
+
+
+def b64(raw: bytes) -> str:
+    """Standard base64 with padding (the encoding of every hash in a bundle)."""
+    return base64.b64encode(raw).decode()
+
+
+# ----------------------------------------------------------------------------------------------- building
+
+
+def event_entry(event: StoredEvent, position: int, proof: Sequence[bytes]) -> dict[str, Any]:
+    """One event of a bundle: envelope, canonical leaf, leaf hash, position and inclusion proof."""
+    leaf = leaf_bytes(event)
+    return {
+        "position": position,
+        "leaf_hash": b64(merkle.leaf_hash(leaf)),
+        "leaf": leaf.decode("utf-8"),
+        "envelope": envelope(event),
+        "proof": [b64(h) for h in proof],
+    }
+
+
+def content_digest(bundle: Mapping[str, Any]) -> bytes:
+    """SHA-256 of the RFC 8785 form of the bundle without its attestation."""
+    content = {k: v for k, v in bundle.items() if k != "attestation"}
+    return hashlib.sha256(rfc8785.dumps(content)).digest()
+
+
+def attestation_text(origin: str, order_id: str, digest: bytes) -> str:
+    """The note text the service signs for a bundle (never a valid checkpoint: line 2 is not a number)."""
+    return f"{FORMAT}\norigin {origin}\norder {order_id}\nsha256 {b64(digest)}\n"
+
+
+def attest(bundle: Mapping[str, Any], signer: NoteSigner) -> dict[str, Any]:
+    """The bundle with its attestation: a signed note over the digest of everything else."""
+    text = attestation_text(signer.name, str(bundle["order_id"]), content_digest(bundle))
+    return {**{k: v for k, v in bundle.items() if k != "attestation"}, "attestation": signer.sign(text)}
+
+
+def replay_on_record(platform_events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Name, users, representative and webhook URL after these platform events (as `registry.on_record` folds them)."""
+    state: dict[str, Any] = {}
+    for event in platform_events:
+        data = event["data"]
+        if event["type"] == "platform.registered":
+            state = {k: data[k] for k in ON_RECORD_FIELDS if k in data}
+        elif event["type"] == "platform.changed":
+            state |= {k: v for k, v in data["changes"].items() if k in ON_RECORD_FIELDS}
+    return state
+
+
+# ----------------------------------------------------------------------------------------------- verifying
+
+
+@dataclass
+class BundleReport:
+    """What `verify_bundle` found; `ok` when nothing failed."""
+
+    order_id: str | None = None
+    tree_size: int | None = None
+    events_checked: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every check passed."""
+        return not self.problems
+
+
+class _Invalid(ValueError):
+    """A part of the bundle that is not what the format says."""
+
+
+def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _Invalid(f"the key {key!r} appears twice in one object")
+        found[key] = value
+    return found
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _Invalid(f"{name} is not JSON")
+
+
+def parse(raw: bytes | str) -> Any:
+    """Strict JSON: UTF-8, no duplicate keys, no NaN or Infinity."""
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _Invalid("the bundle is not UTF-8") from exc
+    try:
+        return json.loads(raw, object_pairs_hook=_strict_object, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise _Invalid(f"the bundle is not JSON: {exc}") from exc
+
+
+def _object(value: Any, keys: Sequence[str], what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _Invalid(f"{what} is not an object")
+    if set(value) != set(keys):
+        extra, missing = sorted(set(value) - set(keys)), sorted(set(keys) - set(value))
+        raise _Invalid(f"{what} has unexpected keys {extra} or lacks {missing}")
+    return value
+
+
+def _int(value: Any, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _Invalid(f"{what} is not an integer")
+    return value
+
+
+def _str(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f"{what} is not a string")
+    return value
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise _Invalid(f"{what} is not a list")
+    return value
+
+
+def _hash(value: Any, what: str) -> bytes:
+    try:
+        raw = b64decode_strict(_str(value, what))
+    except NoteError as exc:
+        raise _Invalid(f"{what} is not canonical base64") from exc
+    if len(raw) != merkle.HASH_SIZE:
+        raise _Invalid(f"{what} is not a SHA-256 hash")
+    return raw
+
+
+def _check_event(entry: Any, what: str, size: int, root: bytes) -> dict[str, Any]:
+    """Recompute one event's leaf from its envelope and walk its proof to the checkpoint's root; its envelope."""
+    entry = _object(entry, EVENT_ENTRY, what)
+    env = _object(entry["envelope"], ENVELOPE, f"{what}: the envelope")
+    position = _int(entry["position"], f"{what}: position")
+    try:
+        canonical = rfc8785.dumps(env)
+    except (rfc8785.CanonicalizationError, ValueError, TypeError) as exc:
+        raise _Invalid(f"{what}: the envelope cannot be canonicalised: {exc}") from exc
+    if _str(entry["leaf"], f"{what}: leaf").encode("utf-8") != canonical:
+        raise _Invalid(f"{what}: the leaf is not the canonical form of its envelope")
+    hashed = merkle.leaf_hash(canonical)
+    if _hash(entry["leaf_hash"], f"{what}: leaf_hash") != hashed:
+        raise _Invalid(f"{what}: leaf_hash is not the hash of its leaf")
+    proof = [_hash(h, f"{what}: proof[{n}]") for n, h in enumerate(_list(entry["proof"], f"{what}: proof"))]
+    if not 1 <= position <= size:
+        raise _Invalid(f"{what}: position {position} is outside the checkpoint's {size} leaves")
+    try:
+        merkle.verify_inclusion(position - 1, size, hashed, proof, root)
+    except merkle.ProofError as exc:
+        raise _Invalid(f"{what}: not in the checkpoint's tree ({exc})") from exc
+    return env
+
+
+def _events(
+    entries: Any, section: str, stream_id: str | None, size: int, root: bytes, report: BundleReport
+) -> list[dict[str, Any]] | None:
+    """Check every event of a section; its envelopes (None if any failed), in order."""
+    found: list[dict[str, Any]] = []
+    failed = False
+    for n, entry in enumerate(_list(entries, section)):
+        what = f"{section}[{n}]"
+        try:
+            env = _check_event(entry, what, size, root)
+            if stream_id is not None and env["stream_id"] != stream_id:
+                raise _Invalid(f"{what}: belongs to stream {env['stream_id']!r}, not {stream_id!r}")
+            if env["version"] != n + 1:
+                raise _Invalid(f"{what}: is version {env['version']}, not {n + 1} (an event is missing or moved)")
+        except _Invalid as exc:
+            report.problems.append(str(exc))
+            failed = True
+            continue
+        report.events_checked += 1
+        found.append(env)
+    return None if failed else found
+
+
+def _checkpoint(value: Any, verifier: Verifier, report: BundleReport) -> tuple[int, bytes]:
+    cp = _object(value, CHECKPOINT, "checkpoint")
+    try:
+        body = open_checkpoint(_str(cp["note"], "checkpoint: note"), verifier, verifier.name)
+    except NoteError as exc:
+        raise _Invalid(f"checkpoint: {exc}") from exc
+    if (cp["origin"], cp["tree_size"], cp["root_hash"]) != (body.origin, body.size, b64(body.root)):
+        raise _Invalid("checkpoint: its origin, tree_size or root_hash differ from its signed note")
+    report.tree_size = body.size
+    return body.size, body.root
+
+
+def _on_record(bundle: dict[str, Any], events: list[dict[str, Any]], platform: list[dict[str, Any]]) -> None:
+    """The representative on record must be what the proven platform events say at the proven delivery time."""
+    issued = events[0] if events else None
+    if issued is None or issued["type"] != "order.issued":
+        raise _Invalid("events: the first event is not order.issued")
+    platform_id = issued["data"].get("platform_id")
+    delivered = next((e for e in events if e["type"] == "order.delivered"), None)
+    on_record = bundle["on_record"]
+    if delivered is None:
+        if on_record is not None or platform:
+            raise _Invalid("on_record: the order was never delivered, so nothing is on record at delivery")
+        return
+    record = _object(on_record, ("platform_id", "at", *ON_RECORD_FIELDS), "on_record")
+    if record["platform_id"] != platform_id or record["at"] != delivered["recorded_at"]:
+        raise _Invalid("on_record: not the order's platform at the time order.delivered was recorded")
+    if any(e["recorded_at"] > record["at"] for e in platform):
+        raise _Invalid("platform_events: an event recorded after the delivery")
+    if any(e["stream_id"] != f"platform-{platform_id}" for e in platform):
+        raise _Invalid("platform_events: an event of another stream than the order's platform")
+    replayed = replay_on_record(platform)
+    if {k: record[k] for k in ON_RECORD_FIELDS} != {k: replayed.get(k) for k in ON_RECORD_FIELDS}:
+        raise _Invalid("on_record: differs from what the platform's events say at the delivery")
+
+
+def _deliveries(value: Any, order_id: str, events: list[dict[str, Any]]) -> None:
+    """Every delivery is this order's, and every attempt the events record appears in the delivery log."""
+    logged: dict[tuple[str, int], dict[str, Any]] = {}
+    for n, delivery in enumerate(_list(value, "deliveries")):
+        if not isinstance(delivery, dict) or delivery.get("order_id") != order_id:
+            raise _Invalid(f"deliveries[{n}]: not a delivery of order {order_id}")
+        for attempt in _list(delivery.get("attempt_log"), f"deliveries[{n}]: attempt_log"):
+            if isinstance(attempt, dict):
+                logged[(str(delivery.get("id")), attempt.get("attempt", -1))] = attempt
+    for e in events:
+        if e["type"] not in ("order.delivery_attempt_failed", "order.delivered") or not e["data"].get("delivery_id"):
+            continue
+        attempt = logged.get((e["data"]["delivery_id"], e["data"].get("attempt", -1)))
+        if attempt is None:
+            raise _Invalid(f"deliveries: the attempt recorded by event {e['event_id']} ({e['type']}) is missing")
+        if e["type"] == "order.delivery_attempt_failed" and attempt.get("status_code") != e["data"].get("status_code"):
+            raise _Invalid(f"deliveries: the attempt recorded by event {e['event_id']} has another status code")
+
+
+def verify_bundle(raw: bytes | str, verifier_key: str) -> BundleReport:
+    """Check a bundle with nothing but the verifier key: every signature, leaf, proof and cross-check.
+
+    Every problem found is reported (not just the first); the bundle is good only if `ok`.
+    """
+    report = BundleReport()
+    try:
+        verifier = parse_verifier_key(verifier_key)
+    except NoteError as exc:
+        report.problems.append(f"verifier key: {exc}")
+        return report
+    try:
+        bundle = _object(parse(raw), TOP_LEVEL, "the bundle")
+        if bundle["format"] != FORMAT:
+            raise _Invalid(f"format: not {FORMAT}")
+        order_id = report.order_id = _str(bundle["order_id"], "order_id")
+        _str(bundle["generated_at"], "generated_at")
+    except _Invalid as exc:
+        report.problems.append(str(exc))
+        return report
+
+    def check(step: Any, *args: Any) -> Any:
+        try:
+            return step(*args)
+        except _Invalid as exc:
+            report.problems.append(str(exc))
+            return None
+
+    if bundle["verifier_key"] != verifier.verifier_key:
+        report.problems.append("verifier_key: the bundle names another key than the one given")
+    tree = check(_checkpoint, bundle["checkpoint"], verifier, report)
+    if tree is not None:
+        size, root = tree
+        events = check(_events, bundle["events"], "events", order_id, size, root, report)
+        platform = check(_events, bundle["platform_events"], "platform_events", None, size, root, report)
+        if events is not None and platform is not None:
+            check(_on_record, bundle, events, platform)
+            check(_deliveries, bundle["deliveries"], order_id, events)
+    check(_attestation, bundle, verifier, order_id)
+    return report
+
+
+def _attestation(bundle: dict[str, Any], verifier: Verifier, order_id: str) -> None:
+    try:
+        text = open_note(_str(bundle["attestation"], "attestation"), verifier)
+        expected = attestation_text(verifier.name, order_id, content_digest(bundle))
+    except (NoteError, rfc8785.CanonicalizationError, ValueError, TypeError) as exc:
+        raise _Invalid(f"attestation: {exc}") from exc
+    if text != expected:
+        raise _Invalid("attestation: the signed digest is not the digest of this bundle (something in it changed)")
