@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     ledger_origin: str | None = None
     ledger_checkpoint_interval_s: float = Field(default=60.0, gt=0)
     log_json: bool = False
+    # The public transparency report withholds every cell with fewer orders than this (small-cell suppression).
+    transparency_min_cell: int = Field(default=5, ge=1)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -20,6 +20,7 @@ from services.http.ledger import router as ledger_router
 from services.http.orders import router as orders_router
 from services.http.platforms import router as platforms_router
 from services.http.sla import router as sla_router
+from services.http.transparency import router as transparency_router
 from shared.migrate import current_revision, head_revision
 
 
@@ -61,6 +62,7 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
     app.include_router(deliveries_router)
     app.include_router(sla_router)
     app.include_router(ledger_router)
+    app.include_router(transparency_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     def healthz() -> dict[str, str]:
