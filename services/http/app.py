@@ -14,6 +14,7 @@ from sqlalchemy import text
 from services.bootstrap import Container
 from services.http import problems
 from services.http.bodylimit import BodyLimitMiddleware
+from services.http.dashboard import router as dashboard_router
 from services.http.deliveries import router as deliveries_router
 from services.http.deps import ContainerDep
 from services.http.ledger import router as ledger_router
@@ -63,6 +64,7 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
     app.include_router(sla_router)
     app.include_router(ledger_router)
     app.include_router(transparency_router)
+    app.include_router(dashboard_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     def healthz() -> dict[str, str]:
