@@ -60,6 +60,9 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
         default_hours=settings.sla_hours,
         overrides=settings.sla_category_hours,
         at_risk_share=settings.sla_at_risk_share,
+        notice_hours=settings.sla_notice_hours,
+        still_open_hours=settings.sla_still_open_hours,
+        review_hours=settings.sla_review_hours,
     )
     sequencer = Sequencer(db, store)
     orders = OrderService(db=db, store=store, clock=clock, policy=policy, bus=bus)

@@ -22,7 +22,8 @@ import uvicorn
 from services.bootstrap import Container, bootstrap
 from services.http.app import create_app
 from services.ledger.verify import VerifyReport
-from shared.auth import ROLES, create_key
+from shared.auth import ROLES, Role, create_key
+from shared.logs import configure_logging
 from shared.migrate import upgrade
 from shared.projections import rebuild as rebuild_projection
 from shared.settings import Settings
@@ -34,8 +35,21 @@ projections_cli = typer.Typer(help="Projections derived from the event store (th
 cli.add_typer(projections_cli, name="projections")
 
 
+def _settings() -> Settings:
+    """This process's settings, with logging configured from them (once per command, at start-up)."""
+    settings = Settings()
+    configure_logging(settings)
+    return settings
+
+
 def _container() -> Container:
-    return bootstrap(Settings())
+    return bootstrap(_settings())
+
+
+def _serve(container: Container, run_workers: bool, host: str, port: int) -> None:
+    """Serve the API with uvicorn, its own loggers routed through ours (no access log: ours has the request id)."""
+    app = create_app(container, run_workers=run_workers)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
 
 @cli.command()
@@ -56,12 +70,16 @@ def keys_create(
     label: Annotated[str | None, typer.Option(help="a note on who holds the key")] = None,
 ) -> None:
     """Create an API key and print it (it is stored hashed and cannot be shown again)."""
+    known: Role | None = next((r for r in ROLES if r == role), None)
+    if known is None:
+        typer.echo(f"error: role must be one of {', '.join(ROLES)}", err=True)
+        raise typer.Exit(2)
     container = _container()
     try:
         with container.db.transaction() as conn:
             plaintext, _ = create_key(
                 conn,
-                role,  # type: ignore[arg-type]  # checked by create_key
+                known,
                 container.clock.now(),
                 authority_id=authority,
                 authority_name=authority_name,
@@ -117,7 +135,7 @@ def run(
     demo: Annotated[bool, typer.Option(help="register a demo platform and print demo keys")] = False,
 ) -> None:
     """The all-in-one service: migrate, then serve the API with the sequencer and notifier in-process."""
-    settings = Settings()
+    settings = _settings()
     container = bootstrap(settings)
     upgrade(container.db.engine)
     if demo:
@@ -126,7 +144,7 @@ def run(
         for role, key in info["keys"].items():
             typer.echo(f"demo {role:<8} key: {key}")
     typer.echo(f"API docs: http://{host or settings.host}:{port or settings.port}/docs")
-    uvicorn.run(create_app(container, run_workers=True), host=host or settings.host, port=port or settings.port)
+    _serve(container, True, host or settings.host, port or settings.port)
     container.close()
 
 
@@ -136,9 +154,9 @@ def api(
     port: Annotated[int | None, typer.Option(help="port")] = None,
 ) -> None:
     """The API alone (run any number of copies against PostgreSQL; workers run separately)."""
-    settings = Settings()
+    settings = _settings()
     container = bootstrap(settings)
-    uvicorn.run(create_app(container, run_workers=False), host=host or settings.host, port=port or settings.port)
+    _serve(container, False, host or settings.host, port or settings.port)
     container.close()
 
 
@@ -296,7 +314,7 @@ def notifier(
     ] = None,
 ) -> None:
     """The notifier alone: delivers webhooks from the outbox (safe to run in many copies on PostgreSQL)."""
-    settings = Settings()
+    settings = _settings()
     count = settings.notifier_processes if processes is None else processes
     if not count:  # one per CPU this process may run on (not all the host's, in a container with a CPU set)
         count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -96,7 +96,7 @@ def _encode(value: object) -> str:
     raise TypeError(f"cannot store {type(value).__name__} in a bulk write")
 
 
-_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves the dialect constructor unannotated
 
 
 def _q(name: str) -> str:

@@ -27,7 +27,11 @@ CATEGORIES: tuple[str, ...] = Category.__args__  # type: ignore[attr-defined]
 RequestedAction = Literal["remove", "restrict"]
 Outcome = Literal["removed", "restricted", "not_found", "declined"]
 ContestGrounds = Literal["not_illegal", "forged", "out_of_scope", "already_actioned", "other"]
-NotificationChannel = Literal["webhook", "inbox"]
+# How the platform was notified: its webhook answered 2xx, it read the order with its own key, or an operator
+# recorded a notice sent another way (the last three).
+NotificationChannel = Literal["webhook", "inbox", "email", "letter", "other"]
+NoticeChannel = Literal["email", "letter", "other"]
+NOTICE_CHANNELS: tuple[str, ...] = NoticeChannel.__args__  # type: ignore[attr-defined]
 
 
 class _Value(BaseModel):
@@ -70,6 +74,16 @@ class Redress(_Value):
 
     instructions: str
     contest_within_hours: int | None = None
+
+
+class Representative(_Value):
+    """A platform's local representative as registered (the law asks for a Kazakh citizen); an order's
+    notification records the one on record then."""
+
+    name: str
+    citizenship: str
+    email: str
+    phone: str | None = None
 
 
 class Event(_Value):
@@ -119,13 +133,21 @@ class DeliveryAttemptFailed(Event):
 
 
 class OrderDelivered(Event):
-    """The platform was notified: the SLA clock starts at `notified_at`."""
+    """The platform was notified: the SLA clock starts at `notified_at`.
+
+    `address` is where: the webhook URL pushed to, the e-mail or postal address of a notice, or the API key that
+    read the order. `representative` is who the registry had on record then. Both (and `evidence`, for a notice
+    sent another way) were added later with defaults, so older `order.delivered` events still load as version 1.
+    """
 
     type: ClassVar[str] = "order.delivered"
     channel: NotificationChannel
     notified_at: datetime
     delivery_id: str | None = None
     attempt: int | None = None
+    address: str | None = None
+    representative: Representative | None = None
+    evidence: str | None = None
 
 
 class OrderAcknowledged(Event):
@@ -146,7 +168,7 @@ class ItemOutcomeReported(Event):
 
 
 class OrderClosed(Event):
-    """Every item has an outcome."""
+    """Every item has an accepted outcome: removed, restricted or not found, or declined and the declines accepted."""
 
     type: ClassVar[str] = "order.closed"
     closed_at: datetime
@@ -160,9 +182,25 @@ class OrderContested(Event):
 
 
 class OrderUpheld(Event):
+    """The issuer upheld the order: after a contest (the clock resumes), or over declined items.
+
+    `items_due_again` names the declined items that lose their outcome and are due again against the original
+    deadline; it is empty when a contest was upheld (older events, which predate declines, load with it empty).
+    """
+
     type: ClassVar[str] = "order.upheld"
     reason: str
     upheld_at: datetime
+    items_due_again: tuple[str, ...] = ()
+
+
+class OrderDeclinesAccepted(Event):
+    """The issuer accepted the platform's declines: the order closes as declined (an `order.closed` follows)."""
+
+    type: ClassVar[str] = "order.declines_accepted"
+    reason: str
+    accepted_at: datetime
+    item_ids: tuple[str, ...]
 
 
 class OrderWithdrawn(Event):
@@ -176,15 +214,6 @@ class OrderEscalated(Event):
     level: int
     reason: str
     escalated_at: datetime
-
-
-class Representative(_Value):
-    """A platform's local representative as registered (the law asks for a Kazakh citizen)."""
-
-    name: str
-    citizenship: str
-    email: str
-    phone: str | None = None
 
 
 class PlatformRegistered(Event):
@@ -234,6 +263,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         OrderClosed,
         OrderContested,
         OrderUpheld,
+        OrderDeclinesAccepted,
         OrderWithdrawn,
         OrderEscalated,
         PlatformRegistered,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipaddress import ip_network
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,11 +21,14 @@ class Settings(BaseSettings):
     # Run the notifier and the sequencer inside the API process (the embedded default).
     embedded_workers: bool = True
     max_body_bytes: int = 256 * 1024
-    max_items_per_order: int = 1000
-    max_reasons_chars: int = 10_000
     sla_hours: float = 24.0
     sla_category_hours: dict[str, float] = Field(default_factory=dict)
     sla_at_risk_share: float = 0.25
+    # Escalation: not notified within this long of issue; still unanswered this long after the deadline; the
+    # issuer's review of a contest or of declines due within this long.
+    sla_notice_hours: float = 1.0
+    sla_still_open_hours: tuple[float, float] = (24.0, 72.0)
+    sla_review_hours: float = 72.0
     # Webhook destinations in private ranges are refused unless listed here (IPs or CIDRs).
     webhook_allow_list: list[str] = Field(default_factory=list)
     webhook_timeout_s: float = 15.0
@@ -41,16 +44,22 @@ class Settings(BaseSettings):
     # Platforms with more users than this are obliged by the law to name a Kazakh-citizen representative.
     obliged_monthly_users: int = Field(default=100_000, ge=0)
     public_base_url: str = "http://127.0.0.1:8000"
-    log_level: str = "INFO"
     # The ledger's checkpoint signing key, kept outside the database: a base64 Ed25519 seed (wins), or a file made
     # with mode 0600 on first use. The origin names the log in every checkpoint (default: public host + /ledger).
     ledger_key: SecretStr | None = None
     ledger_key_file: str = "./ledger.key"
     ledger_origin: str | None = None
     ledger_checkpoint_interval_s: float = Field(default=60.0, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # One JSON object per log line (for a log shipper) instead of lines for a console.
     log_json: bool = False
     # The public transparency report withholds every cell with fewer orders than this (small-cell suppression).
     transparency_min_cell: int = Field(default=5, ge=1)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -60,6 +69,6 @@ class Settings(BaseSettings):
             loopback = [ip_network("127.0.0.0/8"), ip_network("::1/128"), ip_network("::ffff:127.0.0.0/104")]
             for entry in self.webhook_allow_list:
                 net = ip_network(entry, strict=False)
-                if any(net.version == lo.version and net.overlaps(lo) for lo in loopback):  # type: ignore[arg-type]
+                if any(net.version == lo.version and net.overlaps(lo) for lo in loopback):
                     raise ValueError(f"production must not allow-list loopback webhook destinations ({entry})")
         return self

@@ -4,11 +4,13 @@ one platform registration. Pure data: nothing here starts an app or touches a da
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from services.orders.domain import Command, IssueOrder, OrderState, execute
-from shared.events import Authority, Item, LegalBasis, OrderFields
+from services.orders.domain import Command, IssueOrder, OrderState, apply, decide
+from services.orders.sla import DEFAULT_POLICY, SlaPolicy
+from shared.events import Authority, Event, Item, LegalBasis, OrderFields
 from shared.settings import Settings
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -80,3 +82,14 @@ def run(state: OrderState | None, *steps: tuple[Command, datetime]) -> OrderStat
         state, _ = execute(state, command, now)
     assert state is not None
     return state
+
+
+def execute(
+    state: OrderState | None, command: Command, now: datetime, policy: SlaPolicy = DEFAULT_POLICY
+) -> tuple[OrderState, Sequence[Event]]:
+    """Decide and fold in one step: the new state and the events that led to it."""
+    new = decide(state, command, now, policy)
+    for event in new:
+        state = apply(state, event)
+    assert state is not None
+    return state, new

@@ -20,6 +20,7 @@ from services.http.deps import ContainerDep
 from services.http.ledger import router as ledger_router
 from services.http.orders import router as orders_router
 from services.http.platforms import router as platforms_router
+from services.http.requestid import RequestIdMiddleware
 from services.http.sla import router as sla_router
 from services.http.transparency import router as transparency_router
 from shared.migrate import current_revision, head_revision
@@ -58,6 +59,7 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
     head = head_revision(container.db.engine)  # the code's newest migration: fixed for the process's life
     problems.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=container.settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)  # added last, so outermost: a 413 carries the request id too
     app.include_router(platforms_router)
     app.include_router(orders_router)
     app.include_router(deliveries_router)

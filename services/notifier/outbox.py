@@ -62,6 +62,7 @@ class Outbox:
                 retry_base=0,
                 next_attempt_at=now,
                 created_at=now,
+                request_id=event.meta.get("request_id"),
             )
         )
 
@@ -88,6 +89,14 @@ class Claimed:
     body: bytes  # the payload exactly as stored: what is signed and sent
     attempt: int
     retry_base: int
+    request_id: str | None = None  # the HTTP request that caused the delivery (for log lines)
+
+    def log_fields(self) -> dict[str, object]:
+        """What every log line about this attempt carries (bound to the logging context)."""
+        fields: dict[str, object] = {"delivery_id": self.id, "attempt": self.attempt, "platform_id": self.platform_id}
+        if self.request_id is not None:
+            fields["request_id"] = self.request_id
+        return fields
 
 
 def claim(
@@ -124,10 +133,13 @@ def claim(
             cast(deliveries.c.payload, Text).label("body"),
             deliveries.c.attempts,
             deliveries.c.retry_base,
+            deliveries.c.request_id,
         )
     ).all()
     return [
-        Claimed(r.id, r.order_id, r.platform_id, r.webhook_type, r.body.encode(), r.attempts + 1, r.retry_base)
+        Claimed(
+            r.id, r.order_id, r.platform_id, r.webhook_type, r.body.encode(), r.attempts + 1, r.retry_base, r.request_id
+        )
         for r in rows
     ]
 

@@ -16,12 +16,20 @@ from typing import Any, Protocol
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy import Connection
+from structlog.contextvars import bound_contextvars
 
 from services.notifier import outbox
 from services.notifier.outbox import Claimed
 from services.notifier.policy import DEFAULT_POLICY, RetryPolicy, classify, parse_retry_after
 from services.notifier.sender import AttemptResult
-from services.orders.domain import Command, DomainError, Escalate, RecordDelivery, RecordDeliveryFailure
+from services.orders.domain import (
+    NOT_NOTIFIED,
+    Command,
+    DomainError,
+    Escalate,
+    RecordDelivery,
+    RecordDeliveryFailure,
+)
 from services.registry import service as registry
 from shared.clock import Clock
 from shared.db import Database, TransientError, UniqueViolation
@@ -39,7 +47,8 @@ DISABLED = Counter("takedown_webhook_endpoints_disabled_total", "Endpoints disab
 DEAD = Counter("takedown_webhook_dead_letters_total", "Deliveries given up after the last attempt")
 
 EXCERPT_CHARS = 500
-DEAD_LETTER_ESCALATION_LEVEL = 1
+# A dead order.issued push is evidence that the platform was not notified: that level, early (once per order).
+DEAD_LETTER_ESCALATION_LEVEL = NOT_NOTIFIED
 
 
 class OrderFacts(Protocol):
@@ -94,9 +103,18 @@ class Plan:
         """The facts the attempt adds to its order: delivered (first 2xx of the order's push), or a failed attempt."""
         job, result = self.job, self.result
         if self.outcome == "delivered":
-            return (
-                [RecordDelivery(delivery_id=job.id, attempt=job.attempt)] if job.webhook_type == "order.issued" else []
-            )
+            if job.webhook_type != "order.issued":
+                return []
+            # The worker's jobs carry the endpoint read with the claim: the URL pushed to and who was on record.
+            endpoint = getattr(job, "endpoint", None)
+            return [
+                RecordDelivery(
+                    delivery_id=job.id,
+                    attempt=job.attempt,
+                    url=getattr(endpoint, "url", None),
+                    representative=getattr(endpoint, "representative", None),
+                )
+            ]
         commands: list[Command] = [
             RecordDeliveryFailure(
                 delivery_id=job.id,
@@ -110,7 +128,7 @@ class Plan:
         ]
         if self.state == "dead" and self.outcome != "gone" and job.webhook_type == "order.issued":
             reason = f"webhook delivery {job.id} failed after {job.attempt} attempts"
-            commands.append(Escalate(level=DEAD_LETTER_ESCALATION_LEVEL, reason=reason))
+            commands.append(Escalate(level=DEAD_LETTER_ESCALATION_LEVEL, reason=reason, dead_letter=True))
         return commands
 
 
@@ -130,6 +148,23 @@ def plan(
     if delay is None:
         return replace(planned, state="dead", last_error=f"gave up after {job.attempt} attempts: {error}")
     return replace(planned, next_attempt_at=now + timedelta(seconds=delay))
+
+
+def _log_finished(p: Plan) -> None:
+    """One line per recorded attempt: what came back, how long it took, and what happens next."""
+    r = p.result
+    log.info(
+        "webhook attempt %s",
+        p.outcome,
+        extra={
+            "outcome": p.outcome,
+            "status_code": r.status_code,
+            "error_kind": r.error_kind,
+            "duration_ms": r.duration_ms,
+            "state": p.state,
+            "next_attempt_at": p.next_attempt_at.isoformat() if p.next_attempt_at else None,
+        },
+    )
 
 
 class Recorder:
@@ -166,15 +201,15 @@ class Recorder:
             )
         except UniqueViolation:
             if len(plans) == 1:
-                job = plans[0].job
-                log.warning("attempt %s of %s was already recorded by another worker", job.attempt, job.id)
+                with bound_contextvars(**plans[0].job.log_fields()):
+                    log.warning("attempt already recorded by another worker")
                 return
             self._one_by_one(plans, now)  # find the one another worker recorded; record the rest
             return
         except (ConcurrencyError, TransientError):
             if len(plans) == 1:
-                job = plans[0].job
-                log.error("attempt %s of %s not recorded: the order kept changing", job.attempt, job.id)
+                with bound_contextvars(**plans[0].job.log_fields()):
+                    log.error("attempt not recorded: the order kept changing")
                 return  # the lease expires and the attempt is made again
             self._one_by_one(plans, now)
             return
@@ -185,12 +220,14 @@ class Recorder:
             self._one_by_one(plans, now)
             return
         for p in written:
-            if p.outcome == "gone":
-                DISABLED.inc()
-                log.error("ALERT: platform %s webhook answered 410 Gone; endpoint disabled", p.job.platform_id)
-            elif p.state == "dead":
-                DEAD.inc()
-                log.error("ALERT: delivery %s dead-lettered after %s attempts", p.job.id, p.job.attempt)
+            with bound_contextvars(**p.job.log_fields()):
+                _log_finished(p)
+                if p.outcome == "gone":
+                    DISABLED.inc()
+                    log.error("ALERT: platform %s webhook answered 410 Gone; endpoint disabled", p.job.platform_id)
+                elif p.state == "dead":
+                    DEAD.inc()
+                    log.error("ALERT: delivery %s dead-lettered after %s attempts", p.job.id, p.job.attempt)
 
     def _one_by_one(self, plans: list[Plan], now: datetime) -> None:
         # One attempt must not cost the others theirs: each on its own, so only the culprit is left over.
@@ -198,7 +235,8 @@ class Recorder:
             try:
                 self._write([p], now)
             except Exception:
-                log.exception("attempt %s of %s not recorded", p.job.attempt, p.job.id)
+                with bound_contextvars(**p.job.log_fields()):
+                    log.exception("attempt not recorded")
 
     def _write_once(self, conn: Connection, plans: list[Plan], now: datetime) -> list[Plan]:
         """One transaction: the deliveries, the attempt rows, the orders' facts. Returns the plans written."""
@@ -206,7 +244,8 @@ class Recorder:
         mine = [p for p in plans if p.job.id in owned]
         for p in plans:
             if p.job.id not in owned:
-                log.warning("lease on %s lost before attempt %s was recorded", p.job.id, p.job.attempt)
+                with bound_contextvars(**p.job.log_fields()):
+                    log.warning("lease lost before the attempt was recorded")
         if not mine:
             return []
         outbox.log_attempts(conn, [p.attempt_row(self.worker) for p in mine])

@@ -11,7 +11,9 @@ from typing import Literal
 
 import httpx
 
-ErrorKind = Literal["timeout", "connect", "read", "write", "protocol", "transport"]
+# What went wrong in an attempt without an HTTP status; "refused_destination" is the worker's: the destination
+# check refused the webhook host's address, so nothing was sent.
+ErrorKind = Literal["timeout", "connect", "read", "write", "protocol", "transport", "refused_destination"]
 EXCERPT_BYTES = 2048
 
 

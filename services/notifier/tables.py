@@ -40,6 +40,8 @@ deliveries = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("delivered_at", UtcDateTime, nullable=True),
     Column("last_error", Text, nullable=True),
+    # The HTTP request whose events asked for this delivery (its id for log lines; never sent to the platform).
+    Column("request_id", String(128), nullable=True),
     Index(
         "ix_deliveries_due",
         "next_attempt_at",

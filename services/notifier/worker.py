@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import os
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 
 import httpx
+import structlog
 
 from services.notifier import outbox
 from services.notifier.outbox import Claimed
@@ -130,7 +132,7 @@ class Notifier:
                     claimed = len(jobs)
                     for job in jobs:
                         self._busy[job.platform_id] += 1
-                        task = asyncio.create_task(self._attempt(client_for(job.platform_id), job))
+                        task = asyncio.create_task(self.attempt(client_for(job.platform_id), job))
                         self._inflight.add(task)
                         task.add_done_callback(self._done(job.platform_id))
                 if claimed == 0 or len(self._inflight) >= self.config.total:
@@ -145,12 +147,6 @@ class Notifier:
                 self._lookups.shutdown(wait=False, cancel_futures=True)
             for client in clients.values():
                 await client.aclose()
-
-    async def drain(self, client: httpx.AsyncClient) -> int:
-        """Claim every due delivery once and wait for their attempts (tests and tools; `run` is the loop)."""
-        jobs = await asyncio.to_thread(self.claim, self.config.total)
-        await asyncio.gather(*(self._attempt(client, job) for job in jobs))
-        return len(jobs)
 
     def _done(self, platform_id: str) -> Callable[[asyncio.Task[None]], None]:
         def callback(task: asyncio.Task[None]) -> None:
@@ -189,12 +185,16 @@ class Notifier:
 
     # ---------------------------------------------------------------------------------------- attempt
 
-    async def _attempt(self, client: httpx.AsyncClient, job: Job) -> None:
+    async def attempt(self, client: httpx.AsyncClient, job: Job) -> None:
+        """Make one attempt at a claimed delivery: vet its destination, sign, send, and record the result."""
+        # This task's own context: every line logged during the attempt names its delivery and request.
+        structlog.contextvars.bind_contextvars(**job.log_fields())
         try:
             endpoint = job.endpoint
             if endpoint is None or not endpoint.enabled or not endpoint.url:
                 reason = "no webhook endpoint" if endpoint is None or not endpoint.url else "endpoint disabled"
                 await asyncio.to_thread(self._cancel, job, f"{reason}: the order waits in the platform's inbox")
+                log.info("delivery cancelled: %s", reason)
                 return
             address, why = await self._vetted(endpoint.url)
             now = self.clock.now()
@@ -206,7 +206,7 @@ class Notifier:
                 result = await send(client, endpoint.url, headers, job.body, self.config.timeout_s, address)
             await self._recorded(job, result, now)
         except Exception:
-            log.exception("delivery %s attempt %s failed unexpectedly", job.id, job.attempt)
+            log.exception("attempt failed unexpectedly")
 
     async def _vetted(self, url: str) -> tuple[str | None, str]:
         """The address to connect to (None: refused, with why), checked against the allow-list."""
@@ -234,7 +234,8 @@ class Notifier:
         done = asyncio.get_running_loop().create_future()
         self._to_record.append((job, result, started, done))
         if self._recording is None or self._recording.done():
-            self._recording = asyncio.create_task(self._record_queued())
+            # A fresh context: the recorder's batch is many attempts, not the one that happened to start it.
+            self._recording = asyncio.create_task(self._record_queued(), context=contextvars.Context())
         await done
 
     async def _record_queued(self) -> None:

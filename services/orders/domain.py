@@ -5,19 +5,30 @@ Pure code: no framework, no database, no clock (the caller passes `now`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
+# The escalation levels are defined with the schedule that says when each falls due, and named here for callers.
+from services.orders.sla import DEADLINE_MISSED as DEADLINE_MISSED
+from services.orders.sla import DEFAULT_POLICY, SlaPolicy, escalation_due_at
+from services.orders.sla import ESCALATION_LEVELS as ESCALATION_LEVELS
+from services.orders.sla import NOT_NOTIFIED as NOT_NOTIFIED
+from services.orders.sla import REVIEW_OVERDUE as REVIEW_OVERDUE
+from services.orders.sla import STILL_OPEN as STILL_OPEN
+from services.orders.sla import STILL_OPEN_LONG as STILL_OPEN_LONG
 from shared.events import (
+    NOTICE_CHANNELS,
     ContestGrounds,
     DeliveryAttemptFailed,
     Event,
     ItemOutcomeReported,
+    NoticeChannel,
     OrderAcknowledged,
     OrderClosed,
     OrderContested,
+    OrderDeclinesAccepted,
     OrderDelivered,
     OrderEscalated,
     OrderFields,
@@ -25,9 +36,11 @@ from shared.events import (
     OrderUpheld,
     OrderWithdrawn,
     Outcome,
+    Representative,
 )
 
-Status = Literal["issued", "delivered", "acknowledged", "contested", "closed", "withdrawn"]
+# "declined": every item has an outcome, some declined; the order waits for the issuer to accept or uphold.
+Status = Literal["issued", "delivered", "acknowledged", "contested", "declined", "closed", "withdrawn"]
 
 
 class DomainError(Exception):
@@ -60,10 +73,34 @@ class RecordDeliveryFailure:
 
 @dataclass(frozen=True)
 class RecordDelivery:
-    """The representative's webhook answered 2xx to the order.issued notification."""
+    """The representative's webhook answered 2xx to the order.issued notification.
+
+    `url` is the endpoint pushed to and `representative` who the registry had on record, both read when the
+    delivery was claimed.
+    """
 
     delivery_id: str
     attempt: int
+    url: str | None = None
+    representative: Representative | None = None
+
+
+@dataclass(frozen=True)
+class ReadInbox:
+    """The platform read the order with its own key (`address` names the key) before any other notification."""
+
+    address: str | None = None
+    representative: Representative | None = None
+
+
+@dataclass(frozen=True)
+class RecordNotice:
+    """An operator records a notice sent to the representative another way (e-mail, letter...), with evidence."""
+
+    channel: NoticeChannel
+    address: str
+    evidence: str
+    representative: Representative | None = None
 
 
 @dataclass(frozen=True)
@@ -96,24 +133,41 @@ class Uphold:
 
 
 @dataclass(frozen=True)
+class AcceptDeclines:
+    """The issuer accepts the platform's declines: the order closes as declined."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class Withdraw:
     reason: str
 
 
 @dataclass(frozen=True)
 class Escalate:
+    """Record an escalation level once it has fallen due.
+
+    `dead_letter`: the order's push was given up (every attempt failed), which is evidence that the platform was
+    not notified, so NOT_NOTIFIED may be recorded before its time (still only while not notified, and once).
+    """
+
     level: int
     reason: str
+    dead_letter: bool = False
 
 
 Command = (
     IssueOrder
     | RecordDeliveryFailure
     | RecordDelivery
+    | ReadInbox
+    | RecordNotice
     | Acknowledge
     | ReportOutcomes
     | Contest
     | Uphold
+    | AcceptDeclines
     | Withdraw
     | Escalate
 )
@@ -130,6 +184,7 @@ class OrderState:
     version: int = 1
     notified_at: datetime | None = None
     notified_via: str | None = None
+    notification: OrderDelivered | None = None  # the fact: channel, address, representative on record, evidence
     acknowledged_at: datetime | None = None
     outcomes: dict[str, ItemOutcomeReported] = field(default_factory=dict)
     contested_at: datetime | None = None  # set while a contest awaits review
@@ -138,6 +193,7 @@ class OrderState:
     upheld_at: datetime | None = None
     withdrawn_at: datetime | None = None
     closed_at: datetime | None = None
+    declines_accepted_at: datetime | None = None
     escalation_levels: frozenset[int] = frozenset()
     failed_attempts: int = 0
 
@@ -158,10 +214,31 @@ class OrderState:
 
     @property
     def last_actioned_at(self) -> datetime | None:
-        """When the last item was actioned, once every item has an outcome."""
+        """When the platform says the last item was actioned (its claim), once every item has an outcome."""
         if len(self.outcomes) < len(self.issued.items):
             return None
         return max(o.actioned_at for o in self.outcomes.values())
+
+    @property
+    def answered_at(self) -> datetime | None:
+        """When the service recorded the last item's outcome, once every item has one: what the SLA judges."""
+        if len(self.outcomes) < len(self.issued.items):
+            return None
+        return max(o.reported_at for o in self.outcomes.values())
+
+    @property
+    def declined_item_ids(self) -> tuple[str, ...]:
+        """The items whose outcome is a decline, in order."""
+        return tuple(i for i in self.item_ids if (o := self.outcomes.get(i)) is not None and o.outcome == "declined")
+
+    @property
+    def awaiting_review_since(self) -> datetime | None:
+        """Since when the order waits for the issuer: a contest, or every item answered with some declined."""
+        if self.contested_at is not None:
+            return self.contested_at
+        if self.status == "declined":
+            return self.answered_at
+        return None
 
 
 def _resting_status(state: OrderState) -> Status:
@@ -185,20 +262,34 @@ def apply(state: OrderState | None, event: Event) -> OrderState:
             return replace(s, failed_attempts=s.failed_attempts + 1)
         case OrderDelivered():
             status: Status = "delivered" if s.status == "issued" else s.status
-            return replace(s, notified_at=event.notified_at, notified_via=event.channel, status=status)
+            return replace(
+                s, notified_at=event.notified_at, notified_via=event.channel, notification=event, status=status
+            )
         case OrderAcknowledged():
             return replace(s, acknowledged_at=event.acknowledged_at, status="acknowledged")
         case ItemOutcomeReported():
-            return replace(s, outcomes={**s.outcomes, event.item_id: event})
+            answered = replace(s, outcomes={**s.outcomes, event.item_id: event})
+            if answered.answered_at is not None and answered.declined_item_ids:
+                # Every item answered, some declined: no order.closed follows; the issuer decides.
+                return replace(answered, status="declined")
+            return answered
         case OrderClosed():
             return replace(s, closed_at=event.closed_at, status="closed")
         case OrderContested():
             return replace(s, contested_at=event.contested_at, contest_count=s.contest_count + 1, status="contested")
         case OrderUpheld():
-            assert s.contested_at is not None
-            paused = (event.upheld_at - s.contested_at).total_seconds() if s.notified_at else 0.0
-            resumed = replace(s, contested_at=None, upheld_at=event.upheld_at, paused_seconds=s.paused_seconds + paused)
+            if s.contested_at is not None:
+                paused = (event.upheld_at - s.contested_at).total_seconds() if s.notified_at else 0.0
+                resumed = replace(
+                    s, contested_at=None, upheld_at=event.upheld_at, paused_seconds=s.paused_seconds + paused
+                )
+            else:
+                # Upheld over declines: those items lose their outcome and are due again (the deadline stays).
+                outcomes = {i: o for i, o in s.outcomes.items() if i not in event.items_due_again}
+                resumed = replace(s, outcomes=outcomes, upheld_at=event.upheld_at)
             return replace(resumed, status=_resting_status(resumed))
+        case OrderDeclinesAccepted():
+            return replace(s, declines_accepted_at=event.accepted_at)
         case OrderWithdrawn():
             return replace(s, withdrawn_at=event.withdrawn_at, status="withdrawn", contested_at=None)
         case OrderEscalated():
@@ -221,7 +312,16 @@ def _require_open(state: OrderState) -> None:
     if state.status == "withdrawn":
         raise DomainError("order-withdrawn", "the order has been withdrawn")
     if state.status == "closed":
-        raise DomainError("order-closed", "the order is closed: every item already has an outcome")
+        raise DomainError("order-closed", "the order is closed: every item already has an accepted outcome")
+
+
+def _require_platform_turn(state: OrderState) -> None:
+    """The platform acts on an open order that does not wait for the issuer."""
+    _require_open(state)
+    if state.contested_at is not None:
+        raise DomainError("order-contested", "the order is contested and awaits the issuer's review")
+    if state.status == "declined":
+        raise DomainError("awaiting-issuer", "every item is answered; the declines await the issuer's decision")
 
 
 def _notified_by_inbox(state: OrderState, now: datetime) -> list[Event]:
@@ -229,6 +329,12 @@ def _notified_by_inbox(state: OrderState, now: datetime) -> list[Event]:
     if state.notified_at is not None:
         return []
     return [OrderDelivered(channel="inbox", notified_at=now)]
+
+
+def _require_not_notified(state: OrderState) -> None:
+    if state.notified_at is not None:
+        raise DomainError("already-notified", "the platform was already notified of this order")
+    _require_open(state)
 
 
 def _issue(cmd: IssueOrder, now: datetime) -> list[Event]:
@@ -252,9 +358,7 @@ def _issue(cmd: IssueOrder, now: datetime) -> list[Event]:
 
 
 def _report(state: OrderState, cmd: ReportOutcomes, now: datetime) -> list[Event]:
-    _require_open(state)
-    if state.contested_at is not None:
-        raise DomainError("order-contested", "the order is contested and awaits the issuer's review")
+    _require_platform_turn(state)
     if not cmd.outcomes:
         raise DomainError("no-outcomes", "report at least one item outcome")
     known = set(state.item_ids)
@@ -268,6 +372,12 @@ def _report(state: OrderState, cmd: ReportOutcomes, now: datetime) -> list[Event
             raise DomainError("reason-required", f"declining item {o.item_id!r} needs a reason")
         if o.actioned_at > now:
             raise DomainError("actioned-in-future", f"item {o.item_id!r}: actioned_at is in the future")
+        # actioned_at is the platform's claim: kept, never used to judge the deadline, and never before the
+        # platform knew of the order (its notification, or the order's issue while it was not yet notified).
+        if state.notified_at is not None and o.actioned_at < state.notified_at:
+            raise DomainError(
+                "actioned-before-notice", f"item {o.item_id!r}: actioned_at is before the platform was notified"
+            )
         if o.actioned_at < state.issued.issued_at:
             raise DomainError("actioned-before-issue", f"item {o.item_id!r}: actioned_at is before the order")
         seen.add(o.item_id)
@@ -278,13 +388,70 @@ def _report(state: OrderState, cmd: ReportOutcomes, now: datetime) -> list[Event
         )
         for o in cmd.outcomes
     ]
-    if len(state.outcomes) + len(cmd.outcomes) == len(known):
+    answered = [o.outcome for o in state.outcomes.values()] + [o.outcome for o in cmd.outcomes]
+    if len(answered) == len(known) and "declined" not in answered:
+        # Every item removed, restricted or not found. With a decline among them the order waits for the issuer.
         new.append(OrderClosed(closed_at=now))
     return new
 
 
-def decide(state: OrderState | None, command: Command, now: datetime) -> list[Event]:
-    """Decide what a command records, or raise DomainError (and record nothing)."""
+def _contest(state: OrderState, cmd: Contest, now: datetime) -> list[Event]:
+    _require_open(state)
+    if state.contested_at is not None or state.contest_count > 0:
+        raise DomainError("already-contested", "the order has already been contested once")
+    _require_platform_turn(state)
+    if not cmd.detail.strip():
+        raise DomainError("grounds-required", "a contest needs a detailed reason")
+    redress = state.issued.redress
+    if redress is not None and redress.contest_within_hours is not None:
+        # The window runs from notification, or from issue for an order the platform was never notified of.
+        opened = state.notified_at or state.issued.issued_at
+        closes = opened + timedelta(hours=redress.contest_within_hours)
+        if now > closes:
+            raise DomainError(
+                "contest-window-closed", f"the order could be contested until {closes.isoformat()} (no later)"
+            )
+    return [
+        *_notified_by_inbox(state, now),
+        OrderContested(grounds=cmd.grounds, detail=cmd.detail, contested_at=now),
+    ]
+
+
+def _uphold(state: OrderState, cmd: Uphold, now: datetime) -> list[Event]:
+    _require_open(state)
+    if state.contested_at is not None:
+        return [OrderUpheld(reason=cmd.reason, upheld_at=now)]
+    if state.status == "declined":
+        # The declined items are due again against the original deadline: no time is given back.
+        return [OrderUpheld(reason=cmd.reason, upheld_at=now, items_due_again=state.declined_item_ids)]
+    raise DomainError("not-contested", "only a contested order, or one with declined items, can be upheld")
+
+
+def _escalate(state: OrderState, cmd: Escalate, now: datetime, policy: SlaPolicy) -> list[Event]:
+    _require_open(state)
+    if cmd.level not in ESCALATION_LEVELS:
+        raise DomainError("bad-level", f"escalation levels are {', '.join(map(str, ESCALATION_LEVELS))}")
+    if cmd.level in state.escalation_levels:
+        raise DomainError("already-escalated", f"level {cmd.level} was already escalated")
+    if state.contested_at is not None and cmd.level != REVIEW_OVERDUE:
+        raise DomainError("order-contested", "the clock is paused while the order is contested")
+    due = escalation_due_at(state, cmd.level, policy)
+    if cmd.dead_letter and cmd.level == NOT_NOTIFIED and due is not None:
+        due = now  # every push failed: evidence enough that the platform was not notified, whatever the time
+    if due is None:
+        raise DomainError("escalation-not-due", f"level {cmd.level} does not apply to the order as it stands")
+    if due > now:
+        raise DomainError("escalation-not-due", f"level {cmd.level} falls due at {due.isoformat()}")
+    return [OrderEscalated(level=cmd.level, reason=cmd.reason, escalated_at=now)]
+
+
+def decide(
+    state: OrderState | None, command: Command, now: datetime, policy: SlaPolicy = DEFAULT_POLICY
+) -> list[Event]:
+    """Decide what a command records, or raise DomainError (and record nothing).
+
+    `policy` is the SLA policy in force: it says when an escalation falls due (the only rule that needs it).
+    """
     if isinstance(command, IssueOrder):
         if state is not None:
             raise DomainError("order-exists", "the order already exists")
@@ -307,57 +474,64 @@ def decide(state: OrderState | None, command: Command, now: datetime) -> list[Ev
                 )
             ]
         case RecordDelivery():
-            if state.notified_at is not None:
-                raise DomainError("already-notified", "the platform was already notified of this order")
-            _require_open(state)
+            _require_not_notified(state)
             return [
                 OrderDelivered(
-                    channel="webhook", notified_at=now, delivery_id=command.delivery_id, attempt=command.attempt
+                    channel="webhook",
+                    notified_at=now,
+                    delivery_id=command.delivery_id,
+                    attempt=command.attempt,
+                    address=command.url,
+                    representative=command.representative,
+                )
+            ]
+        case ReadInbox():
+            _require_not_notified(state)
+            return [
+                OrderDelivered(
+                    channel="inbox", notified_at=now, address=command.address, representative=command.representative
+                )
+            ]
+        case RecordNotice():
+            _require_not_notified(state)
+            if command.channel not in NOTICE_CHANNELS:
+                raise DomainError("bad-channel", f"a notice is sent by {', '.join(NOTICE_CHANNELS)}")
+            if not command.address.strip():
+                raise DomainError("address-required", "say where the notice was sent")
+            if not command.evidence.strip():
+                raise DomainError("evidence-required", "a notice sent another way needs its evidence")
+            return [
+                OrderDelivered(
+                    channel=command.channel,
+                    notified_at=now,
+                    address=command.address,
+                    representative=command.representative,
+                    evidence=command.evidence,
                 )
             ]
         case Acknowledge():
             _require_open(state)
             if state.acknowledged_at is not None:
                 raise DomainError("already-acknowledged", "the order was already acknowledged")
-            if state.contested_at is not None:
-                raise DomainError("order-contested", "the order is contested and awaits the issuer's review")
+            _require_platform_turn(state)
             return [*_notified_by_inbox(state, now), OrderAcknowledged(acknowledged_at=now, note=command.note)]
         case ReportOutcomes():
             return _report(state, command, now)
         case Contest():
-            _require_open(state)
-            if state.contested_at is not None or state.contest_count > 0:
-                raise DomainError("already-contested", "the order has already been contested once")
-            if not command.detail.strip():
-                raise DomainError("grounds-required", "a contest needs a detailed reason")
-            return [
-                *_notified_by_inbox(state, now),
-                OrderContested(grounds=command.grounds, detail=command.detail, contested_at=now),
-            ]
+            return _contest(state, command, now)
         case Uphold():
+            return _uphold(state, command, now)
+        case AcceptDeclines():
             _require_open(state)
-            if state.contested_at is None:
-                raise DomainError("not-contested", "only a contested order can be upheld")
-            return [OrderUpheld(reason=command.reason, upheld_at=now)]
+            if state.status != "declined":
+                raise DomainError("not-declined", "only declines awaiting the issuer can be accepted")
+            return [
+                OrderDeclinesAccepted(reason=command.reason, accepted_at=now, item_ids=state.declined_item_ids),
+                OrderClosed(closed_at=now),
+            ]
         case Withdraw():
             _require_open(state)
             return [OrderWithdrawn(reason=command.reason, withdrawn_at=now)]
         case Escalate():
-            _require_open(state)
-            if command.level < 1:
-                raise DomainError("bad-level", "escalation levels start at 1")
-            if command.level in state.escalation_levels:
-                raise DomainError("already-escalated", f"level {command.level} was already escalated")
-            if state.contested_at is not None:
-                raise DomainError("order-contested", "the clock is paused while the order is contested")
-            return [OrderEscalated(level=command.level, reason=command.reason, escalated_at=now)]
+            return _escalate(state, command, now, policy)
     raise TypeError(f"unknown command {command!r}")
-
-
-def execute(state: OrderState | None, command: Command, now: datetime) -> tuple[OrderState, Sequence[Event]]:
-    """Decide and fold in one step: the new state and the events that led to it."""
-    new = decide(state, command, now)
-    for event in new:
-        state = apply(state, event)
-    assert state is not None
-    return state, new

@@ -18,6 +18,8 @@ from services.orders.domain import (
     DomainError,
     IssueOrder,
     OrderState,
+    ReadInbox,
+    RecordNotice,
     apply,
     decide,
     replay,
@@ -29,9 +31,10 @@ from shared.auth import Principal
 from shared.bus import MessageBus, Published
 from shared.clock import Clock
 from shared.db import Database, TransientError, UniqueViolation
-from shared.events import OrderFields, load_event
+from shared.events import NoticeChannel, OrderFields, Representative, load_event
 from shared.eventstore import ConcurrencyError, EventStore, NewEvent, RecordedEvent
 from shared.ids import new_id
+from shared.logs import current_request_id
 
 
 class Recorded(NamedTuple):
@@ -57,6 +60,11 @@ def visible(principal: Principal, row: Any) -> bool:
     if principal.role == "platform":
         return bool(row.platform_id == principal.platform_id)
     return False
+
+
+def unread_by_platform(principal: Principal, row: Any) -> bool:
+    """Whether this read is the platform reading an open order it was never notified of (which notifies it)."""
+    return principal.role == "platform" and row.notified_at is None and row.status not in ("closed", "withdrawn")
 
 
 def _encode_cursor(order_id: str) -> str:
@@ -118,7 +126,7 @@ class OrderService:
         decided: list[tuple[str, int, int] | DomainError] = []  # (order, first new event, count) or refusal
         for order_id, command, meta in commands:
             try:
-                new = decide(states[order_id], command, now)
+                new = decide(states[order_id], command, now, self.policy)
             except DomainError as exc:
                 decided.append(exc)
                 continue
@@ -136,7 +144,7 @@ class OrderService:
         )
         recorded = dict(zip(sorted(new_events), appended, strict=True))
         final = {order_id: state for order_id in new_events if (state := states[order_id]) is not None}
-        documents = {order_id: views.render(state, self.policy) for order_id, state in final.items()}
+        documents = {order_id: views.render(state, self.policy, now) for order_id, state in final.items()}
         changed = [(state, documents[o], base[o] == 0) for o, state in sorted(final.items())]
         views.save(conn, changed, self.policy, request_hash)
         self.bus.publish(
@@ -176,26 +184,62 @@ class OrderService:
         return self.db.run(work, retry_on=(UniqueViolation, TransientError))
 
     def act(self, principal: Principal, order_id: str, command: Command) -> dict[str, Any]:
-        """Run a platform's or issuer's command on an order it may see; refusals (DomainError) record nothing."""
+        """Run a platform's or issuer's command on an order it may see; refusals (DomainError) record nothing.
+
+        A platform acting on an order it was never notified of has read it: that notification (inbox, with the
+        representative on record) is recorded first, in the same transaction.
+        """
 
         def work(conn: Connection) -> dict[str, Any]:
             row = views.get_row(conn, order_id)
             if row is None or not visible(principal, row):
                 raise OrderNotFound()
-            return self.record(conn, order_id, command, self._meta(principal)).document
+            meta = self._meta(principal)
+            commands: list[tuple[str, Command, dict[str, Any]]] = [(order_id, command, meta)]
+            if unread_by_platform(principal, row) and not isinstance(command, ReadInbox):
+                commands.insert(0, (order_id, self._inbox_read(conn, principal, row.platform_id), meta))
+            *_, result = self.record_many(conn, commands)
+            if isinstance(result, DomainError):
+                raise result  # and the transaction, with the read recorded before it, rolls back
+            return result.document
 
         # Someone appended first, or a deadlock with another writer (the notifier recording this order): decide again.
+        return self.db.run(work, retry_on=(ConcurrencyError, TransientError))
+
+    def record_notice(
+        self, principal: Principal, order_id: str, channel: NoticeChannel, address: str, evidence: str
+    ) -> dict[str, Any]:
+        """An operator records a notice sent to the platform's representative another way (e-mail, letter...).
+
+        It notifies the platform now (the SLA clock starts) unless it was already notified; the event records the
+        representative on record. Refusals (DomainError: already-notified, evidence-required...) record nothing.
+        """
+
+        def work(conn: Connection) -> dict[str, Any]:
+            row = views.get_row(conn, order_id)
+            if row is None or not visible(principal, row):
+                raise OrderNotFound()
+            command = RecordNotice(channel, address, evidence, self._representative(conn, row.platform_id))
+            return self.record(conn, order_id, command, self._meta(principal)).document
+
         return self.db.run(work, retry_on=(ConcurrencyError, TransientError))
 
     # ------------------------------------------------------------------------------------------- reads
 
     def get(self, principal: Principal, order_id: str) -> dict[str, Any]:
-        """One order as this caller may see it."""
+        """One order as this caller may see it, its SLA status as of now.
+
+        The platform reading an open order it was never notified of is notified by that read (`order.delivered`,
+        channel inbox), recorded in the read's own transaction; every other read stays a read.
+        """
         with self.db.read() as conn:
             row = views.get_row(conn, order_id)
             if row is None or not visible(principal, row):
                 raise OrderNotFound()
-            return dict(row.document)
+            document = dict(row.document)
+        if unread_by_platform(principal, row):
+            document = self._read_inbox(principal, row.platform_id, [order_id])[order_id]
+        return views.refresh(document, self.policy, self.clock.now())
 
     def can_see(self, principal: Principal, order_id: str) -> bool:
         """Whether this order exists and this caller may see it (a read that never notifies)."""
@@ -204,11 +248,18 @@ class OrderService:
         return row is not None and visible(principal, row)
 
     def events(self, principal: Principal, order_id: str) -> list[RecordedEvent]:
-        """The order's events, with their global (ledger) positions once sequenced."""
+        """The order's events, with their global (ledger) positions once sequenced.
+
+        They show the order itself, so a platform reading them is notified as by `get`.
+        """
         with self.db.read() as conn:
             row = views.get_row(conn, order_id)
             if row is None or not visible(principal, row):
                 raise OrderNotFound()
+            if not unread_by_platform(principal, row):
+                return self.store.read_stream(conn, order_id)
+        self._read_inbox(principal, row.platform_id, [order_id])
+        with self.db.read() as conn:
             return self.store.read_stream(conn, order_id)
 
     def list(
@@ -225,7 +276,11 @@ class OrderService:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """A page of the orders this caller may see, newest first, with the cursor of the next page."""
         o = views.orders
-        stmt = select(o.c.id, o.c.document).order_by(o.c.id.desc()).limit(limit + 1)
+        stmt = (
+            select(o.c.id, o.c.document, o.c.platform_id, o.c.notified_at, o.c.status)
+            .order_by(o.c.id.desc())
+            .limit(limit + 1)
+        )
         if principal.role == "issuer":
             stmt = stmt.where(o.c.authority_id == principal.authority_id)
         elif principal.role == "platform":
@@ -246,9 +301,44 @@ class OrderService:
             rows = conn.execute(stmt).all()
         page = rows[:limit]
         next_cursor = _encode_cursor(page[-1].id) if len(rows) > limit else None
-        return [dict(r.document) for r in page], next_cursor
+        documents = [dict(r.document) for r in page]
+        # A platform listing its inbox reads every order on the page: those it was never notified of, now.
+        unread = [r for r in page if unread_by_platform(principal, r)]
+        if unread:
+            fresh = self._read_inbox(principal, unread[0].platform_id, [r.id for r in unread])
+            documents = [fresh.get(d["id"], d) for d in documents]
+        now = self.clock.now()
+        return [views.refresh(d, self.policy, now) for d in documents], next_cursor
 
     # ---------------------------------------------------------------------------------------- helpers
+
+    def _representative(self, conn: Connection, platform_id: str) -> Representative | None:
+        """The platform's representative on record now, as a notification records it."""
+        return registry.representative_of(registry.on_record(conn, platform_id, self.clock.now()).get("representative"))
+
+    def _inbox_read(self, conn: Connection, principal: Principal, platform_id: str) -> ReadInbox:
+        """The notification a platform's read makes: which key read it, and who the registry has on record."""
+        return ReadInbox(address=f"api-key:{principal.key_id}", representative=self._representative(conn, platform_id))
+
+    def _read_inbox(
+        self, principal: Principal, platform_id: str, order_ids: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        """Record the platform's read of orders it was not notified of; their documents afterwards, by id."""
+
+        def work(conn: Connection) -> dict[str, dict[str, Any]]:
+            command = self._inbox_read(conn, principal, platform_id)
+            meta = self._meta(principal)
+            results = self.record_many(conn, [(order_id, command, meta) for order_id in order_ids])
+            documents: dict[str, dict[str, Any]] = {}
+            for order_id, result in zip(order_ids, results, strict=True):
+                if isinstance(result, DomainError):
+                    # Notified meanwhile (a push, a notice, another read) or withdrawn: the order as it is now.
+                    documents[order_id] = dict(views.get_row(conn, order_id).document)
+                else:
+                    documents[order_id] = result.document
+            return documents
+
+        return self.db.run(work, retry_on=(ConcurrencyError, TransientError))
 
     def _existing(
         self, conn: Connection, principal: Principal, reference: str, key: str | None, digest: str
@@ -296,4 +386,8 @@ class OrderService:
 
     @staticmethod
     def _meta(principal: Principal) -> dict[str, Any]:
-        return {"actor": principal.key_id, "role": principal.role}
+        meta: dict[str, Any] = {"actor": principal.key_id, "role": principal.role}
+        request_id = current_request_id()
+        if request_id is not None:
+            meta["request_id"] = request_id  # the request that caused the events (the webhooks' log lines carry it)
+        return meta

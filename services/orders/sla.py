@@ -1,8 +1,12 @@
-"""The SLA clock of an order: deadline, remaining time and status.
+"""The SLA clock of an order and its escalation schedule: deadline, remaining time, status, what falls due when.
 
 Pure code: no I/O and no clock reads; the caller passes `now` (timezone-aware, from the one clock).
 The clock starts when the platform is notified, stops while a contest awaits review, and resumes when the
-contest is upheld: the deadline moves later by the time spent contested.
+contest is upheld: the deadline moves later by the time spent contested. Whether the deadline was met is judged
+on when the service recorded the answer (`reported_at`), never on the platform's own `actioned_at`.
+
+This module reads the order's state but does not import the aggregate at run time: the aggregate consults the
+schedule (an escalation is refused before it falls due), so the dependency points from `domain` to here.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
-from services.orders.domain import OrderState
+if TYPE_CHECKING:
+    from services.orders.domain import OrderState
 
 SlaStatus = Literal[
     "awaiting_delivery",
@@ -22,19 +27,37 @@ SlaStatus = Literal[
     "breached",
     "met",
     "met_late",
+    "declined",
     "contested",
     "withdrawn",
 ]
 SLA_STATUSES: tuple[str, ...] = SlaStatus.__args__  # type: ignore[attr-defined]
+# The statuses that change with time alone (the others change only with a new event).
+RUNNING_STATUSES: tuple[str, ...] = ("on_track", "at_risk", "breached")
+
+# Escalation levels: each is recorded at most once per order.
+NOT_NOTIFIED = 1  # not notified within `notice_hours` of issue
+DEADLINE_MISSED = 2  # the deadline passed without a full answer
+STILL_OPEN = 3  # still without a full answer `still_open_hours[0]` after the deadline
+STILL_OPEN_LONG = 4  # ... and `still_open_hours[1]` after it
+REVIEW_OVERDUE = 5  # the issuer's review (of a contest, or of declines) is overdue: the issuer's side
+ESCALATION_LEVELS: tuple[int, ...] = (NOT_NOTIFIED, DEADLINE_MISSED, STILL_OPEN, STILL_OPEN_LONG, REVIEW_OVERDUE)
+
+# The resolution of recorded times: the first instant after a threshold.
+_TICK = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
 class SlaPolicy:
-    """How long a platform has to act once notified (per category), and when an open order is at risk."""
+    """How long a platform has to act once notified (per category), when an open order is at risk, and when each
+    escalation level falls due."""
 
     default_hours: float = 24
     overrides: Mapping[str, float] = field(default_factory=dict)  # category -> hours
     at_risk_share: float = 0.25  # at risk when less than this share of the duration is left
+    notice_hours: float = 1  # escalate when the platform is not notified within this time of issue
+    still_open_hours: tuple[float, float] = (24, 72)  # escalate again this long after the deadline
+    review_hours: float = 72  # the issuer's review of a contest or of declines is due within this time
 
     def __post_init__(self) -> None:
         if not self.default_hours > 0:
@@ -44,6 +67,11 @@ class SlaPolicy:
                 raise ValueError(f"hours for category {category!r} must be positive")
         if not 0 <= self.at_risk_share <= 1:
             raise ValueError("at_risk_share must be between 0 and 1")
+        if not self.notice_hours > 0 or not self.review_hours > 0:
+            raise ValueError("notice_hours and review_hours must be positive")
+        first, second = self.still_open_hours
+        if not 0 < first < second:
+            raise ValueError("still_open_hours must be two increasing positive durations")
         # A frozen policy must not change behind its users' backs: keep a read-only copy of the overrides.
         object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
 
@@ -52,8 +80,14 @@ class SlaPolicy:
         return self.overrides.get(category, self.default_hours)
 
     def duration(self, category: str) -> timedelta:
-        """The time allowed for an order of this category, from notification to action."""
+        """The time allowed for an order of this category, from notification to answer."""
         return timedelta(hours=self.hours_for(category))
+
+
+DEFAULT_POLICY = SlaPolicy()
+
+
+# --------------------------------------------------------------------------------------------- the clock
 
 
 def deadline(state: OrderState, policy: SlaPolicy) -> datetime | None:
@@ -63,17 +97,36 @@ def deadline(state: OrderState, policy: SlaPolicy) -> datetime | None:
     return state.notified_at + policy.duration(state.issued.category) + timedelta(seconds=state.paused_seconds)
 
 
+def at_risk_from(due: datetime, category: str, policy: SlaPolicy) -> datetime:
+    """The instant after which an open order with this deadline is at risk."""
+    return due - policy.duration(category) * policy.at_risk_share
+
+
+def clock_status(due: datetime, category: str, policy: SlaPolicy, now: datetime) -> SlaStatus:
+    """The status of an order whose clock is running: on track, at risk, or breached (past its deadline)."""
+    if now > due:
+        return "breached"
+    if now > at_risk_from(due, category, policy):
+        return "at_risk"
+    return "on_track"
+
+
+def _clock_runs(state: OrderState) -> bool:
+    """Notified, open, owing an answer and not waiting for the issuer: the time left changes with `now`."""
+    return state.is_open and state.notified_at is not None and state.awaiting_review_since is None
+
+
 def remaining(state: OrderState, policy: SlaPolicy, now: datetime) -> timedelta | None:
-    """Time left before the deadline (negative once breached), frozen while contested and once closed."""
+    """Time left before the deadline (negative once breached), frozen while contested and once answered."""
     due = deadline(state, policy)
     if due is None or state.status == "withdrawn":
         # Not notified yet, or withdrawn: there is no clock to show.
         return None
     if state.contested_at is not None:
         return due - state.contested_at
-    if state.status == "closed":
-        last = state.last_actioned_at
-        return due - (last if last is not None else now)
+    answered = state.answered_at
+    if answered is not None:
+        return due - answered
     return due - now
 
 
@@ -81,19 +134,124 @@ def status(state: OrderState, policy: SlaPolicy, now: datetime) -> SlaStatus:
     """Where the order stands against its SLA at `now`."""
     if state.status == "withdrawn":
         return "withdrawn"
+    if state.status == "declined" or state.declines_accepted_at is not None:
+        # An answer, not compliance: declines never count as met, before or after the issuer's review.
+        return "declined"
     due = deadline(state, policy)
     if state.status == "closed":
-        last = state.last_actioned_at
-        if due is None or last is None or last <= due:
+        answered = state.answered_at
+        if due is None or answered is None or answered <= due:
             return "met"
         return "met_late"
     if state.contested_at is not None:
         return "contested"
     if due is None:
         return "awaiting_delivery"
-    left = due - now
-    if left < timedelta(0):
-        return "breached"
-    if left < policy.duration(state.issued.category) * policy.at_risk_share:
-        return "at_risk"
-    return "on_track"
+    return clock_status(due, state.issued.category, policy, now)
+
+
+# ----------------------------------------------------------------------------------------------- reviews
+
+
+def review_due(state: OrderState, policy: SlaPolicy) -> datetime | None:
+    """When the issuer's pending review (of a contest, or of declined items) is due; None if none is pending."""
+    since = state.awaiting_review_since
+    if since is None or not state.is_open:
+        return None
+    return since + timedelta(hours=policy.review_hours)
+
+
+# ------------------------------------------------------------------------------------------- escalations
+
+
+class Escalation(NamedTuple):
+    """An escalation level and when it falls due."""
+
+    due_at: datetime
+    level: int
+    reason: str
+
+
+def escalation_due_at(state: OrderState, level: int, policy: SlaPolicy) -> datetime | None:
+    """When `level` falls due for the order as it stands (None: it does not apply now), recorded or not.
+
+    Levels 2-4 apply only while the platform owes an answer on a running clock: never while a contest awaits
+    review (the clock is paused; after an uphold the deadline has moved by the pause) nor while declines await
+    the issuer, whose delay is escalated on its own side (level 5).
+    """
+    if not state.is_open:
+        return None
+    if level == NOT_NOTIFIED:
+        if state.notified_at is not None:
+            return None
+        return state.issued.issued_at + timedelta(hours=policy.notice_hours)
+    if level == REVIEW_OVERDUE:
+        return review_due(state, policy)
+    if level in (DEADLINE_MISSED, STILL_OPEN, STILL_OPEN_LONG):
+        due = deadline(state, policy)
+        if due is None or not _clock_runs(state) or state.answered_at is not None:
+            return None
+        after = {
+            DEADLINE_MISSED: 0.0,
+            STILL_OPEN: policy.still_open_hours[0],
+            STILL_OPEN_LONG: policy.still_open_hours[1],
+        }
+        return due + timedelta(hours=after[level])
+    return None
+
+
+def escalation_reason(state: OrderState, level: int, policy: SlaPolicy) -> str:
+    """Why `level` escalates, in words for the people it reaches."""
+    if level == NOT_NOTIFIED:
+        return f"the platform was not notified within {policy.notice_hours:g} h of issue"
+    if level == DEADLINE_MISSED:
+        return "the deadline passed without a full answer"
+    if level in (STILL_OPEN, STILL_OPEN_LONG):
+        hours = policy.still_open_hours[level - STILL_OPEN]
+        return f"still without a full answer {hours:g} h after the deadline"
+    if level == REVIEW_OVERDUE:
+        what = "the contest" if state.contested_at is not None else "the declined items"
+        return f"the issuer's review of {what} is overdue ({policy.review_hours:g} h)"
+    return f"escalation level {level}"
+
+
+def _pending(state: OrderState, policy: SlaPolicy) -> list[Escalation]:
+    """The levels not yet recorded that apply now, earliest first."""
+    found = [
+        Escalation(due, level, escalation_reason(state, level, policy))
+        for level in ESCALATION_LEVELS
+        if level not in state.escalation_levels and (due := escalation_due_at(state, level, policy)) is not None
+    ]
+    return sorted(found)
+
+
+def next_escalation(state: OrderState, policy: SlaPolicy) -> Escalation | None:
+    """The next escalation not yet recorded (it may already be due), or None while none applies."""
+    pending = _pending(state, policy)
+    return pending[0] if pending else None
+
+
+def due_escalations(state: OrderState, policy: SlaPolicy, now: datetime) -> list[Escalation]:
+    """The escalations due at `now` and not yet recorded, earliest first."""
+    return [e for e in _pending(state, policy) if e.due_at <= now]
+
+
+def next_due(state: OrderState, policy: SlaPolicy, after: datetime | None = None) -> datetime | None:
+    """The next time something is due for this order without a new event: an escalation, or a status change.
+
+    An escalation not yet recorded counts whenever it fell due (it stays pending until recorded). A status
+    change (on_track -> at_risk -> breached) is given as the first instant of the new status and counts only if
+    it is later than `after` (pass the time the order was last looked at, so a passed threshold is not due
+    again). None: nothing will happen to this order until a new event.
+    """
+    times: list[datetime] = []
+    escalation = next_escalation(state, policy)
+    if escalation is not None:
+        times.append(escalation.due_at)
+    due = deadline(state, policy)
+    if due is not None and _clock_runs(state) and state.answered_at is None:
+        for threshold in (at_risk_from(due, state.issued.category, policy), due):
+            change = threshold + _TICK
+            if after is None or change > after:
+                times.append(change)
+    return min(times, default=None)

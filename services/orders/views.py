@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -19,7 +20,7 @@ from sqlalchemy import (
 )
 
 from services.orders.domain import OrderState
-from services.orders.sla import SlaPolicy, deadline
+from services.orders.sla import RUNNING_STATUSES, SlaPolicy, clock_status, deadline, remaining, review_due, status
 from shared.bulk import bulk_update
 from shared.db import UtcDateTime, metadata
 from shared.events import dump_event
@@ -59,8 +60,12 @@ idempotency_keys = Table(
 )
 
 
-def render(state: OrderState, policy: SlaPolicy) -> dict[str, Any]:
-    """The order as clients see it (JSON-ready), derived from its state."""
+def render(state: OrderState, policy: SlaPolicy, now: datetime) -> dict[str, Any]:
+    """The order as clients see it (JSON-ready), derived from its state; its SLA status as of `now`.
+
+    `sla_status` and `remaining_seconds` go stale in a stored document while the clock runs: readers pass the
+    document through `refresh` with their own `now`.
+    """
     issued = dump_event(state.issued)
     items = [
         {**item, "outcome": dump_event(o) if (o := state.outcomes.get(item["item_id"])) else None}
@@ -77,15 +82,38 @@ def render(state: OrderState, policy: SlaPolicy) -> dict[str, Any]:
         "version": state.version,
         "notified_at": _iso(state.notified_at),
         "notified_via": state.notified_via,
+        "notification": dump_event(state.notification) if state.notification else None,
         "deadline": _iso(due),
+        "sla_status": status(state, policy, now),
+        "remaining_seconds": _seconds(remaining(state, policy, now)),
+        "review_due": _iso(review_due(state, policy)),
         "acknowledged_at": _iso(state.acknowledged_at),
         "contested_at": _iso(state.contested_at),
         "upheld_at": _iso(state.upheld_at),
         "withdrawn_at": _iso(state.withdrawn_at),
         "closed_at": _iso(state.closed_at),
+        "declines_accepted_at": _iso(state.declines_accepted_at),
         "escalation_levels": sorted(state.escalation_levels),
         "failed_delivery_attempts": state.failed_attempts,
     }
+
+
+def refresh(document: dict[str, Any], policy: SlaPolicy, now: datetime) -> dict[str, Any]:
+    """A stored document with its SLA status and remaining time as of `now` (both change with time alone only
+    while the clock runs: on track, at risk, breached; any other status waits for the next event)."""
+    if document.get("sla_status") not in RUNNING_STATUSES or not document.get("deadline"):
+        return document
+    due = datetime.fromisoformat(document["deadline"])
+    return {
+        **document,
+        "sla_status": clock_status(due, document["category"], policy, now),
+        "remaining_seconds": _seconds(due - now),
+    }
+
+
+def _seconds(value: timedelta | None) -> int | None:
+    # Whole seconds, rounded down: a breached order shows a negative remaining from its first instant.
+    return math.floor(value.total_seconds()) if value is not None else None
 
 
 def _iso(value: datetime | None) -> str | None:

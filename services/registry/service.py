@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Connection, select
 
 from services.registry.tables import platforms
@@ -221,9 +222,20 @@ def rotate_secret(
     return get(conn, platform_id), secret
 
 
+def representative_of(stored: Any) -> Representative | None:
+    """The representative as an order's history records it, from the registry's stored form (None if unusable)."""
+    if not isinstance(stored, dict):
+        return None
+    try:
+        return Representative.model_validate({k: stored[k] for k in Representative.model_fields if k in stored})
+    except ValidationError:
+        return None
+
+
 @dataclass(frozen=True)
 class WebhookEndpoint:
-    """Where and how to push to a platform: its webhook URL, whether it is enabled, and its signing secrets."""
+    """Where and how to push to a platform: its webhook URL, whether it is enabled, its signing secrets, and the
+    representative on record when it was read (a delivery records both URL and representative)."""
 
     platform_id: str
     url: str | None
@@ -231,6 +243,7 @@ class WebhookEndpoint:
     secret: str
     previous_secret: str | None = None
     previous_secret_expires_at: datetime | None = None
+    representative: Representative | None = None
 
     def signing_secrets(self, now: datetime) -> list[str]:
         """The secrets to sign with now: the current one, and the previous one during its overlap."""
@@ -253,9 +266,10 @@ def endpoints(conn: Connection, platform_ids: Iterable[str]) -> dict[str, Webhoo
             platforms.c.secret,
             platforms.c.previous_secret,
             platforms.c.previous_secret_expires_at,
+            platforms.c.representative,
         ).where(platforms.c.id.in_(ids))
     )
-    return {r.id: WebhookEndpoint(*r) for r in rows}
+    return {r.id: WebhookEndpoint(*r[:6], representative=representative_of(r.representative)) for r in rows}
 
 
 def disable_webhook(conn: Connection, platform_id: str, reason: str, now: datetime, *, actor: str = "system") -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -76,7 +76,7 @@ def summary(conn: Connection, principal: Principal, group_by: GroupBy | None) ->
     return [_group(key, by_key[key], histograms.get(key, {}), own if not exact else None) for key in sorted(by_key)]
 
 
-def summary_of_rows(rows: list[Mapping[str, Any]], group_by: GroupBy | None) -> list[dict[str, Any]]:
+def summary_of_rows(rows: Sequence[Mapping[str, Any]], group_by: GroupBy | None) -> list[dict[str, Any]]:
     """The same summary computed from SLA rows directly (time travel and period filters)."""
     by_key: dict[str, dict[str, int]] = {}
     histograms: dict[str, dict[int, int]] = {}

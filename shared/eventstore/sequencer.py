@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 
 from shared.db import Database
 from shared.eventstore.store import EventStore
+
+log = logging.getLogger("takedown.sequencer")
 
 
 class Sequencer:
     """Runs `EventStore.sequence` on demand (`wake`) and on a short poll; a no-op on SQLite."""
 
     def __init__(
-        self, db: Database, store: EventStore, interval_s: float = 0.05, min_gap_s: float = 0.005, batch: int = 10_000
+        self,
+        db: Database,
+        store: EventStore,
+        interval_s: float = 0.05,
+        min_gap_s: float = 0.005,
+        batch: int = 10_000,
+        log_every_s: float = 60.0,
     ) -> None:
         self.db, self.store, self.interval_s, self.min_gap_s, self.batch = db, store, interval_s, min_gap_s, batch
+        # At most one logged failure per log_every_s: with the database down the loop fails 20 times a second.
+        self.log_every_s = log_every_s
+        self._failures = 0  # since the last logged one
+        self._logged_at: float | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -73,5 +87,16 @@ class Sequencer:
                 while self.run_once() >= self.batch and not self._stop.is_set():
                     pass
             except Exception:  # noqa: BLE001 - a dropped connection must not kill the loop; retry next tick
+                self._failed()
                 self._stop.wait(self.interval_s)
             self._stop.wait(self.min_gap_s)
+
+    def _failed(self) -> None:
+        """Log the failure being handled, unless one was logged less than log_every_s ago (then count it)."""
+        now = time.monotonic()
+        if self._logged_at is not None and now - self._logged_at < self.log_every_s:
+            self._failures += 1
+            return
+        suppressed, self._failures, self._logged_at = self._failures, 0, now
+        more = f" ({suppressed} more failures since the last one logged)" if suppressed else ""
+        log.exception("numbering events failed; retrying%s", more)

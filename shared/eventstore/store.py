@@ -352,7 +352,7 @@ class EventStore:
     def _read_all_postgres(self, conn: Connection, after: int, limit: int) -> list[RecordedEvent]:
         # The tailing read is the hot path of every projection: straight to the driver (prepared, one fetch),
         # JSON decoded from text, rows built positionally. SQLAlchemy's per-row processing cost 2x here.
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]  # None only once invalidated
         try:
             cursor.execute(_READ_ALL_POSTGRES, (after, limit), prepare=True)
             rows = cursor.fetchall()

@@ -19,6 +19,9 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from services.orders.domain import (
+    ESCALATION_LEVELS,
+    REVIEW_OVERDUE,
+    AcceptDeclines,
     Acknowledge,
     Command,
     Contest,
@@ -27,8 +30,10 @@ from services.orders.domain import (
     IssueOrder,
     OrderState,
     OutcomeReport,
+    ReadInbox,
     RecordDelivery,
     RecordDeliveryFailure,
+    RecordNotice,
     ReportOutcomes,
     Uphold,
     Withdraw,
@@ -36,6 +41,7 @@ from services.orders.domain import (
     decide,
     replay,
 )
+from services.orders.sla import DEFAULT_POLICY, due_escalations, escalation_due_at, next_due, status
 from shared.events import (
     CATEGORIES,
     DeliveryAttemptFailed,
@@ -45,11 +51,14 @@ from shared.events import (
     OrderAcknowledged,
     OrderClosed,
     OrderContested,
+    OrderDeclinesAccepted,
     OrderDelivered,
     OrderEscalated,
     OrderIssued,
     OrderUpheld,
     OrderWithdrawn,
+    Redress,
+    Representative,
     dump_event,
     load_event,
 )
@@ -82,6 +91,14 @@ REFUSAL_CODES = {
     "not-contested",
     "bad-level",
     "already-escalated",
+    "escalation-not-due",
+    "actioned-before-notice",
+    "awaiting-issuer",
+    "not-declined",
+    "contest-window-closed",
+    "bad-channel",
+    "address-required",
+    "evidence-required",
 }
 
 
@@ -95,20 +112,23 @@ class Report:
     An item is an int k (the order's k-th item, modulo its item count) or a str (an id used as is, which the
     order usually does not have). `when` is ("between", f): f of the way from the order's issue to now;
     ("future", s): s seconds after now; ("before_issue", s): s seconds before the order was issued. With
-    `rest`, every item still without an outcome is reported too (removed, now).
+    `rest`, every item still without an outcome is reported too (removed, now). ("since_notice", f): f of the way
+    from the order's notification (or issue) to now.
     """
 
     outcomes: tuple[tuple[int | str, str, tuple[str, float], str | None], ...]
     rest: bool = False
+    rest_declined: bool = False  # the rest are declined (with a reason) instead of removed
 
     def build(self, state: OrderState | None, now: datetime) -> ReportOutcomes:
         ids = state.item_ids if state is not None else KNOWN_IDS
         issued_at = state.issued.issued_at if state is not None else now
+        notified_at = (state.notified_at or issued_at) if state is not None else now
         reports = [
             OutcomeReport(
                 item_id=ids[i % len(ids)] if isinstance(i, int) else i,
                 outcome=o,  # type: ignore[arg-type]
-                actioned_at=_at(when, issued_at, now),
+                actioned_at=_at(when, issued_at, notified_at, now),
                 reason=r,
             )
             for i, o, when, r in self.outcomes
@@ -116,19 +136,23 @@ class Report:
         if self.rest and state is not None:
             named = {r.item_id for r in reports}
             reports += [
-                OutcomeReport(item_id=i, outcome="removed", actioned_at=now)
+                OutcomeReport(item_id=i, outcome="declined", actioned_at=now, reason="lawful speech")
+                if self.rest_declined
+                else OutcomeReport(item_id=i, outcome="removed", actioned_at=now)
                 for i in ids
                 if i not in state.outcomes and i not in named
             ]
         return ReportOutcomes(tuple(reports))
 
 
-def _at(when: tuple[str, float], issued_at: datetime, now: datetime) -> datetime:
+def _at(when: tuple[str, float], issued_at: datetime, notified_at: datetime, now: datetime) -> datetime:
     kind, x = when
     if kind == "future":
         return now + timedelta(seconds=x)
     if kind == "before_issue":
         return issued_at - timedelta(seconds=x)
+    if kind == "since_notice":
+        return notified_at + (now - notified_at) * x
     return issued_at + (now - issued_at) * x
 
 
@@ -149,6 +173,8 @@ def issue_commands(draw: st.DrawFn) -> IssueOrder:
     spec: str | None = "unlawful content" if category == "other" else None
     reasons = "Posts insult a named minor."
     scope: tuple[str, ...] = ("KZ",)
+    window = draw(st.sampled_from([None, None, 1, 24, 72]))
+    redress = None if window is None else Redress(instructions="write to the ministry", contest_within_hours=window)
     if not valid:
         flaw = draw(st.sampled_from(["dup-id", "dup-url", "spec", "reasons", "scope", "none"]))
         if flaw == "dup-id" and n >= 2:
@@ -168,6 +194,7 @@ def issue_commands(draw: st.DrawFn) -> IssueOrder:
         statement_of_reasons=reasons,
         requested_action=draw(st.sampled_from(["remove", "restrict"])),
         territorial_scope=scope,
+        redress=redress,
     )
 
 
@@ -177,14 +204,15 @@ texts = st.sampled_from(["", " ", "because", "issued in error", "Статья 26
 # actioned_at: mostly between the order's issue and now (both ends included), sometimes in the future or
 # before the order was issued
 whens = st.one_of(
-    *[st.tuples(st.just("between"), st.sampled_from([0.0, 0.5, 1.0]) | st.floats(0, 1))] * 6,
+    *[st.tuples(st.just("between"), st.sampled_from([0.0, 0.5, 1.0]) | st.floats(0, 1))] * 3,
+    *[st.tuples(st.just("since_notice"), st.sampled_from([0.0, 0.5, 1.0]) | st.floats(0, 1))] * 3,
     st.tuples(st.just("future"), st.integers(1, 3600).map(float)),
     st.tuples(st.just("before_issue"), st.integers(1, 3600).map(float)),
 )
 
 outcome_entries = st.tuples(
     item_refs,
-    st.sampled_from(["removed", "restricted", "not_found", "declined"]),
+    st.sampled_from(["removed", "restricted", "not_found", "declined", "declined"]),
     whens,
     reasons,
 )
@@ -204,11 +232,25 @@ reports = st.one_of(
     st.builds(Report, outcomes=st.lists(outcome_entries, min_size=1, max_size=2).map(tuple)),
     st.builds(Report, outcomes=st.lists(outcome_entries, min_size=1, max_size=1).map(tuple)),
     st.builds(Report, outcomes=st.lists(outcome_entries, max_size=1).map(tuple), rest=st.just(True)),
+    st.builds(
+        Report,
+        outcomes=st.lists(outcome_entries, max_size=1).map(tuple),
+        rest=st.just(True),
+        rest_declined=st.just(True),
+    ),
 )
 contests = st.builds(
     Contest,
     grounds=st.sampled_from(["not_illegal", "forged", "out_of_scope", "already_actioned", "other"]),
     detail=texts,
+)
+reps = st.one_of(st.none(), st.just(Representative(name="Rep", citizenship="KZ", email="rep@example.kz")))
+notices = st.builds(
+    RecordNotice,
+    channel=st.sampled_from(["email", "letter", "other", "webhook"]),
+    address=st.sampled_from(["rep@example.kz", "Almaty, Abay 1", ""]),
+    evidence=st.sampled_from(["SMTP 250 id=1", "courier receipt 77", " "]),
+    representative=reps,
 )
 # Weighted so that sequences often reach every state: outcomes, contests and upholds are common, withdrawals
 # (always accepted on an open order, and terminal) and repeated issue attempts are rare.
@@ -218,7 +260,10 @@ KINDS: dict[str, tuple[int, st.SearchStrategy[Any]]] = {
     "acknowledge": (3, st.builds(Acknowledge, note=st.one_of(st.none(), texts))),
     "contest": (2, contests),
     "uphold": (3, st.builds(Uphold, reason=texts)),
-    "escalate": (3, st.builds(Escalate, level=st.integers(-1, 4), reason=texts)),
+    "accept": (3, st.builds(AcceptDeclines, reason=texts)),
+    "read": (2, st.builds(ReadInbox, address=st.one_of(st.none(), st.just("api-key:k1")), representative=reps)),
+    "notice": (2, notices),
+    "escalate": (4, st.builds(Escalate, level=st.integers(-1, 6), reason=texts, dead_letter=st.booleans())),
     "failure": (2, failures),
     "issue": (1, issue_commands()),
     "withdraw": (1, st.builds(Withdraw, reason=texts)),
@@ -254,7 +299,7 @@ def event_time(e: Event) -> datetime:
     for name in ("issued_at", "attempted_at", "notified_at", "acknowledged_at", "reported_at", "closed_at"):
         if hasattr(e, name):
             return getattr(e, name)  # type: ignore[no-any-return]
-    for name in ("contested_at", "upheld_at", "withdrawn_at", "escalated_at"):
+    for name in ("contested_at", "upheld_at", "accepted_at", "withdrawn_at", "escalated_at"):
         if hasattr(e, name):
             return getattr(e, name)  # type: ignore[no-any-return]
     raise AssertionError(f"no time on {e!r}")
@@ -287,30 +332,52 @@ def check_invariants(log: list[Event], state: OrderState | None, stored: list[Ev
     else:
         assert state.is_open
 
-    # Outcomes: at most one per item, only for the order's items; closed iff every item has one.
-    outcomes = [e for e in log if isinstance(e, ItemOutcomeReported)]
-    per_item = Counter(e.item_id for e in outcomes)
-    assert all(count == 1 for count in per_item.values())
-    assert set(per_item) <= items
-    assert set(state.outcomes) == set(per_item)
-    every_item_done = set(per_item) == items
+    # Outcomes: only for the order's items; an item gets a second outcome only after the issuer upheld the order
+    # over its decline (which took the outcome away).
+    current: dict[str, ItemOutcomeReported] = {}
+    for fact in log:
+        if isinstance(fact, ItemOutcomeReported):
+            assert fact.item_id in items
+            assert fact.item_id not in current
+            current[fact.item_id] = fact
+        elif isinstance(fact, OrderUpheld):
+            for item_id in fact.items_due_again:
+                assert current.pop(item_id).outcome == "declined"
+            assert not fact.items_due_again or not any(o.outcome == "declined" for o in current.values())
+    assert state.outcomes == current
+    every_item_answered = set(current) == items
+    some_declined = any(o.outcome == "declined" for o in current.values())
+    accepted = indices(log, OrderDeclinesAccepted)
     closes = indices(log, OrderClosed)
-    assert (state.status == "closed") == every_item_done
-    assert len(closes) == (1 if every_item_done else 0)
+    assert len(accepted) <= 1
     if closes:
-        assert closes[0] == max(indices(log, ItemOutcomeReported)) + 1
-        assert state.last_actioned_at == max(e.actioned_at for e in outcomes)
-    for e in outcomes:
+        # Closed right after the last outcome (none declined), or right after the issuer accepted the declines.
+        assert every_item_answered
+        before = log[closes[0] - 1]
+        if accepted:
+            assert accepted == [closes[0] - 1] and some_declined
+            assert isinstance(before, OrderDeclinesAccepted) and set(before.item_ids) == set(state.declined_item_ids)
+        else:
+            assert isinstance(before, ItemOutcomeReported) and not some_declined
+    else:
+        assert not accepted
+        if state.is_open:
+            assert not (every_item_answered and not some_declined), "every item answered, none declined, not closed"
+            # Every item answered with a decline: the order waits for the issuer.
+            assert (state.status == "declined") == (every_item_answered and some_declined)
+    for e in (e for e in log if isinstance(e, ItemOutcomeReported)):
         assert e.outcome != "declined" or (e.reason or "").strip()
         assert state.issued.issued_at <= e.actioned_at <= e.reported_at
+        if state.notified_at is not None and state.notified_at < e.reported_at:
+            assert e.actioned_at >= state.notified_at, "a claim of acting before the platform was notified"
 
-    # Each escalation level at most once, and levels start at 1.
+    # Each escalation level at most once, and only known levels.
     levels = Counter(e.level for e in log if isinstance(e, OrderEscalated))
     assert all(count == 1 for count in levels.values())
-    assert all(level >= 1 for level in levels)
+    assert set(levels) <= set(ESCALATION_LEVELS)
     assert state.escalation_levels == frozenset(levels)
 
-    # Acknowledged at most once; delivered at most once and no later than any acknowledgement/outcome/contest.
+    # Notified at most once, by one channel, and before any acknowledgement, outcome or contest.
     assert len(indices(log, OrderAcknowledged)) <= 1
     delivered = indices(log, OrderDelivered)
     assert len(delivered) <= 1
@@ -318,25 +385,71 @@ def check_invariants(log: list[Event], state: OrderState | None, stored: list[Ev
     if acted:
         assert delivered and delivered[0] < acted[0]
     assert (state.notified_at is not None) == bool(delivered)
+    if delivered:
+        notice = log[delivered[0]]
+        assert isinstance(notice, OrderDelivered) and state.notification == notice
+        assert notice.channel in ("webhook", "inbox") or (notice.evidence or "").strip()
     assert (state.acknowledged_at is not None) == bool(indices(log, OrderAcknowledged))
 
-    # Contested at most once; upheld only while contested; nothing is acknowledged, actioned or escalated
-    # while a contest awaits review.
+    # Contested at most once, and within the order's window; upheld only while the issuer is asked to review;
+    # the platform does nothing while a contest or its declines await review, and only the issuer's level
+    # escalates then.
     assert len(indices(log, OrderContested)) <= 1
-    awaiting = False
+    window = state.issued.redress.contest_within_hours if state.issued.redress else None
+    awaiting: str | None = None
+    outcomes_then: dict[str, str] = {}
     for fact in log:
         if isinstance(fact, OrderContested):
-            awaiting = True
+            assert awaiting is None
+            awaiting = "contest"
+            if window is not None:
+                assert state.notified_at is not None
+                assert fact.contested_at <= state.notified_at + timedelta(hours=window)
         elif isinstance(fact, OrderUpheld):
-            assert awaiting
-            awaiting = False
+            assert awaiting is not None
+            assert bool(fact.items_due_again) == (awaiting == "declines")
+            for item_id in fact.items_due_again:
+                outcomes_then.pop(item_id)
+            awaiting = None
+        elif isinstance(fact, OrderDeclinesAccepted):
+            assert awaiting == "declines"
+            awaiting = None
         elif isinstance(fact, OrderWithdrawn):
-            awaiting = False
-        elif isinstance(fact, ItemOutcomeReported | OrderAcknowledged | OrderEscalated | OrderClosed):
-            assert not awaiting, f"{fact.type} recorded while a contest awaits review"
-    assert awaiting == (state.contested_at is not None) == (state.status == "contested")
+            awaiting = None
+        elif isinstance(fact, ItemOutcomeReported | OrderAcknowledged | OrderClosed):
+            assert awaiting is None, f"{fact.type} recorded while the issuer is asked to review"
+            if isinstance(fact, ItemOutcomeReported):
+                outcomes_then[fact.item_id] = fact.outcome
+                if set(outcomes_then) == items and "declined" in outcomes_then.values():
+                    awaiting = "declines"
+        elif isinstance(fact, OrderEscalated):
+            assert awaiting is None or fact.level == REVIEW_OVERDUE
+    assert (awaiting == "contest") == (state.contested_at is not None) == (state.status == "contested")
+    assert (awaiting == "declines") == (state.status == "declined")
     assert state.paused_seconds >= 0
     assert state.failed_attempts == len(indices(log, DeliveryAttemptFailed))
+
+
+def check_schedule(state: OrderState | None, now: datetime) -> None:
+    """The schedule and the rule agree: what `due_escalations` lists is accepted now, and nothing else is."""
+    if state is None:
+        return
+    due = {e.level for e in due_escalations(state, DEFAULT_POLICY, now)}
+    for level in ESCALATION_LEVELS:
+        try:
+            decide(state, Escalate(level=level, reason="sweep"), now)
+            accepted = True
+        except DomainError:
+            accepted = False
+        assert accepted == (level in due), f"level {level}: schedule says {level in due}, rule {accepted}"
+        at = escalation_due_at(state, level, DEFAULT_POLICY)
+        assert level not in due or (at is not None and at <= now)
+    upcoming = next_due(state, DEFAULT_POLICY, after=now)
+    assert (upcoming is None) or state.is_open
+    sla = status(state, DEFAULT_POLICY, now)
+    assert (sla == "declined") == (state.status == "declined" or state.declines_accepted_at is not None)
+    if sla in ("met", "met_late"):
+        assert state.status == "closed" and not state.declined_item_ids
 
 
 # ---------------------------------------------------------------------------------------------- tests
@@ -384,6 +497,8 @@ def test_random_command_sequences_keep_the_invariants(scenario: list[tuple[int, 
             assert type(back) is type(e)
             stored.append(back)
         check_invariants(log, state, stored)
+        check_schedule(state, now)
+        event(f"recorded: {type(command).__name__}")
     event(f"final status: {state.status if state else 'none'}")
 
 
@@ -412,6 +527,9 @@ def decision(state: OrderState | None, command: Command, now: datetime) -> list[
 REPEATED: dict[type, str] = {
     IssueOrder: "order-exists",
     RecordDelivery: "already-notified",
+    ReadInbox: "already-notified",
+    RecordNotice: "already-notified",
+    AcceptDeclines: "order-closed",
     Acknowledge: "already-acknowledged",
     Contest: "already-contested",
     Uphold: "not-contested",
@@ -420,11 +538,14 @@ REPEATED: dict[type, str] = {
 }
 
 
-def expected_on_repeat(command: Command, recorded: list[Event]) -> list[Event] | str:
+def expected_on_repeat(command: Command, recorded: list[Event], after: OrderState) -> list[Event] | str:
     if isinstance(command, RecordDeliveryFailure):
         return recorded  # every failed attempt is evidence: recorded again, the same
     if isinstance(command, ReportOutcomes):
-        return "order-closed" if any(isinstance(e, OrderClosed) for e in recorded) else "outcome-already-reported"
+        if any(isinstance(e, OrderClosed) for e in recorded):
+            return "order-closed"
+        # Every item answered with a decline: the order now waits for the issuer.
+        return "awaiting-issuer" if after.status == "declined" else "outcome-already-reported"
     return REPEATED[type(command)]
 
 
@@ -453,6 +574,6 @@ def test_the_folded_state_and_the_stored_history_replayed_decide_alike(scenario:
             folded = after
             stored.append(stored_row(e))
         assert folded is not None and folded.version == len(stored)
-        again = expected_on_repeat(command, decided)
+        again = expected_on_repeat(command, decided, folded)
         assert decision(folded, command, now) == again, f"{command!r} accepted twice"
         assert decision(replay(loaded(stored)), command, now) == again

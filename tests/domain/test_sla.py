@@ -8,19 +8,41 @@ from typing import Any
 import pytest
 
 from services.orders.domain import (
+    DEADLINE_MISSED,
+    ESCALATION_LEVELS,
+    NOT_NOTIFIED,
+    REVIEW_OVERDUE,
+    STILL_OPEN,
+    STILL_OPEN_LONG,
+    AcceptDeclines,
     Acknowledge,
+    Command,
     Contest,
+    DomainError,
     Escalate,
     OrderState,
     OutcomeReport,
+    ReadInbox,
     RecordDelivery,
     RecordDeliveryFailure,
     ReportOutcomes,
     Uphold,
     Withdraw,
 )
-from services.orders.sla import SLA_STATUSES, SlaPolicy, deadline, remaining, status
-from tests.builders import T0, issue_cmd, run
+from services.orders.sla import (
+    SLA_STATUSES,
+    Escalation,
+    SlaPolicy,
+    deadline,
+    due_escalations,
+    next_due,
+    next_escalation,
+    remaining,
+    review_due,
+    status,
+)
+from shared.events import OrderEscalated
+from tests.builders import T0, execute, issue_cmd, run
 
 NOTIFIED = T0 + timedelta(minutes=30)  # delivered
 DUE = NOTIFIED + timedelta(hours=24)  # default deadline
@@ -74,6 +96,10 @@ def test_policy_is_frozen_and_keeps_its_own_copy_of_overrides() -> None:
         {"overrides": {"fraud": 0}},
         {"at_risk_share": -0.1},
         {"at_risk_share": 1.5},
+        {"notice_hours": 0},
+        {"review_hours": -1},
+        {"still_open_hours": (72, 24)},
+        {"still_open_hours": (0, 24)},
     ],
 )
 def test_policy_refuses_nonsense(kwargs: dict[str, Any]) -> None:
@@ -89,6 +115,7 @@ def test_statuses_listed() -> None:
         "breached",
         "met",
         "met_late",
+        "declined",
         "contested",
         "withdrawn",
     }
@@ -138,7 +165,7 @@ def test_one_second_after_the_deadline_is_breached_and_remaining_negative() -> N
 
 
 def test_breached_long_after_and_remaining_keeps_falling() -> None:
-    state = run(delivered(), (Acknowledge(), NOTIFIED + H), (Escalate(level=1, reason="late"), DUE + S))
+    state = run(delivered(), (Acknowledge(), NOTIFIED + H), (Escalate(level=DEADLINE_MISSED, reason="late"), DUE + S))
     assert sla(state, DUE + 10 * H) == ("breached", -10 * H)
 
 
@@ -249,8 +276,10 @@ def test_contest_of_undelivered_order_starts_and_freezes_the_clock() -> None:
 
 def test_met_after_uphold_uses_the_moved_deadline() -> None:
     new_due = DUE + 30 * H
-    state = run(upheld(), (report(("i0", new_due), ("i1", new_due - H)), new_due + H))
+    state = run(upheld(), (report(("i0", new_due), ("i1", new_due - H)), new_due))
     assert status(state, POLICY, new_due + H) == "met"
+    late = run(upheld(), (report(("i0", new_due), ("i1", new_due - H)), new_due + S))
+    assert status(late, POLICY, new_due + H) == "met_late"
 
 
 # ---------------------------------------------------------------------------------------------- withdrawal
@@ -283,23 +312,26 @@ def test_partial_outcomes_stay_open() -> None:
     assert sla(state, DUE + S) == ("breached", -S)
 
 
-def test_met_when_last_item_actioned_exactly_at_the_deadline() -> None:
+def test_met_when_the_last_report_is_recorded_exactly_at_the_deadline() -> None:
     state = run(delivered(2), (report(("i0", NOTIFIED + H), ("i1", DUE)), DUE))
     assert state.status == "closed"
     assert sla(state, DUE + 100 * H) == ("met", timedelta(0))
 
 
-def test_met_late_when_last_item_actioned_one_second_after_the_deadline() -> None:
+def test_met_late_when_the_last_report_is_recorded_one_second_after_the_deadline() -> None:
     state = run(delivered(2), (report(("i0", NOTIFIED + H)), NOTIFIED + H), (report(("i1", DUE + S)), DUE + S))
     assert sla(state, DUE + 100 * H) == ("met_late", -S)
 
 
-def test_met_depends_on_when_items_were_actioned_not_when_reported() -> None:
+def test_a_late_report_is_met_late_whatever_it_claims() -> None:
+    # Recorded 5 h after the deadline, claiming the item was removed an hour before it: judged on the record.
     state = run(delivered(1), (report(("i0", DUE - H)), DUE + 5 * H))
-    assert sla(state, DUE + 5 * H) == ("met", H)
+    assert state.outcomes["i0"].actioned_at == DUE - H  # the claim is kept as such
+    assert sla(state, DUE + 5 * H) == ("met_late", -5 * H)
+    assert sla(state, DUE + 500 * H) == ("met_late", -5 * H)
 
 
-def test_met_late_when_any_item_late() -> None:
+def test_met_late_when_any_item_is_reported_late() -> None:
     state = run(delivered(3), (report(("i0", NOTIFIED), ("i1", DUE + H), ("i2", NOTIFIED + H)), DUE + 2 * H))
     assert status(state, POLICY, DUE + 2 * H) == "met_late"
 
@@ -314,3 +346,210 @@ def test_closed_via_inbox_notification_is_met() -> None:
     state = run(issued(1), (report(("i0", T0 + H)), at))
     assert state.notified_via == "inbox"
     assert status(state, POLICY, at) == "met"
+
+
+def test_an_early_report_is_met_whatever_it_claims() -> None:
+    state = run(delivered(1), (report(("i0", DUE - 2 * H)), DUE - H))
+    assert sla(state, DUE + 5 * H) == ("met", H)
+
+
+# ------------------------------------------------------------------------------------------------- declines
+
+
+def declined(at: datetime = NOTIFIED + 2 * H) -> OrderState:
+    outcomes = (
+        OutcomeReport(item_id="i0", outcome="removed", actioned_at=NOTIFIED + H),
+        OutcomeReport(item_id="i1", outcome="declined", actioned_at=NOTIFIED + H, reason="lawful news reporting"),
+    )
+    return run(delivered(2), (ReportOutcomes(outcomes), at))
+
+
+def test_declines_awaiting_the_issuer_are_declined_with_a_frozen_remaining() -> None:
+    state = declined()
+    for now in (NOTIFIED + 2 * H, DUE + S, DUE + 100 * H):
+        assert sla(state, now) == ("declined", 22 * H)
+
+
+def test_decline_then_accept_closes_as_declined_never_met() -> None:
+    state = run(declined(), (AcceptDeclines(reason="accepted"), NOTIFIED + 5 * H))
+    assert state.status == "closed"
+    for now in (NOTIFIED + 5 * H, DUE + 100 * H):
+        assert sla(state, now) == ("declined", 22 * H)
+
+
+def test_decline_then_uphold_makes_the_item_due_again_against_the_original_deadline() -> None:
+    upheld_at = NOTIFIED + 10 * H
+    state = run(declined(), (Uphold(reason="it is illegal"), upheld_at))
+    assert deadline(state, POLICY) == DUE  # the time spent declined is not given back
+    assert sla(state, upheld_at) == ("on_track", 14 * H)
+    assert sla(state, DUE - S) == ("at_risk", S)
+    assert sla(state, DUE) == ("at_risk", timedelta(0))
+    assert sla(state, DUE + S) == ("breached", -S)
+    met = run(state, (report(("i1", upheld_at + H)), DUE))
+    assert sla(met, DUE + H) == ("met", timedelta(0))
+    late = run(state, (report(("i1", upheld_at + H)), DUE + S))
+    assert sla(late, DUE + H) == ("met_late", -S)
+
+
+def test_decline_upheld_after_the_deadline_is_breached_at_once() -> None:
+    state = run(declined(), (Uphold(reason="no"), DUE + 3 * H))
+    assert sla(state, DUE + 3 * H) == ("breached", -3 * H)
+
+
+# -------------------------------------------------------------------------------------------------- reviews
+
+
+def test_review_of_a_contest_is_due_after_the_review_hours() -> None:
+    assert review_due(contested(), POLICY) == CONTESTED + 72 * H
+    assert review_due(contested(), SlaPolicy(review_hours=8)) == CONTESTED + 8 * H
+
+
+def test_review_of_declines_is_due_after_the_review_hours_from_the_answer() -> None:
+    assert review_due(declined(), POLICY) == NOTIFIED + 2 * H + 72 * H
+
+
+@pytest.mark.parametrize(
+    "state",
+    [issued(), delivered(), upheld(), run(declined(), (AcceptDeclines(reason="ok"), DUE))],
+    ids=["issued", "delivered", "upheld", "accepted"],
+)
+def test_no_review_pending_no_review_due(state: OrderState) -> None:
+    assert review_due(state, POLICY) is None
+
+
+# ----------------------------------------------------------------------------------------------- escalation
+
+
+def test_next_escalation_of_an_order_not_notified() -> None:
+    assert next_escalation(issued(), POLICY) == Escalation(
+        T0 + H, NOT_NOTIFIED, "the platform was not notified within 1 h of issue"
+    )
+    assert next_escalation(issued(), SlaPolicy(notice_hours=0.5)) == Escalation(
+        T0 + 30 * 60 * S, NOT_NOTIFIED, "the platform was not notified within 0.5 h of issue"
+    )
+
+
+def test_next_escalations_of_a_notified_order_in_turn() -> None:
+    state = delivered()
+    expected = [(DUE, DEADLINE_MISSED), (DUE + 24 * H, STILL_OPEN), (DUE + 72 * H, STILL_OPEN_LONG)]
+    for due_at, level in expected:
+        found = next_escalation(state, POLICY)
+        assert found is not None and (found.due_at, found.level) == (due_at, level)
+        state = run(state, (Escalate(level, found.reason), due_at))
+    assert next_escalation(state, POLICY) is None
+
+
+def test_due_escalations_caught_up_at_once() -> None:
+    state = delivered()
+    assert due_escalations(state, POLICY, DUE - S) == []
+    assert [e.level for e in due_escalations(state, POLICY, DUE)] == [DEADLINE_MISSED]
+    assert [e.level for e in due_escalations(state, POLICY, DUE + 80 * H)] == [
+        DEADLINE_MISSED,
+        STILL_OPEN,
+        STILL_OPEN_LONG,
+    ]
+    state = run(state, (Escalate(STILL_OPEN, "x"), DUE + 80 * H))
+    assert [e.level for e in due_escalations(state, POLICY, DUE + 80 * H)] == [DEADLINE_MISSED, STILL_OPEN_LONG]
+
+
+def test_a_contest_pauses_the_platform_levels_and_starts_the_review_clock() -> None:
+    state = contested()
+    assert next_escalation(state, POLICY) == Escalation(
+        CONTESTED + 72 * H, REVIEW_OVERDUE, "the issuer's review of the contest is overdue (72 h)"
+    )
+    assert due_escalations(state, POLICY, CONTESTED + 72 * H - S) == []  # no platform level while paused
+    resumed = upheld()
+    found = next_escalation(resumed, POLICY)
+    assert found is not None and (found.due_at, found.level) == (DUE + 30 * H, DEADLINE_MISSED)
+
+
+def test_nothing_escalates_once_closed_or_withdrawn() -> None:
+    done = run(delivered(1), (report(("i0", NOTIFIED)), DUE + H))
+    gone = run(issued(), (Withdraw(reason="x"), T0 + 10 * 60 * S))
+    for state in (done, gone):
+        assert next_escalation(state, POLICY) is None
+        assert next_due(state, POLICY) is None
+
+
+def test_next_due_walks_the_status_changes_and_escalations() -> None:
+    state = delivered()
+    tick = timedelta(microseconds=1)
+    at_risk = DUE - 6 * H
+    assert next_due(state, POLICY, after=NOTIFIED) == at_risk + tick
+    assert status(state, POLICY, at_risk) == "on_track"
+    assert status(state, POLICY, at_risk + tick) == "at_risk"
+    assert next_due(state, POLICY, after=at_risk + tick) == DUE  # level 2 falls due at the deadline
+    state = run(state, (Escalate(DEADLINE_MISSED, "x"), DUE))
+    assert next_due(state, POLICY, after=DUE) == DUE + tick  # the first breached instant
+    assert status(state, POLICY, DUE + tick) == "breached"
+    assert next_due(state, POLICY, after=DUE + tick) == DUE + 24 * H
+    # An escalation not yet recorded stays due, however late the sweep looks.
+    assert next_due(state, POLICY, after=DUE + 100 * H) == DUE + 24 * H
+
+
+def test_next_due_of_orders_waiting_for_the_issuer_is_the_review() -> None:
+    assert next_due(contested(), POLICY, after=CONTESTED) == CONTESTED + 72 * H
+    assert next_due(declined(), POLICY, after=NOTIFIED + 2 * H) == NOTIFIED + 74 * H
+    reviewed = run(contested(), (Escalate(REVIEW_OVERDUE, "x"), CONTESTED + 72 * H))
+    assert next_due(reviewed, POLICY, after=CONTESTED + 72 * H) is None
+
+
+def test_a_whole_order_life_fires_each_level_once_at_its_time() -> None:
+    """A sweep that wakes exactly at each order's next due time, through a whole life, on a moving clock."""
+    policy = SlaPolicy()
+    read = T0 + 2 * H  # not notified until the platform reads its inbox: level 1 at T0+1h
+    due = read + 24 * H
+    contest_at = due + 80 * H  # after levels 2, 3 and 4; the order has no contest window
+    life: list[tuple[datetime, Command]] = [
+        (read, ReadInbox(address="api-key:k1")),
+        (read + H, ReportOutcomes((OutcomeReport("i0", "removed", read + H),))),
+        (contest_at, Contest(grounds="already_actioned", detail="the second post is gone too")),
+        (contest_at + 100 * H, Uphold(reason="it is still online")),  # review overdue at contest_at + 72 h
+        (contest_at + 101 * H, ReportOutcomes((OutcomeReport("i1", "removed", contest_at + 101 * H),))),
+    ]
+    expected = {
+        NOT_NOTIFIED: T0 + H,
+        DEADLINE_MISSED: due,
+        STILL_OPEN: due + 24 * H,
+        STILL_OPEN_LONG: due + 72 * H,
+        REVIEW_OVERDUE: contest_at + 72 * H,
+    }
+    state = issued()
+    now = T0
+    fired: list[OrderEscalated] = []
+    while True:
+        wake = next_due(state, policy, after=now)
+        step = life[0][0] if life else None
+        candidates = [t for t in (wake, step) if t is not None]
+        if not candidates:
+            break
+        now = min(candidates)
+        for escalation in due_escalations(state, policy, now):
+            state, events = execute(state, Escalate(escalation.level, escalation.reason), now, policy)
+            fired += [e for e in events if isinstance(e, OrderEscalated)]
+            with pytest.raises(DomainError):  # never twice
+                execute(state, Escalate(escalation.level, escalation.reason), now + H, policy)
+        if life and life[0][0] == now:
+            state, _ = execute(state, life.pop(0)[1], now, policy)
+    assert {e.level: e.escalated_at for e in fired} == expected
+    assert len(fired) == len(ESCALATION_LEVELS)
+    assert status(state, policy, now) == "met_late"
+
+
+def test_a_sweep_on_a_fixed_interval_fires_each_level_once_within_one_interval() -> None:
+    """The same, with a sweep every 7 minutes instead of at the exact due times: late by less than a step."""
+    policy = SlaPolicy()
+    state = delivered()
+    step = timedelta(minutes=7)
+    now = NOTIFIED
+    fired: dict[int, datetime] = {}
+    while now < DUE + 100 * H:
+        now += step
+        for escalation in due_escalations(state, policy, now):
+            assert escalation.level not in fired
+            state, _ = execute(state, Escalate(escalation.level, escalation.reason), now, policy)
+            fired[escalation.level] = now
+    expected = {DEADLINE_MISSED: DUE, STILL_OPEN: DUE + 24 * H, STILL_OPEN_LONG: DUE + 72 * H}
+    assert set(fired) == set(expected)
+    for level, due_at in expected.items():
+        assert timedelta(0) <= fired[level] - due_at < step

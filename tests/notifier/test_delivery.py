@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,13 @@ def api(api: Api) -> Api:
     return api
 
 
+async def drain(notifier: Notifier, client: httpx.AsyncClient) -> int:
+    """Claim every due delivery once and wait for their attempts (the loop, `Notifier.run`, without the loop)."""
+    jobs = await asyncio.to_thread(notifier.claim, notifier.config.total)
+    await asyncio.gather(*(notifier.attempt(client, job) for job in jobs))
+    return len(jobs)
+
+
 def configured(api: Api, timeout_s: float, allow_list: tuple[str, ...] = ("127.0.0.1",)) -> Notifier:
     """The app's notifier with a short timeout and the given allow-list."""
     notifier = api.container.notifier
@@ -65,7 +73,7 @@ async def test_issue_is_pushed_signed_and_the_clock_starts(
     receiver.script("/hook", Respond(200))
     order = api.issue().json()
     configured(api, timeout_s=2)
-    assert await api.container.notifier.drain(http) == 1
+    assert await drain(api.container.notifier, http) == 1
     [request] = receiver.requests("/hook")
     Webhook(secret).verify(request.body, request.headers)
     body = json.loads(request.body)
@@ -73,6 +81,9 @@ async def test_issue_is_pushed_signed_and_the_clock_starts(
     assert body["data"]["links"]["acknowledge"].endswith(f"/v1/orders/{order['id']}/acknowledge")
     got = api.call("GET", f"/v1/orders/{order['id']}", "platform_a").json()
     assert got["status"] == "delivered" and got["notified_via"] == "webhook"
+    # The delivery records where it was pushed and who the registry had on record then.
+    assert got["notification"]["address"] == receiver.url("/hook")
+    assert got["notification"]["representative"]["name"] == "Rep"
     notified = datetime.fromisoformat(got["notified_at"])
     assert notified == api.clock.now()
     assert datetime.fromisoformat(got["deadline"]) - notified == timedelta(hours=24)
@@ -88,13 +99,13 @@ async def test_500_then_200_retries_with_the_same_webhook_id(
     receiver.script("/hook", Respond(500, b"oops"), Respond(200))
     notifier = configured(api, timeout_s=2)
     oid = api.issue().json()["id"]
-    await notifier.drain(http)
+    await drain(notifier, http)
     [d] = deliveries(api, oid)
     assert d["state"] == "pending" and d["attempt_log"][0]["status_code"] == 500
     assert d["attempt_log"][0]["response_excerpt"] == "oops"
-    assert await notifier.drain(http) == 0, "the retry waits for its backoff"
+    assert await drain(notifier, http) == 0, "the retry waits for its backoff"
     api.advance(seconds=6)
-    assert await notifier.drain(http) == 1
+    assert await drain(notifier, http) == 1
     first, second = receiver.requests("/hook")
     assert first.headers["webhook-id"] == second.headers["webhook-id"]
     for r in (first, second):
@@ -114,7 +125,7 @@ async def test_transport_faults_are_recorded_and_retried(
     receiver.script("/hook", behaviour)  # type: ignore[arg-type]
     notifier = configured(api, timeout_s=0.5)
     oid = api.issue().json()["id"]
-    await notifier.drain(http)
+    await drain(notifier, http)
     [d] = deliveries(api, oid)
     assert d["state"] == "pending"
     assert d["attempt_log"][0]["error_kind"] in (error_kind, "read")
@@ -126,7 +137,7 @@ async def test_connection_refused(api: Api, http: httpx.AsyncClient) -> None:
     point_webhook(api, f"http://127.0.0.1:{unused_port()}/hook")
     notifier = configured(api, timeout_s=0.5)
     oid = api.issue().json()["id"]
-    await notifier.drain(http)
+    await drain(notifier, http)
     assert deliveries(api, oid)[0]["attempt_log"][0]["error_kind"] == "connect"
 
 
@@ -135,11 +146,11 @@ async def test_429_honours_retry_after(api: Api, receiver: Receiver, http: httpx
     receiver.script("/hook", Respond(429, headers={"Retry-After": "120"}), Respond(200))
     notifier = configured(api, timeout_s=2)
     oid = api.issue().json()["id"]
-    await notifier.drain(http)
+    await drain(notifier, http)
     api.advance(seconds=60)
-    assert await notifier.drain(http) == 0, "Retry-After: 120 must be honoured over the 5 s backoff"
+    assert await drain(notifier, http) == 0, "Retry-After: 120 must be honoured over the 5 s backoff"
     api.advance(seconds=61)
-    assert await notifier.drain(http) == 1
+    assert await drain(notifier, http) == 1
     assert deliveries(api, oid)[0]["state"] == "delivered"
 
 
@@ -148,13 +159,13 @@ async def test_410_disables_the_endpoint(api: Api, receiver: Receiver, http: htt
     receiver.script("/hook", Respond(410))
     notifier = configured(api, timeout_s=2)
     oid = api.issue().json()["id"]
-    await notifier.drain(http)
+    await drain(notifier, http)
     assert deliveries(api, oid)[0]["state"] == "dead"
     platform = api.call("GET", f"/v1/platforms/{api.platform_a}", "admin").json()
     assert platform["webhook_enabled"] is False and "410" in platform["webhook_disabled_reason"]
     # Later orders wait in the inbox instead of being pushed to a gone endpoint.
     second = api.issue(issuer_reference="R-2").json()["id"]
-    await notifier.drain(http)
+    await drain(notifier, http)
     assert deliveries(api, second)[0]["state"] == "cancelled"
     assert len(receiver.requests("/hook")) == 1
     assert second in [o["id"] for o in api.call("GET", "/v1/orders", "platform_a").json()["items"]]
@@ -166,7 +177,7 @@ async def test_redirect_is_not_followed(api: Api, receiver: Receiver, http: http
     receiver.script("/elsewhere", Respond(200))
     notifier = configured(api, timeout_s=2)
     oid = api.issue().json()["id"]
-    await notifier.drain(http)
+    await drain(notifier, http)
     assert receiver.requests("/elsewhere") == []
     d = deliveries(api, oid)[0]
     assert d["state"] == "pending" and d["attempt_log"][0]["status_code"] == 301
@@ -183,7 +194,7 @@ async def test_private_destination_is_refused_without_allow_list(
     receiver.script("/hook", Respond(200))
     notifier = configured(api, timeout_s=2, allow_list=())
     oid = api.issue().json()["id"]
-    await notifier.drain(http)
+    await drain(notifier, http)
     assert receiver.requests("/hook") == []
     assert deliveries(api, oid)[0]["attempt_log"][0]["error_kind"] == "refused_destination"
 
@@ -196,7 +207,7 @@ async def test_dead_letter_after_last_attempt_escalates(api: Api, http: httpx.As
     notifier.recorder.policy = RetryPolicy(max_attempts=3)
     oid = api.issue().json()["id"]
     for _ in range(3):
-        await notifier.drain(http)
+        await drain(notifier, http)
         api.advance(minutes=5)
     d = deliveries(api, oid)[0]
     assert d["state"] == "dead" and len(d["attempt_log"]) == 3
@@ -212,7 +223,7 @@ async def test_rotation_sends_both_signatures(api: Api, receiver: Receiver, http
     receiver.script("/hook", Respond(200))
     notifier = configured(api, timeout_s=2)
     api.issue()
-    await notifier.drain(http)
+    await drain(notifier, http)
     [request] = receiver.requests("/hook")
     assert len(request.headers["webhook-signature"].split(" ")) == 2
     Webhook(old).verify(request.body, request.headers)
@@ -223,7 +234,7 @@ async def test_rotation_sends_both_signatures(api: Api, receiver: Receiver, http
     with api.container.db.transaction() as conn:
         conn.execute(platforms.update().values(previous_secret_expires_at=api.clock.now() - timedelta(seconds=1)))
     api.issue(issuer_reference="R-2")
-    await notifier.drain(http)
+    await drain(notifier, http)
     latest = receiver.requests("/hook")[-1]
     assert len(latest.headers["webhook-signature"].split(" ")) == 1
     Webhook(new).verify(latest.body, latest.headers)
@@ -233,7 +244,7 @@ async def test_withdrawal_cancels_what_is_still_queued(api: Api, http: httpx.Asy
     point_webhook(api, f"http://127.0.0.1:{unused_port()}/hook")
     notifier = configured(api, timeout_s=0.5)
     oid = api.issue().json()["id"]
-    await notifier.drain(http)
+    await drain(notifier, http)
     assert deliveries(api, oid)[0]["state"] == "pending"
     api.call("POST", f"/v1/orders/{oid}/withdraw", "issuer", json={"reason": "annulled"})
     [issued] = deliveries(api, oid)
@@ -272,7 +283,7 @@ async def test_the_request_goes_to_the_address_that_was_checked(
         resolver=lambda host, port: next(answers, ["169.254.169.254"]),
     )
     oid = api.issue().json()["id"]
-    await worker.drain(http)
+    await drain(worker, http)
     [request] = receiver.requests("/hook")
     assert request.headers["host"] == f"hook.platform.test:{port}"
     Webhook(secret).verify(request.body, request.headers)
@@ -286,7 +297,7 @@ async def test_a_response_with_nul_bytes_is_recorded_with_them_replaced(
     receiver.script("/hook", Respond(500, b"bad\x00body"))
     notifier = configured(api, timeout_s=2)
     oid = api.issue().json()["id"]
-    await notifier.drain(http)
+    await drain(notifier, http)
     [d] = deliveries(api, oid)
     assert d["attempt_log"][0]["response_excerpt"] == "bad\ufffdbody"
     assert event_types(api, oid) == ["order.issued", "order.delivery_attempt_failed"]

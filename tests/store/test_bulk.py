@@ -40,6 +40,7 @@ def delivery(n: int, **overrides: Any) -> dict[str, Any]:
         "created_at": T0,
         "delivered_at": None,
         "last_error": None,
+        "request_id": None,
     }
     return row | overrides
 

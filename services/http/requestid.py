@@ -1,0 +1,66 @@
+"""The request id: taken from `X-Request-Id` (or made), bound to the request's log lines, returned in the response."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.logs import bind_request_id, unbind_request_id
+
+HEADER = b"x-request-id"
+MAX_LENGTH = 128
+
+log = logging.getLogger("takedown.http")
+
+
+def usable(value: bytes | None) -> str | None:
+    """A client's request id if it is safe to log and echo: printable ASCII, 1 to 128 characters (None: not)."""
+    if value is None or not 0 < len(value) <= MAX_LENGTH:
+        return None
+    try:
+        text = value.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return text if text.isprintable() and text.strip() == text else None
+
+
+class RequestIdMiddleware:
+    """Binds each HTTP request's id for its duration and logs one line per request (method, path, status, time)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope["headers"] if k == HEADER), None)
+        request_id = usable(given) or uuid.uuid4().hex
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != HEADER]
+                message = {**message, "headers": [*headers, (HEADER, request_id.encode("ascii"))]}
+            await send(message)
+
+        started = time.perf_counter()
+        bind_request_id(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except BaseException:
+            # Left bound: Starlette's outermost error middleware logs the error after this frame is gone, and its
+            # line should carry the id too. The binding ends with the request's task (each request has its own).
+            log.error("request failed", extra={"method": scope["method"], "path": scope["path"]})
+            raise
+        duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        log.info(
+            "request finished",
+            extra={"method": scope["method"], "path": scope["path"], "status": status, "duration_ms": duration_ms},
+        )
+        unbind_request_id()
