@@ -3,14 +3,18 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint bench install clean
+.PHONY: run test lint bench install browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-install: $(BIN)/python
+install: $(BIN)/python browser
 	$(BIN)/pip install --quiet -e '.[test]'
+
+## Debian's chromium for the dashboard's browser test (Playwright drives it; its own browser download is unreachable).
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 ## Set everything up and run the all-in-one service on SQLite with demo data (http://127.0.0.1:8000/docs).
 run: $(BIN)/python

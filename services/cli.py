@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -322,6 +323,46 @@ def feeder() -> None:
 
 
 cli.add_typer(ledger_cli, name="ledger")
+
+
+@cli.command("report")
+def report(
+    start: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="first day")],
+    end: Annotated[datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="last day, inclusive")],
+    period: Annotated[str, typer.Option(help="month or day")] = "month",
+    group_by: Annotated[str | None, typer.Option(help="authority, category, legal_basis or platform")] = None,
+    csv: Annotated[str | None, typer.Option("--csv", help="also write the report as CSV to this file")] = None,
+) -> None:
+    """The public transparency report as a table (small cells suppressed, as on /v1/transparency/report)."""
+    from services.transparency.render import to_csv, to_table
+    from services.transparency.report import DIMENSIONS, ReportError
+    from services.transparency.service import make_report
+
+    if period not in ("month", "day") or (group_by is not None and group_by not in DIMENSIONS):
+        typer.echo("error: --period is month or day; --group-by one of " + ", ".join(DIMENSIONS), err=True)
+        raise typer.Exit(2)
+    container = _container()
+    try:
+        with container.db.read() as conn:
+            made = make_report(
+                conn,
+                today=container.clock.now().date(),
+                start=start.date(),
+                end=end.date(),
+                period=period,  # type: ignore[arg-type]  # checked above
+                group_by=group_by,  # type: ignore[arg-type]
+                min_cell=container.settings.transparency_min_cell,
+            )
+    except ReportError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        container.close()
+    typer.echo(to_table(made), nl=False)
+    if csv:
+        with open(csv, "w", encoding="utf-8", newline="") as out:
+            out.write(to_csv(made))
+        typer.echo(f"CSV written to {csv}")
 
 
 @cli.command()

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # One JSON object per log line (for a log shipper) instead of lines for a console.
     log_json: bool = False
+    # The public transparency report withholds every cell with fewer orders than this (small-cell suppression).
+    transparency_min_cell: int = Field(default=5, ge=1)
 
     @field_validator("log_level", mode="before")
     @classmethod

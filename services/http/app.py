@@ -14,6 +14,7 @@ from sqlalchemy import text
 from services.bootstrap import Container
 from services.http import problems
 from services.http.bodylimit import BodyLimitMiddleware
+from services.http.dashboard import router as dashboard_router
 from services.http.deliveries import router as deliveries_router
 from services.http.deps import ContainerDep
 from services.http.evidence import router as evidence_router
@@ -22,6 +23,7 @@ from services.http.orders import router as orders_router
 from services.http.platforms import router as platforms_router
 from services.http.requestid import RequestIdMiddleware
 from services.http.sla import router as sla_router
+from services.http.transparency import router as transparency_router
 from shared.migrate import current_revision, head_revision
 
 
@@ -67,6 +69,8 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
     app.include_router(sla_router)
     app.include_router(ledger_router)
     app.include_router(evidence_router)
+    app.include_router(transparency_router)
+    app.include_router(dashboard_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     def healthz() -> dict[str, str]:

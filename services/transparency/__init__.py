@@ -1,0 +1,1 @@
+"""The public transparency report (aggregates with small-cell suppression) and the dashboard's overview queries."""
