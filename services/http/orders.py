@@ -20,6 +20,7 @@ from services.orders.schemas import (
     StatusFilter,
     UtcTime,
 )
+from services.orders.sla import SlaStatus
 from shared.events import Category
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
@@ -46,6 +47,7 @@ def list_orders(
     principal: Reader,
     c: ContainerDep,
     status: StatusFilter | None = None,
+    sla_status: SlaStatus | None = None,
     platform: Annotated[str | None, Query(max_length=36)] = None,
     category: Category | None = None,
     issued_from: UtcTime | None = None,
@@ -57,6 +59,7 @@ def list_orders(
     items, next_cursor = c.orders.list(
         principal,
         status=status,
+        sla_status=sla_status,
         platform_id=platform,
         category=category,
         issued_from=issued_from,

@@ -267,6 +267,7 @@ class OrderService:
         principal: Principal,
         *,
         status: str | None = None,
+        sla_status: str | None = None,
         platform_id: str | None = None,
         category: str | None = None,
         issued_from: datetime | None = None,
@@ -287,6 +288,8 @@ class OrderService:
             stmt = stmt.where(o.c.platform_id == principal.platform_id)
         if status:
             stmt = stmt.where(o.c.status == status)
+        if sla_status:
+            stmt = stmt.where(o.c.sla_status == sla_status)
         if platform_id:
             stmt = stmt.where(o.c.platform_id == platform_id)
         if category:

@@ -48,6 +48,8 @@ orders = Table(
     Column("deadline", UtcDateTime, nullable=True),
     # The next time something falls due without a new event (an escalation, a status change): the sweep's index.
     Column("next_due_at", UtcDateTime, nullable=True),
+    # The SLA status as of the last event or sweep (the filter `?sla_status=`; documents are refreshed on read).
+    Column("sla_status", String(24), nullable=True),
     Column("closed_at", UtcDateTime, nullable=True),
     Column("withdrawn_at", UtcDateTime, nullable=True),
     Column("version", Integer, nullable=False),
@@ -58,6 +60,7 @@ orders = Table(
     Index(None, "authority_id", "id"),
     Index(None, "status", "id"),
     Index(None, "next_due_at"),
+    Index(None, "sla_status", "id"),
 )
 
 # Idempotency-Key → the order it created, per issuing authority.
@@ -162,6 +165,7 @@ def _row(state: OrderState, document: dict[str, Any], policy: SlaPolicy, now: da
     return {
         # Kept in the command's own transaction, so the sweep finds what falls due even while numbering waits.
         "next_due_at": next_due(state, policy, after=now),
+        "sla_status": status(state, policy, now),
         "status": state.status,
         "notified_at": state.notified_at,
         "deadline": deadline(state, policy),
@@ -184,9 +188,10 @@ def claim_due(conn: Connection, now: datetime, limit: int) -> list[str]:
     return [r.id for r in conn.execute(stmt)]
 
 
-def set_next_due(conn: Connection, due: Mapping[str, datetime | None]) -> None:
-    """Set orders' next due time (after a sweep found nothing to record for them)."""
-    bulk_update(conn, orders, "id", [{"id": order_id, "next_due_at": at} for order_id, at in sorted(due.items())])
+def set_due(conn: Connection, due: Mapping[str, tuple[str | None, datetime | None]]) -> None:
+    """Set orders' SLA status and next due time as time alone moved them (the sweep found nothing to record)."""
+    rows = [{"id": o, "sla_status": sla, "next_due_at": at} for o, (sla, at) in sorted(due.items())]
+    bulk_update(conn, orders, "id", rows, keep_if_null=("sla_status",))
 
 
 def get_row(conn: Connection, order_id: str) -> Any:

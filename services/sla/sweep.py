@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 from services.orders import views
 from services.orders.domain import Command, DomainError, Escalate, replay
 from services.orders.service import OrderService
-from services.orders.sla import SlaPolicy, due_escalations, next_due
+from services.orders.sla import SlaPolicy, due_escalations, next_due, status
 from services.sla.projection import SlaProjection
 from services.sla.tables import escalations
 from shared.bus import Published
@@ -87,27 +87,27 @@ class Sweep:
             return 0
         stored = self.store.read_streams(conn, due, positions=False)
         commands: list[tuple[str, Command, dict[str, Any]]] = []
-        quiet: dict[str, datetime | None] = {}
+        quiet: dict[str, tuple[str | None, datetime | None]] = {}
         for order_id in due:
             state = replay(load_event(e.type, e.schema_version, e.data) for e in stored.get(order_id, []))
             if state is None:
-                quiet[order_id] = None
+                quiet[order_id] = (None, None)
                 continue
             found = due_escalations(state, self.policy, now)
             for escalation in found:
                 commands.append((order_id, Escalate(level=escalation.level, reason=escalation.reason), _META))
             if not found:
-                quiet[order_id] = next_due(state, self.policy, after=now)
+                quiet[order_id] = (status(state, self.policy, now), next_due(state, self.policy, after=now))
         outcomes: Sequence[object] = self.orders.record_many(conn, commands) if commands else []
         for (order_id, command, _), outcome in zip(commands, outcomes, strict=True):
             if isinstance(outcome, DomainError):
                 # Should not happen (the same rules chose it); look again later rather than every pass.
                 log.warning("order %s: escalation refused: %s", order_id, outcome.reason)
-                quiet[order_id] = now + RETRY_REFUSED
+                quiet[order_id] = (None, now + RETRY_REFUSED)
             elif isinstance(command, Escalate):
                 ESCALATED.labels(str(command.level)).inc()
                 log.info("order %s escalated, level %s: %s", order_id, command.level, command.reason)
-        views.set_next_due(conn, quiet)
+        views.set_due(conn, quiet)
         return len(due)
 
 

@@ -216,3 +216,26 @@ def test_three_sweeper_processes_escalate_each_of_500_orders_once_per_level(pg_d
         by_order.setdefault(stream_id, []).append(int(data["level"]))
     assert sorted(by_order) == sorted(ids)
     assert all(sorted(found) == [NOT_NOTIFIED] for found in by_order.values()), "each order once, at its one due level"
+
+
+def test_orders_filter_by_sla_status_as_the_sweep_moves_them(api: Api) -> None:
+    fast = api.issue(issuer_reference="F-1").json()["id"]
+    slow = api.issue(issuer_reference="F-2").json()["id"]
+    for oid in (fast, slow):
+        api.call("POST", f"/v1/orders/{oid}/acknowledge", "platform_a", json={})
+    items = api.call("GET", f"/v1/orders/{fast}", "admin").json()["items"]
+    outcomes = [
+        {"item_id": i["item_id"], "outcome": "removed", "actioned_at": api.clock.now().isoformat()} for i in items
+    ]
+    api.call("POST", f"/v1/orders/{fast}/outcomes", "platform_a", json={"outcomes": outcomes})
+
+    def ids(sla_status: str) -> list[str]:
+        r = api.call("GET", "/v1/orders", "auditor", params={"sla_status": sla_status})
+        assert r.status_code == 200, r.text
+        return [o["id"] for o in r.json()["items"]]
+
+    assert (ids("met"), ids("on_track"), ids("breached")) == ([fast], [slow], [])
+    api.advance(hours=24, seconds=1)
+    sweep(api)
+    assert (ids("met"), ids("on_track"), ids("breached")) == ([fast], [], [slow])
+    assert api.call("GET", "/v1/orders", "auditor", params={"sla_status": "soon"}).status_code == 422
