@@ -6,14 +6,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 
-from services.http.deps import ContainerDep, Issuer, PlatformRep, Reader
+from services.http.deps import Admin, ContainerDep, Issuer, PlatformRep, Reader
 from services.ledger.leaf import receipt
-from services.orders.domain import Acknowledge, Contest, OutcomeReport, ReportOutcomes, Uphold, Withdraw
+from services.orders.domain import AcceptDeclines, Acknowledge, Contest, OutcomeReport, ReportOutcomes, Uphold, Withdraw
 from services.orders.schemas import (
     AcknowledgeIn,
     ContestIn,
     EventOut,
     IssueOrderIn,
+    NoticeIn,
     OrderPage,
     OutcomesIn,
     ReviewIn,
@@ -120,10 +121,22 @@ def contest(order_id: str, body: ContestIn, principal: PlatformRep, c: Container
     return c.orders.act(principal, order_id, Contest(grounds=body.grounds, detail=body.detail))
 
 
-@router.post("/{order_id}/uphold", summary="Uphold a contested order (issuer)")
+@router.post("/{order_id}/uphold", summary="Uphold a contested order, or the items a platform declined (issuer)")
 def uphold(order_id: str, body: ReviewIn, principal: Issuer, c: ContainerDep) -> dict[str, Any]:
-    """The review found the order stands: the clock resumes."""
+    """The review found the order stands: after a contest the clock resumes; declined items are due again."""
     return c.orders.act(principal, order_id, Uphold(reason=body.reason))
+
+
+@router.post("/{order_id}/declines/accept", summary="Accept the platform's declines (issuer)")
+def accept_declines(order_id: str, body: ReviewIn, principal: Issuer, c: ContainerDep) -> dict[str, Any]:
+    """The issuer accepts the declined items: the order closes as declined (a decline never counts as met)."""
+    return c.orders.act(principal, order_id, AcceptDeclines(reason=body.reason))
+
+
+@router.post("/{order_id}/notices", summary="Record a notice sent to the representative another way (admin)")
+def record_notice(order_id: str, body: NoticeIn, principal: Admin, c: ContainerDep) -> dict[str, Any]:
+    """E-mail, letter or other channel, with its evidence: the platform is notified now unless it already was."""
+    return c.orders.record_notice(principal, order_id, body.channel, body.address, body.evidence)
 
 
 @router.post("/{order_id}/withdraw", summary="Withdraw the order (issuer)")

@@ -16,6 +16,7 @@ from shared.events import (
     ContestGrounds,
     Item,
     LegalBasis,
+    NoticeChannel,
     OrderFields,
     Outcome,
     Redress,
@@ -191,6 +192,14 @@ class OutcomesIn(_Strict):
 class ContestIn(_Strict):
     grounds: ContestGrounds
     detail: Text2000
+
+
+class NoticeIn(_Strict):
+    """A notice sent to the platform's representative by another channel than the webhook, with its evidence."""
+
+    channel: NoticeChannel
+    address: Text200
+    evidence: Text2000
 
 
 class ReviewIn(_Strict):
