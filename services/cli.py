@@ -13,8 +13,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import typer
 import uvicorn
@@ -50,6 +51,22 @@ def _serve(container: Container, run_workers: bool, host: str, port: int) -> Non
     """Serve the API with uvicorn, its own loggers routed through ours (no access log: ours has the request id)."""
     app = create_app(container, run_workers=run_workers)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+
+
+class _Worker(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+def _run_alone(part: Callable[[Container], _Worker]) -> None:
+    """Run one background part of the service alone until SIGTERM or Ctrl-C."""
+    container = _container()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    part(container).start()
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+    container.close()
 
 
 @cli.command()
@@ -163,13 +180,7 @@ def api(
 @cli.command()
 def sequencer() -> None:
     """The sequencer alone: gives committed events their global positions (safe to run in many copies)."""
-    container = _container()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    container.sequencer.start()
-    with contextlib.suppress(KeyboardInterrupt):
-        stop.wait()
-    container.close()
+    _run_alone(lambda c: c.sequencer)
 
 
 @projections_cli.command("rebuild")
@@ -188,30 +199,18 @@ def scheduler(
     once: Annotated[bool, typer.Option(help="sweep once and exit (for cron or a test)")] = False,
 ) -> None:
     """The sweep alone: escalates what fell due and moves SLA statuses by time (safe to run in many copies)."""
-    container = _container()
     if once:
-        swept = container.sweep.run_once()
-        typer.echo(f"swept {swept} due orders")
+        container = _container()
+        typer.echo(f"swept {container.sweep.run_once()} due orders")
         container.close()
         return
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    container.scheduler.start()
-    with contextlib.suppress(KeyboardInterrupt):
-        stop.wait()
-    container.close()
+    _run_alone(lambda c: c.scheduler)
 
 
 @projections_cli.command("run")
 def projections_run() -> None:
     """Keep the projections caught up (run any number of copies: one applies a batch at a time)."""
-    container = _container()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    container.projections.start()
-    with contextlib.suppress(KeyboardInterrupt):
-        stop.wait()
-    container.close()
+    _run_alone(lambda c: c.projections)
 
 
 # ------------------------------------------------------------------------------------------------ ledger
@@ -313,13 +312,7 @@ def verify_bundle(
 @ledger_cli.command("feeder")
 def feeder() -> None:
     """The feeder alone: appends sequenced events to the tree and signs checkpoints on schedule (many copies are safe)."""
-    container = _container()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    container.ledger.start()
-    with contextlib.suppress(KeyboardInterrupt):
-        stop.wait()
-    container.close()
+    _run_alone(lambda c: c.ledger)
 
 
 cli.add_typer(ledger_cli, name="ledger")

@@ -8,8 +8,6 @@ from position 0 (`takedown projections rebuild`); the tests check that a rebuild
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -17,6 +15,7 @@ from sqlalchemy import BigInteger, Column, Connection, String, Table, select
 
 from shared.db import Database, metadata
 from shared.eventstore import EventStore, RecordedEvent
+from shared.loop import BackgroundLoop
 
 log = logging.getLogger("takedown.projections")
 
@@ -93,11 +92,10 @@ class ProjectionRunner:
     def __init__(
         self, db: Database, store: EventStore, projections: Sequence[Projection], interval_s: float = 0.2
     ) -> None:
-        self.db, self.store, self.projections, self.interval_s = db, store, list(projections), interval_s
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._last_error_log = 0.0
+        self.db, self.store, self.projections = db, store, list(projections)
+        self.loop = BackgroundLoop(
+            "projections", self._caught_up, log, interval_s=interval_s, failure="a projection failed to catch up"
+        )
 
     def run_once(self) -> int:
         """Catch every projection up; returns how many events were applied in all."""
@@ -105,32 +103,15 @@ class ProjectionRunner:
 
     def wake(self) -> None:
         """Run now instead of at the next poll."""
-        self._wake.set()
+        self.loop.wake()
 
     def start(self) -> None:
         """Run in a daemon thread until `stop`."""
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="projections", daemon=True)
-            self._thread.start()
+        self.loop.start()
 
     def stop(self) -> None:
         """Stop the background loop."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self.loop.stop()
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.interval_s)
-            self._wake.clear()
-            try:
-                self.run_once()
-            except Exception:
-                # A dropped connection must not kill the loop; log at most once a minute while it lasts.
-                if time.monotonic() - self._last_error_log > 60:
-                    self._last_error_log = time.monotonic()
-                    log.exception("a projection failed to catch up; retrying")
-                self._stop.wait(self.interval_s)
+    def _caught_up(self) -> None:
+        self.run_once()

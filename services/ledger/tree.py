@@ -9,7 +9,6 @@ commits: every function runs in the caller's transaction (`Database.transaction(
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +21,7 @@ from services.ledger.leaf import leaf_hash, leaf_index
 from services.ledger.tables import ledger_head, ledger_nodes
 from shared.db import Database
 from shared.eventstore import EventStore, RecordedEvent
+from shared.loop import BackgroundLoop
 
 log = logging.getLogger("takedown.ledger")
 
@@ -239,11 +239,11 @@ class LedgerFeeder:
         now: Callable[[], datetime] | None = None,
         on_idle: Callable[[], None] | None = None,
     ) -> None:
-        self.db, self.store, self.batch, self.interval_s = db, store, batch, interval_s
+        self.db, self.store, self.batch = db, store, batch
         self.now, self.on_idle = now, on_idle
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.loop = BackgroundLoop(
+            "ledger-feeder", self._fed, log, interval_s=interval_s, failure="ledger feeder: run failed; retrying"
+        )
 
     def run_once(self, conn: Connection) -> int:
         """Append the next batch of sequenced events in the caller's transaction; returns how many."""
@@ -272,36 +272,21 @@ class LedgerFeeder:
 
     def wake(self) -> None:
         """Ask the background loop to run now."""
-        self._wake.set()
+        self.loop.wake()
 
     def start(self) -> None:
         """Run in a daemon thread until `stop`."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="ledger-feeder", daemon=True)
-        self._thread.start()
+        self.loop.start()
 
     def stop(self) -> None:
         """Stop the background loop."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self.loop.stop()
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.interval_s)
-            self._wake.clear()
-            try:
-                while not self._stop.is_set():
-                    with self.db.transaction() as conn:
-                        added = self.run_once(conn)
-                    if added < self.batch:
-                        break
-                if self.on_idle is not None:
-                    self.on_idle()
-            except Exception:  # logged, then retried next tick: a dropped connection must not end the loop
-                log.exception("ledger feeder: run failed; retrying")
-                self._stop.wait(max(self.interval_s, 1.0))
+    def _fed(self) -> None:
+        while not self.loop.stopping.is_set():
+            with self.db.transaction() as conn:
+                added = self.run_once(conn)
+            if added < self.batch:
+                break
+        if self.on_idle is not None:
+            self.on_idle()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from shared.db import Database
 from shared.eventstore.store import EventStore
+from shared.loop import BackgroundLoop
 
 log = logging.getLogger("takedown.sequencer")
 
@@ -24,14 +24,16 @@ class Sequencer:
         batch: int = 10_000,
         log_every_s: float = 60.0,
     ) -> None:
-        self.db, self.store, self.interval_s, self.min_gap_s, self.batch = db, store, interval_s, min_gap_s, batch
-        # At most one logged failure per log_every_s: with the database down the loop fails 20 times a second.
-        self.log_every_s = log_every_s
-        self._failures = 0  # since the last logged one
-        self._logged_at: float | None = None
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.db, self.store, self.batch = db, store, batch
+        self.loop = BackgroundLoop(
+            "sequencer",
+            self._numbered,
+            log,
+            interval_s=interval_s,
+            min_gap_s=min_gap_s,
+            log_every_s=log_every_s,
+            failure="numbering events failed; retrying",
+        )
 
     @property
     def needed(self) -> bool:
@@ -50,53 +52,25 @@ class Sequencer:
         for _ in range(max_rounds):
             if self.run_once() == 0:
                 with self.db.read() as conn:
-                    pending = conn.exec_driver_sql(
-                        "SELECT count(*) FROM events e WHERE NOT EXISTS "
-                        "(SELECT 1 FROM event_positions p WHERE p.event_pk = e.id)"
-                    ).scalar_one()
+                    pending, _ = self.store.unnumbered(conn)
                 if not pending:
                     return
-                self._stop.wait(0.005)
+                time.sleep(0.005)
 
     def wake(self) -> None:
         """Ask the background loop to run now (called after an append commits)."""
-        self._wake.set()
+        self.loop.wake()
 
     def start(self) -> None:
         """Run in a daemon thread until `stop`."""
-        if not self.needed or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._loop, name="sequencer", daemon=True)
-        self._thread.start()
+        if self.needed:
+            self.loop.start()
 
     def stop(self) -> None:
         """Stop the background loop."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self.loop.stop()
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.interval_s)
-            self._wake.clear()
-            try:
-                # Run again at once only when a batch was full; otherwise the wakes of a burst of commits
-                # merge into the next run (min_gap_s), so numbering costs one transaction per gap, not per commit.
-                while self.run_once() >= self.batch and not self._stop.is_set():
-                    pass
-            except Exception:  # noqa: BLE001 - a dropped connection must not kill the loop; retry next tick
-                self._failed()
-                self._stop.wait(self.interval_s)
-            self._stop.wait(self.min_gap_s)
-
-    def _failed(self) -> None:
-        """Log the failure being handled, unless one was logged less than log_every_s ago (then count it)."""
-        now = time.monotonic()
-        if self._logged_at is not None and now - self._logged_at < self.log_every_s:
-            self._failures += 1
-            return
-        suppressed, self._failures, self._logged_at = self._failures, 0, now
-        more = f" ({suppressed} more failures since the last one logged)" if suppressed else ""
-        log.exception("numbering events failed; retrying%s", more)
+    def _numbered(self) -> None:
+        # Run again at once only when a batch was full; otherwise wait for the next wake or poll.
+        while self.run_once() >= self.batch and not self.loop.stopping.is_set():
+            pass

@@ -45,7 +45,7 @@ def test_the_feeder_loop_logs_its_failures_and_keeps_running(
         raise RuntimeError("connection dropped")
 
     monkeypatch.setattr(EventStore, "read_all", broken)
-    ledger.feeder.interval_s = 0.01
+    ledger.feeder.loop.interval_s = 0.01
     with caplog.at_level(logging.ERROR, logger="takedown.ledger"):
         ledger.start()
         try:

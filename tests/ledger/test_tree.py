@@ -166,7 +166,7 @@ def test_concurrent_feeders_build_one_tree(db: Database, ledger: Ledger) -> None
 
 
 def test_background_loop_feeds_and_checkpoints(db: Database, ledger: Ledger) -> None:
-    ledger.feeder.interval_s = 0.01
+    ledger.feeder.loop.interval_s = 0.01
     ledger.checkpoint_interval_s = 0.0
     append_events(db, 4)
     ledger.start()
