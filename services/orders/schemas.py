@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import pycountry
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+from pydantic.config import JsonDict
 
+from services.orders.domain import Status
 from shared.events import (
     Attachment,
     Authority,
@@ -16,6 +18,7 @@ from shared.events import (
     ContestGrounds,
     Item,
     LegalBasis,
+    NotificationChannel,
     OrderFields,
     Outcome,
     Redress,
@@ -26,8 +29,28 @@ MAX_ITEMS = 1000
 MAX_REASONS = 10_000
 MAX_URL = 2048
 
-Text200 = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
-Text2000 = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"\S")]
+# PostgreSQL text cannot hold NUL, and surrounding whitespace is stripped before the length is checked: the
+# patterns say both, so that every string the schema admits is one the service accepts.
+NUL_FREE = r"^[^\x00]*$"
+NOT_BLANK = r"^\s*[^\s\x00][^\x00]*$"
+
+
+def no_nul() -> Any:
+    """The constraint of a string that may not contain NUL."""
+    return Field(pattern=NUL_FREE)
+
+
+def _without_default(schema: JsonDict) -> None:
+    schema.pop("default", None)
+
+
+def not_sent() -> Any:
+    """The default of a field that may be left out but not sent as null (the default is kept out of the schema)."""
+    return Field(default=None, json_schema_extra=_without_default)
+
+
+Text200 = Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK)]
+Text2000 = Annotated[str, Field(min_length=1, max_length=2000, pattern=NOT_BLANK)]
 
 
 def _absolute_http_url(value: str) -> str:
@@ -63,9 +86,24 @@ def _no_nul(value: str) -> str:
     return value
 
 
+# An absolute http(s) URL with a host; any non-space characters after the host (IRIs too).
+ITEM_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~!$&'()*+,;=%-]+(?::[0-9]*)?(?:[/?#][^\s\x00-\x1f\x7f]*)?$"
+TERRITORIES: list[str] = sorted(
+    code
+    for code in [c.alpha_2 for c in pycountry.countries] + [s.code for s in pycountry.subdivisions]
+    if 2 <= len(code) <= 6
+)
+
 UtcTime = Annotated[datetime, AfterValidator(_utc)]
-HttpUrl = Annotated[str, Field(max_length=MAX_URL), AfterValidator(_absolute_http_url)]
-Territory = Annotated[str, Field(min_length=2, max_length=6), AfterValidator(_territory)]
+HttpUrl = Annotated[str, Field(max_length=MAX_URL, pattern=ITEM_URL_PATTERN), AfterValidator(_absolute_http_url)]
+Territory = Annotated[
+    str,
+    Field(min_length=2, max_length=6),
+    AfterValidator(_territory),
+    WithJsonSchema(
+        {"type": "string", "enum": TERRITORIES, "description": "ISO 3166-1 alpha-2 country or ISO 3166-2 subdivision"}
+    ),
+]
 
 
 class _Strict(BaseModel):
@@ -87,8 +125,8 @@ class _Strict(BaseModel):
 class ItemIn(_Strict):
     url: HttpUrl
     item_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")] | None = None
-    content_id: Annotated[str, Field(max_length=200)] | None = None
-    content_type: Annotated[str, Field(max_length=64)] | None = None
+    content_id: Annotated[str, Field(max_length=200), no_nul()] | None = None
+    content_type: Annotated[str, Field(max_length=64), no_nul()] | None = None
 
 
 class LegalBasisIn(_Strict):
@@ -103,23 +141,39 @@ class RedressIn(_Strict):
 
 class AttachmentIn(_Strict):
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-    name: Annotated[str, Field(max_length=200)] | None = None
+    name: Annotated[str, Field(max_length=200), no_nul()] | None = None
 
 
 class IssueOrderIn(_Strict):
-    """An order as an issuer sends it (the authority comes from the API key)."""
+    """An order as an issuer sends it (the authority comes from the API key).
+
+    Item ids and item URLs must each be unique within the order (JSON Schema cannot say that of a property).
+    """
+
+    # Category "other" needs a specification: said in the schema too, so that a schema-valid order is not refused.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"category": {"const": "other"}}, "required": ["category"]},
+            "then": {
+                "required": ["category_specification"],
+                "properties": {"category_specification": {"type": "string", "pattern": NOT_BLANK}},
+            },
+        }
+    )
 
     issuer_reference: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
     platform_id: Annotated[str, Field(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9-]+$")]
     signed_off_by: Text200
-    unit: Annotated[str, Field(max_length=200)] | None = None
+    unit: Annotated[str, Field(max_length=200), no_nul()] | None = None
     legal_basis: LegalBasisIn
     category: Category
-    category_specification: Annotated[str, Field(max_length=500)] | None = None
-    statement_of_reasons: Annotated[str, Field(min_length=1, max_length=MAX_REASONS, pattern=r"\S")]
+    category_specification: Annotated[str, Field(max_length=500), no_nul()] | None = None
+    statement_of_reasons: Annotated[str, Field(min_length=1, max_length=MAX_REASONS, pattern=NOT_BLANK)]
     items: Annotated[list[ItemIn], Field(min_length=1, max_length=MAX_ITEMS)]
     requested_action: RequestedAction = "remove"
-    territorial_scope: Annotated[list[Territory], Field(min_length=1, max_length=250)] = ["KZ"]
+    territorial_scope: Annotated[
+        list[Territory], Field(min_length=1, max_length=250, json_schema_extra={"uniqueItems": True})
+    ] = ["KZ"]
     redress: RedressIn | None = None
     language: Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] = "kk"
     attachments: Annotated[list[AttachmentIn], Field(max_length=50)] = []
@@ -168,14 +222,22 @@ class IssueOrderIn(_Strict):
 
 
 class AcknowledgeIn(_Strict):
-    note: Annotated[str, Field(max_length=2000)] | None = None
+    note: Annotated[str, Field(max_length=2000), no_nul()] | None = None
 
 
 class OutcomeIn(_Strict):
-    item_id: Annotated[str, Field(min_length=1, max_length=64)]
+    # A declined item needs a reason: said in the schema too, so that a schema-valid report is never refused.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"outcome": {"const": "declined"}}, "required": ["outcome"]},
+            "then": {"required": ["reason"], "properties": {"reason": {"type": "string", "pattern": NOT_BLANK}}},
+        }
+    )
+
+    item_id: Annotated[str, Field(min_length=1, max_length=64, pattern=NOT_BLANK)]
     outcome: Outcome
     actioned_at: UtcTime
-    reason: Annotated[str, Field(max_length=2000)] | None = None
+    reason: Annotated[str, Field(max_length=2000), no_nul()] | None = None
 
     @model_validator(mode="after")
     def _aware(self) -> OutcomeIn:
@@ -197,12 +259,100 @@ class ReviewIn(_Strict):
     reason: Text2000
 
 
+# What the API returns. The fields mirror `views.render()` (orders) one for one; a test keeps them equal.
+
+
+class AuthorityOut(BaseModel):
+    """The issuing authority as recorded on the order."""
+
+    id: str
+    name: str
+    unit: str | None
+
+
+class LegalBasisOut(BaseModel):
+    """The act and article the order relies on."""
+
+    act: str
+    article: str
+
+
+class RedressOut(BaseModel):
+    """How, and until when, the order may be contested."""
+
+    instructions: str
+    contest_within_hours: int | None
+
+
+class AttachmentOut(BaseModel):
+    """A document attached by its SHA-256 digest."""
+
+    sha256: str
+    name: str | None
+
+
+class ItemOutcomeOut(BaseModel):
+    """What the platform reported for one item."""
+
+    outcome: Outcome
+    reason: str | None
+    actioned_at: datetime
+    reported_at: datetime
+
+
+class OrderItemOut(BaseModel):
+    """One locator of content and, once reported, its outcome."""
+
+    item_id: str
+    url: str
+    content_id: str | None
+    content_type: str | None
+    outcome: ItemOutcomeOut | None
+
+
+class OrderOut(BaseModel):
+    """An order as issued, with its items and outcomes, its status and its deadline (null until notified)."""
+
+    id: str
+    issuer_reference: str
+    authority: AuthorityOut
+    signed_off_by: str
+    platform_id: str
+    legal_basis: LegalBasisOut
+    category: Category
+    category_specification: str | None
+    statement_of_reasons: str
+    requested_action: RequestedAction
+    territorial_scope: list[str]
+    redress: RedressOut | None
+    language: str
+    attachments: list[AttachmentOut]
+    issued_at: datetime
+    items: list[OrderItemOut]
+    status: Status
+    version: int
+    notified_at: datetime | None
+    notified_via: NotificationChannel | None
+    deadline: datetime | None
+    acknowledged_at: datetime | None
+    contested_at: datetime | None
+    upheld_at: datetime | None
+    withdrawn_at: datetime | None
+    closed_at: datetime | None
+    escalation_levels: list[int]
+    failed_delivery_attempts: int
+
+
 class OrderPage(BaseModel):
-    items: list[dict[str, Any]]
+    """One page of orders, newest first; `next_cursor` is null on the last page."""
+
+    items: list[OrderOut]
     next_cursor: str | None
 
 
 class EventOut(BaseModel):
+    """A recorded fact about an order; `position` is its global position (null until the sequencer numbers it)."""
+
     event_id: str
     type: str
     schema_version: int
@@ -213,4 +363,4 @@ class EventOut(BaseModel):
     leaf_hash: str = Field(description="the event's ledger leaf hash (RFC 9162, base64): the receipt")
 
 
-StatusFilter = Literal["issued", "delivered", "acknowledged", "contested", "closed", "withdrawn"]
+StatusFilter = Status
