@@ -65,6 +65,9 @@ def get_platform(platform_id: PlatformId, principal: AdminOrAuditor, c: Containe
 def update_platform(platform_id: PlatformId, body: PlatformPatch, principal: Admin, c: ContainerDep) -> dict[str, Any]:
     """Only the fields sent change; `webhook_url: null` removes the webhook (the inbox remains)."""
     changes = body.model_dump(mode="json", exclude_unset=True)
+    if body.representative is not None and "representative" in changes:
+        # A representative is replaced whole, defaults included (exclude_unset would drop its citizenship).
+        changes["representative"] = body.representative.model_dump(mode="json")
     if "webhook_url" in changes:
         registry.check_webhook_url(changes["webhook_url"], c.settings.webhook_allow_list)
     with c.db.transaction() as conn:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.orders.schemas import Text200, no_nul, not_sent
+from services.orders.schemas import WHITESPACE, Text200, no_nul, not_sent
 
 # An absolute http(s) URL with a host the notifier can call: the form the registry checks (`check_webhook_url`)
 # before it resolves the host. Resolving to an address that is not allowed is refused with 422 on top of this.
@@ -36,7 +36,7 @@ class Representative(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     name: Text200
     citizenship: Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")] = "KZ"
-    email: Annotated[str, Field(max_length=320, pattern=r"^[^@\s\x00]+@[^@\s\x00]+$")]
+    email: Annotated[str, Field(max_length=320, pattern=rf"^[^@{WHITESPACE}\x00]+@[^@{WHITESPACE}\x00]+$")]
     phone: Annotated[str, Field(max_length=40), no_nul()] | None = None
 
 

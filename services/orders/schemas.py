@@ -30,9 +30,14 @@ MAX_REASONS = 10_000
 MAX_URL = 2048
 
 # PostgreSQL text cannot hold NUL, and surrounding whitespace is stripped before the length is checked: the
-# patterns say both, so that every string the schema admits is one the service accepts.
+# patterns say both, so that every string the schema admits is one the service accepts. Whitespace is spelled out
+# as pydantic strips it (Unicode White_Space): `\s` means a different set in JSON Schema's regex dialect (ECMA-262),
+# in pydantic's (Rust) and in Python's.
+WHITESPACE = r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 NUL_FREE = r"^[^\x00]*$"
-NOT_BLANK = r"^\s*[^\s\x00][^\x00]*$"
+NOT_BLANK = rf"^[{WHITESPACE}]*[^{WHITESPACE}\x00][^\x00]*$"
+# No control characters and no whitespace (Python's `str.isspace` set, which the URL check uses, is within these).
+URL_CHARACTERS = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 
 def no_nul() -> Any:
@@ -87,7 +92,7 @@ def _no_nul(value: str) -> str:
 
 
 # An absolute http(s) URL with a host; any non-space characters after the host (IRIs too).
-ITEM_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~!$&'()*+,;=%-]+(?::[0-9]*)?(?:[/?#][^\s\x00-\x1f\x7f]*)?$"
+ITEM_URL_PATTERN = rf"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~!$&'()*+,;=%-]+(?::[0-9]*)?(?:[/?#]{URL_CHARACTERS}*)?$"
 TERRITORIES: list[str] = sorted(
     code
     for code in [c.alpha_2 for c in pycountry.countries] + [s.code for s in pycountry.subdivisions]
