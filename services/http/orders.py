@@ -33,6 +33,8 @@ IdempotencyKey = Annotated[
     Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"),
 ]
 
+LOCATION = {"description": "The order's URL", "schema": {"type": "string"}}
+
 # A command on one order: its id may be unknown (404), the order's rules may refuse it (409), the body may be
 # malformed (400), too large (413) or invalid (422), and the database may be busy (503).
 ORDER_COMMAND = {**ROLE_CHECKED, **problem_responses(400, 404, 409, 413, 422, 503)}
@@ -45,7 +47,12 @@ ORDER_READ = {**AUTHENTICATED, **problem_responses(400, 404, 422)}
     summary="Issue an order (issuer)",
     response_model=OrderOut,
     responses={
-        200: {"model": OrderOut, "description": "A repeat of an earlier request: the order it created"},
+        201: {"description": "The order, issued", "headers": {"Location": LOCATION}},
+        200: {
+            "model": OrderOut,
+            "description": "A repeat of an earlier request: the order it created",
+            "headers": {"Location": LOCATION, "Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}}},
+        },
         **ROLE_CHECKED,
         **problem_responses(400, 409, 413, 422, 503),
     },

@@ -20,7 +20,11 @@ router = APIRouter(prefix="/v1/platforms", tags=["platforms"])
     status_code=201,
     summary="Register a platform (admin); returns its webhook secret once",
     response_model=PlatformWithSecretOut,
-    responses={**ROLE_CHECKED, **problem_responses(400, 409, 413, 422, 503)},
+    responses={
+        201: {"description": "The platform, registered", "headers": {"Location": {"schema": {"type": "string"}}}},
+        **ROLE_CHECKED,
+        **problem_responses(400, 409, 413, 422, 503),
+    },
 )
 def register_platform(body: PlatformIn, principal: Admin, c: ContainerDep, response: Response) -> dict[str, Any]:
     """Register a platform and its local representative."""

@@ -1,7 +1,7 @@
 """Schemathesis over the served OpenAPI document, with every role's key and seeded data.
 
 Each generated request (positive and negative) is sent with the admin, issuer, platform and auditor keys and with
-none, and each response must: not be a server error, have a documented status and content type, match its
+none, and each response must: not be a server error, have a documented status, content type and headers, match its
 documented schema, and, for a schema-valid request, not be refused as invalid (400/422). Path ids, the order's
 platform, page cursors and webhook hosts are mapped to data that exists (JSON Schema cannot say "an id that
 exists"), so schema-valid requests reach the service's rules instead of stopping at "not found".
@@ -25,6 +25,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     positive_data_acceptance,
+    response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -39,6 +40,7 @@ CHECKS = [
     status_code_conformance,
     content_type_conformance,
     response_schema_conformance,
+    response_headers_conformance,
     positive_data_acceptance,
 ]
 # Examples per operation and generation mode; every example is sent once per role. Bounded so that the whole run
