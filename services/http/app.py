@@ -23,7 +23,7 @@ from services.http.ledger import router as ledger_router
 from services.http.orders import router as orders_router
 from services.http.platforms import router as platforms_router
 from services.http.requestid import RequestIdMiddleware
-from services.http.schemas import Health, Readiness
+from services.http.schemas import Health, Readiness, obliged_rule
 from services.http.sla import router as sla_router
 from shared.migrate import current_revision, head_revision
 
@@ -119,7 +119,11 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
             document = get_openapi(
                 title=app.title, version=app.version, summary=app.summary, routes=app.routes, tags=TAGS
             )
-            document.setdefault("components", {}).setdefault("schemas", {}).update(problems.problem_schemas())
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(problems.problem_schemas())
+            # The law's threshold is a setting: the registration schemas state it as this process enforces it.
+            for name in ("PlatformIn", "PlatformPatch"):
+                schemas[name].update(obliged_rule(container.settings.obliged_monthly_users))
             app.openapi_schema = document
         return app.openapi_schema
 
@@ -131,5 +135,7 @@ TAGS = [
     {"name": "platforms", "description": "The registry of platforms and their representatives (admin, auditor)"},
     {"name": "orders", "description": "Issue orders (issuer), act on them (platform), read them (every role)"},
     {"name": "deliveries", "description": "Webhook deliveries and their attempt log (admin)"},
+    {"name": "sla", "description": "SLA summary and the orders behind it (admin, auditor, issuer for its own)"},
+    {"name": "ledger", "description": "Signed checkpoints and RFC 9162 proofs of the event log"},
     {"name": "operations", "description": "Liveness, readiness and metrics"},
 ]

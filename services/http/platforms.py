@@ -8,11 +8,24 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from services.http.deps import ROLE_CHECKED, Admin, AdminOrAuditor, ContainerDep, PlatformId
-from services.http.problems import problem_responses
-from services.http.schemas import PlatformIn, PlatformOut, PlatformPatch, PlatformWithSecretOut
+from services.http.problems import Problem, problem_responses
+from services.http.schemas import (
+    PlatformChangeOut,
+    PlatformIn,
+    PlatformOut,
+    PlatformPatch,
+    PlatformWithSecretOut,
+    Representative,
+)
 from services.registry import service as registry
+from services.registry.service import RepresentativeRefused
 
 router = APIRouter(prefix="/v1/platforms", tags=["platforms"])
+
+
+def stored_representative(representative: Representative) -> dict[str, Any]:
+    """A representative as recorded: whole, defaults included (a PATCH replaces it whole), no null phone."""
+    return representative.model_dump(mode="json", exclude_none=True)
 
 
 @router.post(
@@ -32,7 +45,7 @@ def register_platform(body: PlatformIn, principal: Admin, c: ContainerDep, respo
     with c.db.transaction() as conn:
         row, secret = registry.register(
             conn,
-            body.model_dump(mode="json"),
+            {**body.model_dump(mode="json"), "representative": stored_representative(body.representative)},
             c.clock.now(),
             actor=principal.key_id,
             obliged_above=c.settings.obliged_monthly_users,
@@ -70,21 +83,26 @@ def update_platform(platform_id: PlatformId, body: PlatformPatch, principal: Adm
     """Only the fields sent change; `webhook_url: null` removes the webhook (the inbox remains)."""
     changes = body.model_dump(mode="json", exclude_unset=True)
     if body.representative is not None and "representative" in changes:
-        # A representative is replaced whole, defaults included (exclude_unset would drop its citizenship).
-        changes["representative"] = body.representative.model_dump(mode="json")
+        changes["representative"] = stored_representative(body.representative)
     if "webhook_url" in changes:
         registry.check_webhook_url(changes["webhook_url"], c.settings.webhook_allow_list)
-    with c.db.transaction() as conn:
-        return registry.public_view(
-            registry.update(
-                conn,
-                platform_id,
-                changes,
-                c.clock.now(),
-                actor=principal.key_id,
-                obliged_above=c.settings.obliged_monthly_users,
+    try:
+        with c.db.transaction() as conn:
+            return registry.public_view(
+                registry.update(
+                    conn,
+                    platform_id,
+                    changes,
+                    c.clock.now(),
+                    actor=principal.key_id,
+                    obliged_above=c.settings.obliged_monthly_users,
+                )
             )
-        )
+    except RepresentativeRefused as exc:
+        if {"monthly_users", "representative"} <= changes.keys():
+            raise  # the request itself breaks the rule, as the schema says: 422
+        # A valid request that the platform's current registration makes break the rule: a conflict with its state.
+        raise Problem(409, exc.code, "Conflicts with the registration", str(exc)) from exc
 
 
 @router.post(
@@ -101,8 +119,13 @@ def rotate_platform_secret(platform_id: PlatformId, principal: Admin, c: Contain
     return {**registry.public_view(row), "webhook_secret": secret}
 
 
-@router.get("/{platform_id}/history", summary="Every change to the registration, with its actor (admin, auditor)")
-def platform_history(platform_id: str, principal: AdminOrAuditor, c: ContainerDep) -> list[dict[str, Any]]:
+@router.get(
+    "/{platform_id}/history",
+    summary="Every change to the registration, with its actor (admin, auditor)",
+    response_model=list[PlatformChangeOut],
+    responses={**ROLE_CHECKED, **problem_responses(400, 404, 422)},
+)
+def platform_history(platform_id: PlatformId, principal: AdminOrAuditor, c: ContainerDep) -> list[dict[str, Any]]:
     """Registration, representative and webhook changes, secret rotations, disabled endpoints: oldest first."""
     with c.db.read() as conn:
         return registry.history(conn, platform_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,7 +21,8 @@ WebhookUrl = Annotated[
     str,
     Field(
         max_length=2048,
-        pattern=WEBHOOK_URL_PATTERN,
+        # Stated for clients; the registry's own check (`check_webhook_url`) refuses anything else with its reason.
+        json_schema_extra={"pattern": WEBHOOK_URL_PATTERN},
         description="An absolute http(s) URL whose host resolves to an address the notifier may call",
         examples=["https://platform.example/takedown/webhook"],
     ),
@@ -61,6 +62,14 @@ class PlatformPatch(BaseModel):
     webhook_url: WebhookUrl | None = None
 
 
+def obliged_rule(obliged_above: int) -> dict[str, Any]:
+    """The JSON Schema rule of the law: a platform with more users than this names a Kazakh-citizen representative."""
+    return {
+        "if": {"properties": {"monthly_users": {"minimum": obliged_above + 1}}, "required": ["monthly_users"]},
+        "then": {"properties": {"representative": {"properties": {"citizenship": {"const": "KZ"}}}}},
+    }
+
+
 class RepresentativeOut(BaseModel):
     """A representative as registered."""
 
@@ -89,6 +98,16 @@ class PlatformWithSecretOut(PlatformOut):
     """A platform's registration with its new webhook secret, shown this once."""
 
     webhook_secret: Annotated[str, Field(pattern=r"^whsec_", description="Standard Webhooks secret (whsec_ + base64)")]
+
+
+class PlatformChangeOut(BaseModel):
+    """One recorded change of a platform's registration (`platform.registered`, `platform.changed`, ...)."""
+
+    type: str
+    recorded_at: datetime
+    actor: str | None = Field(description="the API key (id) that made the change; null for the service itself")
+    position: int | None
+    data: dict[str, Any]
 
 
 DeliveryState = Literal["pending", "delivered", "dead", "cancelled"]

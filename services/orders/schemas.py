@@ -100,7 +100,13 @@ TERRITORIES: list[str] = sorted(
 )
 
 UtcTime = Annotated[datetime, AfterValidator(_utc)]
-HttpUrl = Annotated[str, Field(max_length=MAX_URL, pattern=ITEM_URL_PATTERN), AfterValidator(_absolute_http_url)]
+# The pattern tells clients the form; `_absolute_http_url` checks it, with messages people can read (the pattern
+# admits no URL the check refuses).
+HttpUrl = Annotated[
+    str,
+    Field(max_length=MAX_URL, json_schema_extra={"pattern": ITEM_URL_PATTERN}),
+    AfterValidator(_absolute_http_url),
+]
 Territory = Annotated[
     str,
     Field(min_length=2, max_length=6),

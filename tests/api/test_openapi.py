@@ -23,6 +23,7 @@ OPERATIONS = {
     ("get", "/v1/platforms/{platform_id}"): "get_platform",
     ("patch", "/v1/platforms/{platform_id}"): "update_platform",
     ("post", "/v1/platforms/{platform_id}/secret/rotate"): "rotate_platform_secret",
+    ("get", "/v1/platforms/{platform_id}/history"): "platform_history",
     ("post", "/v1/orders"): "issue_order",
     ("get", "/v1/orders"): "list_orders",
     ("get", "/v1/orders/{order_id}"): "get_order",
@@ -34,6 +35,12 @@ OPERATIONS = {
     ("post", "/v1/orders/{order_id}/withdraw"): "withdraw_order",
     ("get", "/v1/deliveries"): "list_deliveries",
     ("post", "/v1/deliveries/{delivery_id}/redeliver"): "redeliver",
+    ("get", "/v1/sla/summary"): "sla_summary",
+    ("get", "/v1/sla/orders"): "sla_orders",
+    ("get", "/v1/ledger/checkpoint"): "ledger_checkpoint",
+    ("get", "/v1/ledger/public-key"): "ledger_public_key",
+    ("get", "/v1/ledger/proofs/consistency"): "ledger_consistency_proof",
+    ("get", "/v1/ledger/proofs/inclusion"): "ledger_inclusion_proof",
     ("get", "/healthz"): "health",
     ("get", "/readyz"): "readiness",
     ("get", "/metrics"): "metrics",
@@ -131,7 +138,7 @@ def test_request_schemas_carry_the_url_form_the_code_checks(api: Api) -> None:
     assert schemas["ItemIn"]["properties"]["url"]["pattern"].startswith("^[Hh][Tt][Tt][Pp][Ss]?://")
     body = {"name": "C", "monthly_users": 5, "representative": {"name": "R", "email": "r@x.kz"}}
     r = api.call("POST", "/v1/platforms", "admin", json={**body, "webhook_url": "ftp://x"})
-    assert r.status_code == 422 and r.json()["errors"][0]["location"] == ["body", "webhook_url"]
+    assert r.status_code == 422 and r.json()["type"] == "/problems/webhook-url-refused"
 
 
 def _fields(model: type[BaseModel]) -> set[str]:

@@ -51,13 +51,16 @@ EXAMPLES = {
 }
 
 
+CURSORS = ("/v1/orders", "/v1/sla/orders")
+
+
 @dataclass
 class Seeded:
     """Ids of data that exists, by path parameter, and a cursor the API returned."""
 
     ids: dict[str, list[str]] = field(default_factory=dict)
     platforms: list[str] = field(default_factory=list)
-    cursor: str = ""
+    cursors: dict[str, str | None] = field(default_factory=dict)
 
 
 def seed(api: Api) -> Seeded:
@@ -85,7 +88,7 @@ def seed(api: Api) -> Seeded:
     with api.container.db.transaction() as conn:
         conn.execute(update(deliveries).where(deliveries.c.order_id == pushed[1]).values(state="dead"))
     found = api.call("GET", "/v1/deliveries", "admin").json()
-    cursor = api.call("GET", "/v1/orders?limit=1", "admin").json()["next_cursor"]
+    cursors = {path: api.call("GET", f"{path}?limit=1", "admin").json()["next_cursor"] for path in CURSORS}
     return Seeded(
         ids={
             "order_id": [*orders, *pushed],
@@ -93,7 +96,7 @@ def seed(api: Api) -> Seeded:
             "delivery_id": [d["id"] for d in found],
         },
         platforms=[api.platform_a, api.platform_b],
-        cursor=cursor,
+        cursors=cursors,
     )
 
 
@@ -112,7 +115,17 @@ def point_at_seeded_data(case: Case, data: Seeded) -> None:
         if name in data.ids and (chosen := _pick(data.ids[name], value)) is not None:
             case.path_parameters[name] = chosen
     if isinstance(case.query, dict) and isinstance(case.query.get("cursor"), str):
-        case.query["cursor"] = data.cursor
+        # A cursor is one the API returned for that list, or none.
+        if (cursor := data.cursors.get(case.operation.path)) is None:
+            case.query.pop("cursor")
+        else:
+            case.query["cursor"] = cursor
+    if isinstance(case.query, dict):
+        # A proof relates two numbers (first <= second, position <= tree_size), which JSON Schema cannot say.
+        for low, high in (("first", "second"), ("position", "tree_size")):
+            a, b = case.query.get(low), case.query.get(high)
+            if isinstance(a, int) and isinstance(b, int) and a > b:
+                case.query[low], case.query[high] = b, a
     body = case.body
     if not isinstance(body, dict):
         return
