@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 from pydantic.config import JsonDict
 
 from services.orders.domain import Status
+from services.orders.sla import SlaStatus
 from shared.events import (
     Attachment,
     Authority,
@@ -311,6 +312,27 @@ class ItemOutcomeOut(BaseModel):
     reported_at: datetime
 
 
+class RepresentativeOnRecordOut(BaseModel):
+    """The platform's representative the registry had on record when the platform was notified."""
+
+    name: str
+    citizenship: str
+    email: str
+    phone: str | None = None
+
+
+class NotificationOut(BaseModel):
+    """How the platform was notified (the start of the SLA clock): channel, where, and who was on record."""
+
+    channel: NotificationChannel
+    notified_at: datetime
+    delivery_id: str | None
+    attempt: int | None
+    address: str | None
+    representative: RepresentativeOnRecordOut | None
+    evidence: str | None
+
+
 class OrderItemOut(BaseModel):
     """One locator of content and, once reported, its outcome."""
 
@@ -344,12 +366,19 @@ class OrderOut(BaseModel):
     version: int
     notified_at: datetime | None
     notified_via: NotificationChannel | None
+    notification: NotificationOut | None
     deadline: datetime | None
+    sla_status: SlaStatus = Field(description="as of the response; moves with time alone while the clock runs")
+    remaining_seconds: int | None = Field(
+        description="whole seconds to the deadline as of the response; negative once breached"
+    )
+    review_due: datetime | None
     acknowledged_at: datetime | None
     contested_at: datetime | None
     upheld_at: datetime | None
     withdrawn_at: datetime | None
     closed_at: datetime | None
+    declines_accepted_at: datetime | None
     escalation_levels: list[int]
     failed_delivery_attempts: int
 

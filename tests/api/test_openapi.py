@@ -13,7 +13,7 @@ from services.notifier import deliveries
 from services.notifier.tables import deliveries as deliveries_table
 from services.notifier.tables import delivery_attempts
 from services.orders import views
-from services.orders.schemas import ItemOutcomeOut, OrderItemOut, OrderOut
+from services.orders.schemas import ItemOutcomeOut, NotificationOut, OrderItemOut, OrderOut
 from services.registry import service as registry
 from tests.support import Api
 
@@ -160,6 +160,7 @@ def test_response_models_mirror_the_documents_the_services_render(api: Api) -> N
     assert set(document) == _fields(OrderOut)
     assert {key for item in document["items"] for key in item} == _fields(OrderItemOut)
     assert set(document["items"][0]["outcome"]) == _fields(ItemOutcomeOut)
+    assert set(document["notification"]) == _fields(NotificationOut)
     assert set(platform) == _fields(PlatformOut)
     row = SimpleNamespace(**{c.name: None for c in deliveries_table.columns})
     attempt = SimpleNamespace(**{c.name: None for c in delivery_attempts.columns})
