@@ -28,6 +28,7 @@ OPERATIONS = {
     ("get", "/v1/orders"): "list_orders",
     ("get", "/v1/orders/{order_id}"): "get_order",
     ("get", "/v1/orders/{order_id}/events"): "order_events",
+    ("get", "/v1/orders/{order_id}/evidence"): "order_evidence",
     ("post", "/v1/orders/{order_id}/acknowledge"): "acknowledge_order",
     ("post", "/v1/orders/{order_id}/outcomes"): "report_outcomes",
     ("post", "/v1/orders/{order_id}/contest"): "contest_order",
