@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Response
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
@@ -22,9 +24,15 @@ from services.http.ledger import router as ledger_router
 from services.http.orders import router as orders_router
 from services.http.platforms import router as platforms_router
 from services.http.requestid import RequestIdMiddleware
+from services.http.schemas import Health, Readiness, obliged_rule
 from services.http.sla import router as sla_router
 from services.http.transparency import router as transparency_router
 from shared.migrate import current_revision, head_revision
+
+
+def operation_id(route: APIRoute) -> str:
+    """An operation's id is its route's name (the function's): short and stable, e.g. `issue_order`."""
+    return route.name
 
 
 def create_app(container: Container, run_workers: bool | None = None) -> FastAPI:
@@ -57,28 +65,40 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
         version="0.1.0",
         summary="Takedown orders to platforms: intake, signed webhooks, SLA and a tamper-evident record.",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     app.state.container = container
     head = head_revision(container.db.engine)  # the code's newest migration: fixed for the process's life
-    problems.install(app)
+    routers = [
+        platforms_router,
+        orders_router,
+        deliveries_router,
+        sla_router,
+        ledger_router,
+        evidence_router,
+        transparency_router,
+        dashboard_router,
+    ]
+    problems.install(app, routers)
     app.add_middleware(BodyLimitMiddleware, max_bytes=container.settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)  # added last, so outermost: a 413 carries the request id too
-    app.include_router(platforms_router)
-    app.include_router(orders_router)
-    app.include_router(deliveries_router)
-    app.include_router(sla_router)
-    app.include_router(ledger_router)
-    app.include_router(evidence_router)
-    app.include_router(transparency_router)
-    app.include_router(dashboard_router)
+    for router in routers:
+        app.include_router(router)
 
-    @app.get("/healthz", tags=["operations"], summary="Liveness")
-    def healthz() -> dict[str, str]:
+    @app.get("/healthz", tags=["operations"], summary="Liveness", response_model=Health)
+    def health() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"], summary="Readiness: database reachable, migrations current")
-    def readyz(c: ContainerDep, response: Response) -> dict[str, Any]:
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Readiness: database reachable, migrations current",
+        response_model=Readiness,
+        response_model_exclude_unset=True,
+        responses={503: {"model": Readiness, "description": "Not ready: the database is unreachable or behind"}},
+    )
+    def readiness(c: ContainerDep, response: Response) -> dict[str, Any]:
         """Ready when the database answers and is at the newest migration."""
         try:
             with c.db.read() as conn:
@@ -92,9 +112,43 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
             return {"status": "unavailable", "migrations": {"current": current, "head": head}}
         return {"status": "ok", "migrations": {"current": current, "head": head}}
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Metrics"}},
+    )
     def metrics() -> Response:
         """Prometheus text format."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    def openapi() -> dict[str, Any]:
+        # FastAPI puts a response's `model` under application/json; problems are declared by reference to
+        # application/problem+json instead, so their schemas are added to the components here.
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes, tags=TAGS
+            )
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(problems.problem_schemas())
+            # The law's threshold is a setting: the registration schemas state it as this process enforces it.
+            for name in ("PlatformIn", "PlatformPatch"):
+                schemas[name].update(obliged_rule(container.settings.obliged_monthly_users))
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+TAGS = [
+    {"name": "platforms", "description": "The registry of platforms and their representatives (admin, auditor)"},
+    {"name": "orders", "description": "Issue orders (issuer), act on them (platform), read them (every role)"},
+    {"name": "deliveries", "description": "Webhook deliveries and their attempt log (admin)"},
+    {"name": "sla", "description": "SLA summary and the orders behind it (admin, auditor, issuer for its own)"},
+    {"name": "ledger", "description": "Signed checkpoints and RFC 9162 proofs of the event log"},
+    {"name": "dashboard", "description": "The dashboard page and its overview (admin, auditor, issuer for its own)"},
+    {"name": "transparency", "description": "The public transparency report: aggregates only, small cells suppressed"},
+    {"name": "operations", "description": "Liveness, readiness and metrics"},
+]

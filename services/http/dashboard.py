@@ -11,8 +11,7 @@ from pydantic import BaseModel
 
 from services.dashboard import STATIC
 from services.http.deps import ContainerDep, Dashboard
-from services.http.problems import Problem
-from services.http.transparency import problem_responses
+from services.http.problems import Problem, problem_responses
 from services.transparency.overview import overview as make_overview
 from shared.events import Category
 
@@ -122,7 +121,7 @@ def _at(day: date) -> datetime:
     "/v1/dashboard/overview",
     operation_id="dashboard_overview",
     summary="The dashboard's figures for a period and filter (admin, auditor, issuer: own)",
-    responses=problem_responses(401, 403, 422),
+    responses=problem_responses(400, 401, 403, 422),
 )
 def get_overview(
     principal: Dashboard,

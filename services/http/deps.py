@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.bootstrap import Container
-from services.http.problems import Problem
+from services.http.problems import Problem, problem_responses
 from shared.auth import Principal, Role, authenticate
 
 
@@ -21,14 +22,22 @@ def get_container(request: Request) -> Container:
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
-def get_principal(request: Request, container: ContainerDep) -> Principal:
+# Declares the scheme in the OpenAPI document; the 401 problem below is ours, not FastAPI's default.
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    description="`Authorization: Bearer <key>`; each key has one role: admin, issuer, platform or auditor.",
+)
+
+
+def get_principal(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)], container: ContainerDep
+) -> Principal:
     """The caller named by `Authorization: Bearer <key>`, or 401."""
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    if credentials is None:
         raise Problem(401, "unauthenticated", "Unauthorized", "send Authorization: Bearer <api key>")
     with container.db.read() as conn:
-        principal = authenticate(conn, key.strip())
+        principal = authenticate(conn, credentials.credentials)
     if principal is None:
         raise Problem(401, "unauthenticated", "Unauthorized", "unknown or revoked API key")
     return principal
@@ -45,9 +54,20 @@ def require(*roles: Role) -> Callable[..., Principal]:
     return check
 
 
+# Each role alias and the error statuses its check can answer (a route adds its own).
 Admin = Annotated[Principal, Depends(require("admin"))]
 AdminOrAuditor = Annotated[Principal, Depends(require("admin", "auditor"))]
 Issuer = Annotated[Principal, Depends(require("issuer"))]
 PlatformRep = Annotated[Principal, Depends(require("platform"))]
 Dashboard = Annotated[Principal, Depends(require("admin", "auditor", "issuer"))]
 Reader = Annotated[Principal, Depends(require("admin", "auditor", "issuer", "platform"))]
+
+AUTHENTICATED = problem_responses(401)  # every role may call it
+ROLE_CHECKED = problem_responses(401, 403)  # only some roles may call it
+
+# Ids in paths: opaque, but of the form and length the service issues (a longer one cannot exist).
+OrderId = Annotated[str, Path(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9-]+$", description="An order id")]
+PlatformId = Annotated[str, Path(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9-]+$", description="A platform id")]
+DeliveryId = Annotated[
+    str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$", description="A delivery id (its webhook-id)")
+]

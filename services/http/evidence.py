@@ -16,7 +16,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from services.http.deps import ContainerDep, Reader
+from services.http.deps import ContainerDep, OrderId, Reader
 from services.http.ledger import _errors  # the ledger's problem responses, declared the same way
 from services.http.problems import Problem
 from services.ledger import bundle
@@ -147,9 +147,9 @@ def _gather(c: ContainerDep, order_id: str) -> tuple[list[RecordedEvent], list[R
     operation_id="order_evidence",
     summary="Evidence bundle: events with inclusion proofs, one signed checkpoint, deliveries, who was on record",
     response_model=EvidenceBundle,
-    responses=_errors(401, 403, 404, 409),
+    responses=_errors(400, 401, 404, 409, 422),
 )
-def get_evidence(order_id: str, principal: Reader, c: ContainerDep) -> Any:
+def get_evidence(order_id: OrderId, principal: Reader, c: ContainerDep) -> Any:
     """One JSON document that `takedown ledger verify-bundle FILE --key KEY` checks offline (README: Ledger)."""
     if not c.orders.can_see(principal, order_id):
         raise OrderNotFound()

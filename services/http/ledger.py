@@ -12,12 +12,15 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from services.http.deps import ContainerDep, require
-from services.http.problems import PROBLEM_JSON, Problem
+from services.http.problems import Problem, problem_responses
 from services.ledger.errors import InvalidRange, LedgerError, NoCheckpoint, PositionNotFound, TreeTooSmall
 from services.ledger.service import StreamVisibility
 from shared.auth import Principal
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
+
+# Positions and tree sizes are BIGINTs in the store; a larger number cannot name anything.
+MAX_INDEX = 2**63 - 1
 
 
 def _b64(raw: bytes) -> str:
@@ -48,20 +51,9 @@ def _as_problems() -> Iterator[None]:
         raise Problem(status, code, title, str(exc)) from exc
 
 
-class ProblemDocument(BaseModel):
-    """RFC 9457 problem details."""
-
-    type: str
-    title: str
-    status: int
-    detail: str | None = None
-    instance: str | None = None
-
-
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the problem responses a route can return."""
-    schema = {"schema": ProblemDocument.model_json_schema(ref_template="#/components/schemas/{model}")}
-    return {s: {"model": ProblemDocument, "content": {PROBLEM_JSON: schema}} for s in statuses}
+    """OpenAPI entries for the problem responses a route can return (application/problem+json)."""
+    return problem_responses(*statuses)
 
 
 # ----------------------------------------------------------------------------------------------- models
@@ -148,10 +140,12 @@ def get_public_key(c: ContainerDep) -> PublicKeyOut:
     "/proofs/consistency",
     operation_id="ledger_consistency_proof",
     summary="Consistency proof between two tree sizes (public)",
-    responses=_errors(409, 422),
+    responses=_errors(400, 409, 422),
 )
 def get_consistency(
-    c: ContainerDep, first: Annotated[int, Query(ge=1)], second: Annotated[int, Query(ge=1)]
+    c: ContainerDep,
+    first: Annotated[int, Query(ge=1, le=MAX_INDEX, description="a tree size, at most `second`")],
+    second: Annotated[int, Query(ge=1, le=MAX_INDEX, description="a tree size")],
 ) -> ConsistencyOut:
     """Proof that the tree of `first` leaves is a prefix of the tree of `second` leaves."""
     with _as_problems():
@@ -169,14 +163,14 @@ def get_consistency(
     "/proofs/inclusion",
     operation_id="ledger_inclusion_proof",
     summary="Inclusion proof of one event (auditor, admin; a platform for its own orders)",
-    responses=_errors(401, 403, 404, 409, 422),
+    responses=_errors(400, 401, 403, 404, 409, 422),
 )
 def get_inclusion(
     c: ContainerDep,
     principal: ProofReader,
     visible: Visibility,
-    position: Annotated[int, Query(ge=1)],
-    tree_size: Annotated[int, Query(ge=1)],
+    position: Annotated[int, Query(ge=1, le=MAX_INDEX, description="an event's position, at most `tree_size`")],
+    tree_size: Annotated[int, Query(ge=1, le=MAX_INDEX, description="a tree size")],
 ) -> InclusionOut:
     """The audit path of the event at `position` against the tree of `tree_size` leaves."""
     with _as_problems():

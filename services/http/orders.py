@@ -6,15 +6,27 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 
-from services.http.deps import Admin, ContainerDep, Issuer, PlatformRep, Reader
+from services.http.deps import (
+    AUTHENTICATED,
+    ROLE_CHECKED,
+    Admin,
+    ContainerDep,
+    Issuer,
+    OrderId,
+    PlatformRep,
+    Reader,
+)
+from services.http.problems import problem_responses
 from services.ledger.leaf import receipt
 from services.orders.domain import AcceptDeclines, Acknowledge, Contest, OutcomeReport, ReportOutcomes, Uphold, Withdraw
 from services.orders.schemas import (
+    NUL_FREE,
     AcknowledgeIn,
     ContestIn,
     EventOut,
     IssueOrderIn,
     NoticeIn,
+    OrderOut,
     OrderPage,
     OutcomesIn,
     ReviewIn,
@@ -26,10 +38,36 @@ from shared.events import Category
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200, min_length=1)]
+# Visible ASCII without surrounding spaces: what survives a trip through HTTP header parsing unchanged.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"),
+]
+
+LOCATION = {"description": "The order's URL", "schema": {"type": "string"}}
+
+# A command on one order: its id may be unknown (404), the order's rules may refuse it (409), the body may be
+# malformed (400), too large (413) or invalid (422), and the database may be busy (503).
+ORDER_COMMAND = {**ROLE_CHECKED, **problem_responses(400, 404, 409, 413, 422, 503)}
+ORDER_READ = {**AUTHENTICATED, **problem_responses(400, 404, 422)}
 
 
-@router.post("", status_code=201, summary="Issue an order (issuer)")
+@router.post(
+    "",
+    status_code=201,
+    summary="Issue an order (issuer)",
+    response_model=OrderOut,
+    responses={
+        201: {"description": "The order, issued", "headers": {"Location": LOCATION}},
+        200: {
+            "model": OrderOut,
+            "description": "A repeat of an earlier request: the order it created",
+            "headers": {"Location": LOCATION, "Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}}},
+        },
+        **ROLE_CHECKED,
+        **problem_responses(400, 409, 413, 422, 503),
+    },
+)
 def issue_order(
     body: IssueOrderIn, principal: Issuer, c: ContainerDep, response: Response, idempotency_key: IdempotencyKey = None
 ) -> dict[str, Any]:
@@ -43,19 +81,26 @@ def issue_order(
     return document
 
 
-@router.get("", summary="List orders (own orders for issuers and platforms)")
+@router.get(
+    "",
+    summary="List orders (own orders for issuers and platforms)",
+    response_model=OrderPage,
+    responses={**AUTHENTICATED, **problem_responses(400, 422)},
+)
 def list_orders(
     principal: Reader,
     c: ContainerDep,
     status: StatusFilter | None = None,
     sla_status: SlaStatus | None = None,
-    platform: Annotated[str | None, Query(max_length=36)] = None,
+    platform: Annotated[str | None, Query(max_length=36, pattern=NUL_FREE)] = None,
     category: Category | None = None,
     issued_from: UtcTime | None = None,
     issued_to: UtcTime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
-) -> OrderPage:
+    cursor: Annotated[
+        str | None, Query(max_length=200, pattern=NUL_FREE, description="`next_cursor` of the previous page")
+    ] = None,
+) -> dict[str, Any]:
     """Newest first; follow `next_cursor` for the next page."""
     items, next_cursor = c.orders.list(
         principal,
@@ -68,17 +113,22 @@ def list_orders(
         limit=limit,
         cursor=cursor,
     )
-    return OrderPage(items=items, next_cursor=next_cursor)
+    return {"items": items, "next_cursor": next_cursor}
 
 
-@router.get("/{order_id}", summary="One order")
-def get_order(order_id: str, principal: Reader, c: ContainerDep) -> dict[str, Any]:
+@router.get("/{order_id}", summary="One order", response_model=OrderOut, responses=ORDER_READ)
+def get_order(order_id: OrderId, principal: Reader, c: ContainerDep) -> dict[str, Any]:
     """The order with its items, outcomes, status and deadline."""
     return c.orders.get(principal, order_id)
 
 
-@router.get("/{order_id}/events", summary="The order's events with their ledger positions")
-def order_events(order_id: str, principal: Reader, c: ContainerDep) -> list[EventOut]:
+@router.get(
+    "/{order_id}/events",
+    summary="The order's events with their ledger positions",
+    response_model=list[EventOut],
+    responses=ORDER_READ,
+)
+def order_events(order_id: OrderId, principal: Reader, c: ContainerDep) -> list[EventOut]:
     """Every recorded fact about the order, oldest first."""
     return [
         EventOut(
@@ -95,16 +145,26 @@ def order_events(order_id: str, principal: Reader, c: ContainerDep) -> list[Even
     ]
 
 
-@router.post("/{order_id}/acknowledge", summary="Acknowledge receipt (platform)")
-def acknowledge(
-    order_id: str, principal: PlatformRep, c: ContainerDep, body: AcknowledgeIn | None = None
+@router.post(
+    "/{order_id}/acknowledge",
+    summary="Acknowledge receipt (platform)",
+    response_model=OrderOut,
+    responses=ORDER_COMMAND,
+)
+def acknowledge_order(
+    order_id: OrderId, principal: PlatformRep, c: ContainerDep, body: AcknowledgeIn | None = None
 ) -> dict[str, Any]:
     """'We have it.' Acknowledging an order never pushed counts as being notified now (through the inbox)."""
     return c.orders.act(principal, order_id, Acknowledge(note=body.note if body else None))
 
 
-@router.post("/{order_id}/outcomes", summary="Report what was done, per item (platform)")
-def report_outcomes(order_id: str, body: OutcomesIn, principal: PlatformRep, c: ContainerDep) -> dict[str, Any]:
+@router.post(
+    "/{order_id}/outcomes",
+    summary="Report what was done, per item (platform)",
+    response_model=OrderOut,
+    responses=ORDER_COMMAND,
+)
+def report_outcomes(order_id: OrderId, body: OutcomesIn, principal: PlatformRep, c: ContainerDep) -> dict[str, Any]:
     """removed, restricted, not_found, or declined with a reason; the order closes when every item has one."""
     command = ReportOutcomes(
         outcomes=tuple(
@@ -115,31 +175,50 @@ def report_outcomes(order_id: str, body: OutcomesIn, principal: PlatformRep, c: 
     return c.orders.act(principal, order_id, command)
 
 
-@router.post("/{order_id}/contest", summary="Dispute the order (platform)")
-def contest(order_id: str, body: ContestIn, principal: PlatformRep, c: ContainerDep) -> dict[str, Any]:
+@router.post(
+    "/{order_id}/contest", summary="Dispute the order (platform)", response_model=OrderOut, responses=ORDER_COMMAND
+)
+def contest_order(order_id: OrderId, body: ContestIn, principal: PlatformRep, c: ContainerDep) -> dict[str, Any]:
     """Stops the SLA clock until the issuer upholds or withdraws the order."""
     return c.orders.act(principal, order_id, Contest(grounds=body.grounds, detail=body.detail))
 
 
-@router.post("/{order_id}/uphold", summary="Uphold a contested order, or the items a platform declined (issuer)")
-def uphold(order_id: str, body: ReviewIn, principal: Issuer, c: ContainerDep) -> dict[str, Any]:
+@router.post(
+    "/{order_id}/uphold",
+    summary="Uphold a contested order, or the items a platform declined (issuer)",
+    response_model=OrderOut,
+    responses=ORDER_COMMAND,
+)
+def uphold_order(order_id: OrderId, body: ReviewIn, principal: Issuer, c: ContainerDep) -> dict[str, Any]:
     """The review found the order stands: after a contest the clock resumes; declined items are due again."""
     return c.orders.act(principal, order_id, Uphold(reason=body.reason))
 
 
-@router.post("/{order_id}/declines/accept", summary="Accept the platform's declines (issuer)")
-def accept_declines(order_id: str, body: ReviewIn, principal: Issuer, c: ContainerDep) -> dict[str, Any]:
+@router.post(
+    "/{order_id}/declines/accept",
+    summary="Accept the platform's declines (issuer)",
+    response_model=OrderOut,
+    responses=ORDER_COMMAND,
+)
+def accept_declines(order_id: OrderId, body: ReviewIn, principal: Issuer, c: ContainerDep) -> dict[str, Any]:
     """The issuer accepts the declined items: the order closes as declined (a decline never counts as met)."""
     return c.orders.act(principal, order_id, AcceptDeclines(reason=body.reason))
 
 
-@router.post("/{order_id}/notices", summary="Record a notice sent to the representative another way (admin)")
-def record_notice(order_id: str, body: NoticeIn, principal: Admin, c: ContainerDep) -> dict[str, Any]:
+@router.post(
+    "/{order_id}/notices",
+    summary="Record a notice sent to the representative another way (admin)",
+    response_model=OrderOut,
+    responses=ORDER_COMMAND,
+)
+def record_notice(order_id: OrderId, body: NoticeIn, principal: Admin, c: ContainerDep) -> dict[str, Any]:
     """E-mail, letter or other channel, with its evidence: the platform is notified now unless it already was."""
     return c.orders.record_notice(principal, order_id, body.channel, body.address, body.evidence)
 
 
-@router.post("/{order_id}/withdraw", summary="Withdraw the order (issuer)")
-def withdraw(order_id: str, body: ReviewIn, principal: Issuer, c: ContainerDep) -> dict[str, Any]:
+@router.post(
+    "/{order_id}/withdraw", summary="Withdraw the order (issuer)", response_model=OrderOut, responses=ORDER_COMMAND
+)
+def withdraw_order(order_id: OrderId, body: ReviewIn, principal: Issuer, c: ContainerDep) -> dict[str, Any]:
     """Any time before the order is closed."""
     return c.orders.act(principal, order_id, Withdraw(reason=body.reason))

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, NotRequired
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, compile_path
+from typing_extensions import TypedDict  # pydantic needs this TypedDict before Python 3.12
 
 from services.notifier.deliveries import DeliveryNotFound, DeliveryPending
 from services.orders.domain import DomainError
@@ -20,6 +24,64 @@ from shared.eventstore import ConcurrencyError
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("takedown.problems")
+
+
+class ValidationIssue(TypedDict):
+    """One reason a request does not match the schema."""
+
+    location: list[str]
+    message: str
+    type: str
+
+
+class ProblemDocument(TypedDict):
+    """An RFC 9457 problem: `type` is /problems/<code> (or about:blank), `errors` lists validation issues."""
+
+    type: str
+    title: str
+    status: int
+    detail: NotRequired[str]
+    instance: NotRequired[str]
+    errors: NotRequired[list[ValidationIssue]]
+
+
+# What each status means wherever a route declares it; every one is sent as application/problem+json.
+PROBLEM_STATUSES: dict[int, str] = {
+    400: "Malformed JSON, a cursor this API never returned, or a NUL character in the URL",
+    401: "No API key, or an unknown or revoked one",
+    403: "The API key's role may not use this endpoint",
+    404: "No such resource, or not one this caller may see",
+    409: "Refused by the current state (the resource's rules, a duplicate, or a concurrent change)",
+    413: "The request body is larger than the configured limit",
+    422: "The request does not match the schema (`errors` lists each issue), or refers to something unknown",
+    503: "The database was busy; retry after the Retry-After seconds",
+}
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+    503: {"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}},
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route that can answer these error statuses, each with an application/problem+json body."""
+    declared: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        response: dict[str, Any] = {
+            "description": PROBLEM_STATUSES[status],
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        if status in _HEADERS:
+            response["headers"] = _HEADERS[status]
+        declared[status] = response
+    return declared
+
+
+def problem_schemas() -> dict[str, Any]:
+    """The JSON Schemas of the problem document and its parts, for the OpenAPI document's components."""
+    schema = TypeAdapter(ProblemDocument).json_schema(ref_template="#/components/schemas/{model}")
+    definitions: dict[str, Any] = schema.pop("$defs", {})
+    schema["title"] = "Problem"
+    return {**definitions, "Problem": schema}
 
 
 class Problem(Exception):
@@ -72,9 +134,15 @@ def _detail(exc: Exception) -> str:
 
 
 def problem_response(
-    status: int, code: str, title: str, detail: str | None = None, instance: str | None = None, **extra: Any
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None = None,
+    instance: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
-    """Build a problem+json response."""
+    """Build a problem+json response (`headers` are added, e.g. the Allow of a 405)."""
     body: dict[str, Any] = {"type": "about:blank" if code == "http" else f"/problems/{code}", "title": title}
     body["status"] = status
     if detail:
@@ -82,8 +150,8 @@ def problem_response(
     if instance:
         body["instance"] = instance
     body.update(extra)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {"Retry-After": "1"} if status == 503 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    sent = {"WWW-Authenticate": "Bearer"} if status == 401 else {"Retry-After": "1"} if status == 503 else {}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers={**sent, **(headers or {})})
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -93,8 +161,19 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
-def install(app: FastAPI) -> None:
-    """Route every error raised in the app through problem+json."""
+def allowed_methods(routes: Iterable[BaseRoute], path: str) -> list[str]:
+    """Every method that one of these routes answers on this path (the `Allow` of a 405)."""
+    methods: set[str] = set()
+    for route in routes:
+        template, route_methods = getattr(route, "path", None), getattr(route, "methods", None)
+        if template is not None and route_methods and compile_path(template)[0].match(path):
+            methods.update(route_methods)
+    return sorted(methods)
+
+
+def install(app: FastAPI, routers: Iterable[APIRouter] = ()) -> None:
+    """Route every error raised in the app through problem+json; a 405's Allow also reads the routes of `routers`."""
+    included = list(routers)
 
     @app.middleware("http")
     async def _refuse_nul(request: Request, call_next: Any) -> Any:
@@ -133,7 +212,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         title = {404: "Not Found", 405: "Method Not Allowed", 401: "Unauthorized"}.get(exc.status_code, "Error")
-        return problem_response(exc.status_code, "http", title, str(exc.detail), request.url.path)
+        # exc.headers carries what the status requires, e.g. the Allow header of a 405 (RFC 9110); Starlette's
+        # names only the methods of the first route on the path, so a 405 lists those of every route on it.
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            routes = [*request.app.routes, *(route for router in included for route in router.routes)]
+            headers["Allow"] = ", ".join(allowed_methods(routes, request.url.path)) or headers.get("Allow", "")
+        return problem_response(exc.status_code, "http", title, str(exc.detail), request.url.path, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -9,8 +9,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from services.http.deps import ContainerDep, Dashboard
-from services.orders.schemas import UtcTime
+from services.http.deps import ROLE_CHECKED, ContainerDep, Dashboard
+from services.http.problems import problem_responses
+from services.orders.schemas import NUL_FREE, UtcTime
 from services.orders.sla import SlaStatus
 from services.sla import queries
 from services.sla.projection import rows_as_of
@@ -64,7 +65,11 @@ class SlaOrderPage(BaseModel):
     next_cursor: str | None
 
 
-@router.get("/summary", summary="Counts per SLA status, percent met, median and p90 time to answer")
+@router.get(
+    "/summary",
+    summary="Counts per SLA status, percent met, median and p90 time to answer",
+    responses={**ROLE_CHECKED, **problem_responses(400, 422)},
+)
 def sla_summary(
     principal: Dashboard,
     c: ContainerDep,
@@ -89,16 +94,20 @@ def sla_summary(
     )
 
 
-@router.get("/orders", summary="The orders behind a dashboard tile, by deadline")
+@router.get(
+    "/orders",
+    summary="The orders behind a dashboard tile, by deadline",
+    responses={**ROLE_CHECKED, **problem_responses(400, 422)},
+)
 def sla_orders(
     principal: Dashboard,
     c: ContainerDep,
     sla_status: SlaStatus | None = None,
-    platform: Annotated[str | None, Query(max_length=36)] = None,
+    platform: Annotated[str | None, Query(max_length=36, pattern=NUL_FREE)] = None,
     category: Category | None = None,
-    authority: Annotated[str | None, Query(max_length=64)] = None,
+    authority: Annotated[str | None, Query(max_length=64, pattern=NUL_FREE)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=400)] = None,
+    cursor: Annotated[str | None, Query(max_length=400, pattern=NUL_FREE)] = None,
 ) -> SlaOrderPage:
     """Soonest deadline first (breached orders, most overdue, lead); follow `next_cursor`."""
     now = c.clock.now()

@@ -9,30 +9,13 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from services.http.deps import ContainerDep
-from services.http.problems import PROBLEM_JSON, Problem
+from services.http.problems import Problem, problem_responses
 from services.transparency.facts import OUTCOMES
 from services.transparency.render import to_csv
 from services.transparency.report import Dimension, Figures, Period, Report, ReportError
 from services.transparency.service import make_report
 
 router = APIRouter(prefix="/v1/transparency", tags=["transparency"])
-
-
-class ProblemOut(BaseModel):
-    """RFC 9457 problem details (`errors` lists what failed validation)."""
-
-    type: str
-    title: str
-    status: int
-    detail: str | None = None
-    instance: str | None = None
-    errors: list[dict[str, Any]] | None = None
-
-
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the problem responses a route can return."""
-    schema = {"schema": ProblemOut.model_json_schema(ref_template="#/components/schemas/{model}")}
-    return {s: {"model": ProblemOut, "content": {PROBLEM_JSON: schema}} for s in statuses}
 
 
 class FiguresOut(BaseModel):
@@ -106,7 +89,7 @@ Grouping = Annotated[Dimension | None, Query(description="one dimension, monthly
     "/report",
     operation_id="transparency_report",
     summary="Aggregates per period, authority, category, legal basis or platform (public)",
-    responses=problem_responses(422),
+    responses=problem_responses(400, 422),
 )
 def report(
     c: ContainerDep,
@@ -147,8 +130,11 @@ def report(
     summary="The same report as CSV (public)",
     response_class=Response,
     responses={
-        200: {"content": {"text/csv": {}}, "description": "one line per row, the total last"},
-        **problem_responses(422),
+        200: {
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "description": "one line per row, the total last",
+        },
+        **problem_responses(400, 422),
     },
 )
 def report_csv(

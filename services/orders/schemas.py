@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import pycountry
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+from pydantic.config import JsonDict
 
+from services.orders.domain import Status
+from services.orders.sla import SlaStatus
 from shared.events import (
     Attachment,
     Authority,
@@ -17,6 +20,7 @@ from shared.events import (
     Item,
     LegalBasis,
     NoticeChannel,
+    NotificationChannel,
     OrderFields,
     Outcome,
     Redress,
@@ -27,8 +31,33 @@ MAX_ITEMS = 1000
 MAX_REASONS = 10_000
 MAX_URL = 2048
 
-Text200 = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
-Text2000 = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"\S")]
+# PostgreSQL text cannot hold NUL, and surrounding whitespace is stripped before the length is checked: the
+# patterns say both, so that every string the schema admits is one the service accepts. Whitespace is spelled out
+# as pydantic strips it (Unicode White_Space): `\s` means a different set in JSON Schema's regex dialect (ECMA-262),
+# in pydantic's (Rust) and in Python's.
+WHITESPACE = r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NUL_FREE = r"^[^\x00]*$"
+NOT_BLANK = rf"^[{WHITESPACE}]*[^{WHITESPACE}\x00][^\x00]*$"
+# No control characters and no whitespace (Python's `str.isspace` set, which the URL check uses, is within these).
+URL_CHARACTERS = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
+
+def no_nul() -> Any:
+    """The constraint of a string that may not contain NUL."""
+    return Field(pattern=NUL_FREE)
+
+
+def _without_default(schema: JsonDict) -> None:
+    schema.pop("default", None)
+
+
+def not_sent() -> Any:
+    """The default of a field that may be left out but not sent as null (the default is kept out of the schema)."""
+    return Field(default=None, json_schema_extra=_without_default)
+
+
+Text200 = Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK)]
+Text2000 = Annotated[str, Field(min_length=1, max_length=2000, pattern=NOT_BLANK)]
 
 
 def _absolute_http_url(value: str) -> str:
@@ -64,9 +93,30 @@ def _no_nul(value: str) -> str:
     return value
 
 
+# An absolute http(s) URL with a host; any non-space characters after the host (IRIs too).
+ITEM_URL_PATTERN = rf"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~!$&'()*+,;=%-]+(?::[0-9]*)?(?:[/?#]{URL_CHARACTERS}*)?$"
+TERRITORIES: list[str] = sorted(
+    code
+    for code in [c.alpha_2 for c in pycountry.countries] + [s.code for s in pycountry.subdivisions]
+    if 2 <= len(code) <= 6
+)
+
 UtcTime = Annotated[datetime, AfterValidator(_utc)]
-HttpUrl = Annotated[str, Field(max_length=MAX_URL), AfterValidator(_absolute_http_url)]
-Territory = Annotated[str, Field(min_length=2, max_length=6), AfterValidator(_territory)]
+# The pattern tells clients the form; `_absolute_http_url` checks it, with messages people can read (the pattern
+# admits no URL the check refuses).
+HttpUrl = Annotated[
+    str,
+    Field(max_length=MAX_URL, json_schema_extra={"pattern": ITEM_URL_PATTERN}),
+    AfterValidator(_absolute_http_url),
+]
+Territory = Annotated[
+    str,
+    Field(min_length=2, max_length=6),
+    AfterValidator(_territory),
+    WithJsonSchema(
+        {"type": "string", "enum": TERRITORIES, "description": "ISO 3166-1 alpha-2 country or ISO 3166-2 subdivision"}
+    ),
+]
 
 
 class _Strict(BaseModel):
@@ -88,8 +138,8 @@ class _Strict(BaseModel):
 class ItemIn(_Strict):
     url: HttpUrl
     item_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")] | None = None
-    content_id: Annotated[str, Field(max_length=200)] | None = None
-    content_type: Annotated[str, Field(max_length=64)] | None = None
+    content_id: Annotated[str, Field(max_length=200), no_nul()] | None = None
+    content_type: Annotated[str, Field(max_length=64), no_nul()] | None = None
 
 
 class LegalBasisIn(_Strict):
@@ -104,23 +154,39 @@ class RedressIn(_Strict):
 
 class AttachmentIn(_Strict):
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-    name: Annotated[str, Field(max_length=200)] | None = None
+    name: Annotated[str, Field(max_length=200), no_nul()] | None = None
 
 
 class IssueOrderIn(_Strict):
-    """An order as an issuer sends it (the authority comes from the API key)."""
+    """An order as an issuer sends it (the authority comes from the API key).
+
+    Item ids and item URLs must each be unique within the order (JSON Schema cannot say that of a property).
+    """
+
+    # Category "other" needs a specification: said in the schema too, so that a schema-valid order is not refused.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"category": {"const": "other"}}, "required": ["category"]},
+            "then": {
+                "required": ["category_specification"],
+                "properties": {"category_specification": {"type": "string", "pattern": NOT_BLANK}},
+            },
+        }
+    )
 
     issuer_reference: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
     platform_id: Annotated[str, Field(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9-]+$")]
     signed_off_by: Text200
-    unit: Annotated[str, Field(max_length=200)] | None = None
+    unit: Annotated[str, Field(max_length=200), no_nul()] | None = None
     legal_basis: LegalBasisIn
     category: Category
-    category_specification: Annotated[str, Field(max_length=500)] | None = None
-    statement_of_reasons: Annotated[str, Field(min_length=1, max_length=MAX_REASONS, pattern=r"\S")]
+    category_specification: Annotated[str, Field(max_length=500), no_nul()] | None = None
+    statement_of_reasons: Annotated[str, Field(min_length=1, max_length=MAX_REASONS, pattern=NOT_BLANK)]
     items: Annotated[list[ItemIn], Field(min_length=1, max_length=MAX_ITEMS)]
     requested_action: RequestedAction = "remove"
-    territorial_scope: Annotated[list[Territory], Field(min_length=1, max_length=250)] = ["KZ"]
+    territorial_scope: Annotated[
+        list[Territory], Field(min_length=1, max_length=250, json_schema_extra={"uniqueItems": True})
+    ] = ["KZ"]
     redress: RedressIn | None = None
     language: Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] = "kk"
     attachments: Annotated[list[AttachmentIn], Field(max_length=50)] = []
@@ -169,14 +235,22 @@ class IssueOrderIn(_Strict):
 
 
 class AcknowledgeIn(_Strict):
-    note: Annotated[str, Field(max_length=2000)] | None = None
+    note: Annotated[str, Field(max_length=2000), no_nul()] | None = None
 
 
 class OutcomeIn(_Strict):
-    item_id: Annotated[str, Field(min_length=1, max_length=64)]
+    # A declined item needs a reason: said in the schema too, so that a schema-valid report is never refused.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"outcome": {"const": "declined"}}, "required": ["outcome"]},
+            "then": {"required": ["reason"], "properties": {"reason": {"type": "string", "pattern": NOT_BLANK}}},
+        }
+    )
+
+    item_id: Annotated[str, Field(min_length=1, max_length=64, pattern=NOT_BLANK)]
     outcome: Outcome
     actioned_at: UtcTime
-    reason: Annotated[str, Field(max_length=2000)] | None = None
+    reason: Annotated[str, Field(max_length=2000), no_nul()] | None = None
 
     @model_validator(mode="after")
     def _aware(self) -> OutcomeIn:
@@ -206,12 +280,128 @@ class ReviewIn(_Strict):
     reason: Text2000
 
 
+# What the API returns. The fields mirror `views.render()` (orders) one for one; a test keeps them equal.
+
+
+class AuthorityOut(BaseModel):
+    """The issuing authority as recorded on the order."""
+
+    id: str
+    name: str
+    unit: str | None
+
+
+class LegalBasisOut(BaseModel):
+    """The act and article the order relies on."""
+
+    act: str
+    article: str
+
+
+class RedressOut(BaseModel):
+    """How, and until when, the order may be contested."""
+
+    instructions: str
+    contest_within_hours: int | None
+
+
+class AttachmentOut(BaseModel):
+    """A document attached by its SHA-256 digest."""
+
+    sha256: str
+    name: str | None
+
+
+class ItemOutcomeOut(BaseModel):
+    """What the platform reported for one item."""
+
+    outcome: Outcome
+    reason: str | None
+    actioned_at: datetime
+    reported_at: datetime
+
+
+class RepresentativeOnRecordOut(BaseModel):
+    """The platform's representative the registry had on record when the platform was notified."""
+
+    name: str
+    citizenship: str
+    email: str
+    phone: str | None = None
+
+
+class NotificationOut(BaseModel):
+    """How the platform was notified (the start of the SLA clock): channel, where, and who was on record."""
+
+    channel: NotificationChannel
+    notified_at: datetime
+    delivery_id: str | None
+    attempt: int | None
+    address: str | None
+    representative: RepresentativeOnRecordOut | None
+    evidence: str | None
+
+
+class OrderItemOut(BaseModel):
+    """One locator of content and, once reported, its outcome."""
+
+    item_id: str
+    url: str
+    content_id: str | None
+    content_type: str | None
+    outcome: ItemOutcomeOut | None
+
+
+class OrderOut(BaseModel):
+    """An order as issued, with its items and outcomes, its status and its deadline (null until notified)."""
+
+    id: str
+    issuer_reference: str
+    authority: AuthorityOut
+    signed_off_by: str
+    platform_id: str
+    legal_basis: LegalBasisOut
+    category: Category
+    category_specification: str | None
+    statement_of_reasons: str
+    requested_action: RequestedAction
+    territorial_scope: list[str]
+    redress: RedressOut | None
+    language: str
+    attachments: list[AttachmentOut]
+    issued_at: datetime
+    items: list[OrderItemOut]
+    status: Status
+    version: int
+    notified_at: datetime | None
+    notified_via: NotificationChannel | None
+    notification: NotificationOut | None
+    deadline: datetime | None
+    sla_status: SlaStatus = Field(description="as of the response; moves with time alone while the clock runs")
+    remaining_seconds: int | None = Field(
+        description="whole seconds to the deadline as of the response; negative once breached"
+    )
+    review_due: datetime | None
+    acknowledged_at: datetime | None
+    contested_at: datetime | None
+    upheld_at: datetime | None
+    withdrawn_at: datetime | None
+    closed_at: datetime | None
+    declines_accepted_at: datetime | None
+    escalation_levels: list[int]
+    failed_delivery_attempts: int
+
+
 class OrderPage(BaseModel):
-    items: list[dict[str, Any]]
+    """One page of orders, newest first; `next_cursor` is null on the last page."""
+
+    items: list[OrderOut]
     next_cursor: str | None
 
 
 class EventOut(BaseModel):
+    """A recorded fact about an order; `position` is its global position (null until the sequencer numbers it)."""
+
     event_id: str
     type: str
     schema_version: int
@@ -222,4 +412,4 @@ class EventOut(BaseModel):
     leaf_hash: str = Field(description="the event's ledger leaf hash (RFC 9162, base64): the receipt")
 
 
-StatusFilter = Literal["issued", "delivered", "acknowledged", "contested", "closed", "withdrawn"]
+StatusFilter = Status

@@ -132,7 +132,10 @@ def orders(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The SLA rows behind a dashboard tile, by deadline (soonest first, orders without one last), paged."""
     o = sla_orders
-    stmt = select(o).order_by(o.c.deadline.is_(None), o.c.deadline, o.c.order_id).limit(limit + 1)
+    # NULLS LAST (PostgreSQL's default for ASC), not `deadline IS NULL` first: the (status, deadline, order_id)
+    # index then serves the page in order; with the expression the planner read and sorted every breached row
+    # (82 ms at 1M orders against 1.8 ms at 10k, bench/sla.py).
+    stmt = select(o).order_by(o.c.deadline.asc().nulls_last(), o.c.order_id).limit(limit + 1)
     if principal.role == "issuer":
         stmt = stmt.where(o.c.authority_id == principal.authority_id)
     if status:

@@ -1,0 +1,163 @@
+"""The HTTP shapes of platforms, deliveries, health and readiness: what each route accepts and returns."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.orders.schemas import WHITESPACE, Text200, no_nul, not_sent
+
+# An absolute http(s) URL with a host the notifier can call: the form the registry checks (`check_webhook_url`)
+# before it resolves the host. Resolving to an address that is not allowed is refused with 422 on top of this.
+WEBHOOK_URL_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*"
+    r"(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?"
+    r"(?:[/?#][\x21-\x7e]*)?$"
+)
+WebhookUrl = Annotated[
+    str,
+    Field(
+        max_length=2048,
+        # Stated for clients; the registry's own check (`check_webhook_url`) refuses anything else with its reason.
+        json_schema_extra={"pattern": WEBHOOK_URL_PATTERN},
+        description="An absolute http(s) URL whose host resolves to an address the notifier may call",
+        examples=["https://platform.example/takedown/webhook"],
+    ),
+]
+PlatformName = Text200
+MonthlyUsers = Annotated[int, Field(ge=0, le=2**31 - 1)]
+
+
+class Representative(BaseModel):
+    """The platform's local representative."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    name: Text200
+    citizenship: Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")] = "KZ"
+    email: Annotated[str, Field(max_length=320, pattern=rf"^[^@{WHITESPACE}\x00]+@[^@{WHITESPACE}\x00]+$")]
+    phone: Annotated[str, Field(max_length=40), no_nul()] | None = None
+
+
+class PlatformIn(BaseModel):
+    """A platform as an admin registers it."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    name: PlatformName
+    monthly_users: MonthlyUsers
+    representative: Representative
+    webhook_url: WebhookUrl | None = None
+
+
+class PlatformPatch(BaseModel):
+    """The registration fields to change; those not sent stay as they are, `webhook_url: null` removes the webhook."""
+
+    # name, monthly_users and representative may be left out but not sent as null: the registry requires them.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    name: PlatformName = not_sent()
+    monthly_users: MonthlyUsers = not_sent()
+    representative: Representative = not_sent()
+    webhook_url: WebhookUrl | None = None
+
+
+def obliged_rule(obliged_above: int) -> dict[str, Any]:
+    """The JSON Schema rule of the law: a platform with more users than this names a Kazakh-citizen representative."""
+    return {
+        "if": {"properties": {"monthly_users": {"minimum": obliged_above + 1}}, "required": ["monthly_users"]},
+        "then": {"properties": {"representative": {"properties": {"citizenship": {"const": "KZ"}}}}},
+    }
+
+
+class RepresentativeOut(BaseModel):
+    """A representative as registered."""
+
+    name: str
+    citizenship: str
+    email: str
+    phone: str | None = None
+
+
+class PlatformOut(BaseModel):
+    """A platform's registration (never its secrets)."""
+
+    id: str
+    name: str
+    monthly_users: int
+    representative: RepresentativeOut
+    webhook_url: str | None
+    webhook_enabled: bool
+    webhook_disabled_reason: str | None
+    secret_rotation_overlap_until: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class PlatformWithSecretOut(PlatformOut):
+    """A platform's registration with its new webhook secret, shown this once."""
+
+    webhook_secret: Annotated[str, Field(pattern=r"^whsec_", description="Standard Webhooks secret (whsec_ + base64)")]
+
+
+class PlatformChangeOut(BaseModel):
+    """One recorded change of a platform's registration (`platform.registered`, `platform.changed`, ...)."""
+
+    type: str
+    recorded_at: datetime
+    actor: str | None = Field(description="the API key (id) that made the change; null for the service itself")
+    position: int | None
+    data: dict[str, Any]
+
+
+DeliveryState = Literal["pending", "delivered", "dead", "cancelled"]
+
+
+class AttemptOut(BaseModel):
+    """One attempt to deliver a webhook."""
+
+    attempt: int
+    started_at: datetime
+    duration_ms: float
+    status_code: int | None
+    error_kind: str | None
+    response_excerpt: str | None
+    worker: str
+
+
+class DeliveryOut(BaseModel):
+    """One webhook message (`webhook_id` is stable across retries) and every attempt made to deliver it."""
+
+    id: str
+    webhook_id: str
+    order_id: str
+    platform_id: str
+    webhook_type: str
+    state: DeliveryState
+    attempts: int
+    next_attempt_at: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None
+    last_error: str | None
+    attempt_log: list[AttemptOut]
+
+
+class Health(BaseModel):
+    """The process is up."""
+
+    status: Literal["ok"]
+
+
+class Migrations(BaseModel):
+    """The database's migration and the code's newest one."""
+
+    current: str | None
+    head: str | None
+
+
+class Readiness(BaseModel):
+    """Ready (`ok`) when the database answers and is at the newest migration; otherwise why not."""
+
+    status: Literal["ok", "unavailable"]
+    database: Annotated[str, Field(description="why the database cannot be reached")] = not_sent()
+    migrations: Migrations = not_sent()
