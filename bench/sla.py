@@ -15,7 +15,9 @@ For each size:
    and checked equal to counters computed in Python with `groups()` and `bucket()` while generating; at the small
    size also equal to what `SlaProjection.replace` itself writes from empty (in a rolled-back transaction). The
    order view `orders` gets one row per SLA row (INSERT ... SELECT; small JSON document; next_due_at NULL for
-   closed orders and in the future for open ones). Then VACUUM ANALYZE.
+   closed orders and in the future for open ones). Then VACUUM ANALYZE. Both sizes are filled first (then a
+   CHECKPOINT), and every round below runs on both, alternating which goes first, so drift on this shared
+   machine falls on both sides of a growth ratio.
 2. Reads, each call in its own read transaction (`Database.read`), after an untimed warm-up (a fifth of the
    calls, at most 20), --rounds rounds; p50/p95 in ms, the best round (lowest p95) kept:
    - `queries.summary` as an auditor, unfiltered and grouped by platform (200 calls a round);
@@ -46,6 +48,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -326,19 +329,6 @@ def timed(container: Container, call: Callable[[Connection], Any], calls: int) -
     return out
 
 
-def best_round(
-    container: Container, name: str, call: Callable[[Connection], Any], calls: int, rounds: int
-) -> dict[str, float]:
-    runs = []
-    for _ in range(rounds):
-        times = timed(container, call, calls)
-        runs.append((_p(times, 0.95), statistics.median(times)))
-    p95, p50 = min(runs)
-    rounds_text = "; ".join(f"{a:.2f}/{b:.2f}" for b, a in runs)
-    say(f"    {name:<34} p50 {p50:8.2f} ms  p95 {p95:8.2f} ms   (rounds p50/p95: {rounds_text})")
-    return {"p50_ms": p50, "p95_ms": p95}
-
-
 def summary_call(group_by: queries.GroupBy | None) -> Callable[[Connection], Any]:
     def call(conn: Connection) -> list[dict[str, Any]]:
         return queries.summary(conn, AUDITOR, group_by)
@@ -403,103 +393,122 @@ def page_plan(container: Container) -> str:
     return " | ".join(line.strip() for line in lines if "Planning" not in line and "Execution" not in line)
 
 
-def sweep_rounds(
-    container: Container, clock: FrozenClock, now: datetime, platform_ids: list[str], rounds: int
-) -> dict[str, float]:
+def sweep_once(store: Store, now: datetime, round_no: int) -> float:
     """Issue DUE real orders 2 h before NOW, then time one `Sweep.run_once` at NOW; check DUE new level-1 rows."""
-    times = []
-    for round_no in range(rounds + 1):  # round 0 is the untimed warm-up
-        clock.set(now - timedelta(hours=2))
-        ids = set()
-        for k in range(DUE):
-            fields = order_fields(platform_ids[k % len(platform_ids)], f"BENCH-{round_no}-{k}")
-            ids.add(container.orders.issue(ISSUER_PRINCIPAL, fields, None)[0]["id"])
-        with container.db.read() as conn:
-            before = conn.execute(select(func.count()).select_from(escalations)).scalar_one()
-        clock.set(now)
-        t = time.perf_counter()
-        looked_at = container.sweep.run_once()
-        elapsed = (time.perf_counter() - t) * 1000
-        with container.db.read() as conn:
-            new = conn.execute(
-                select(escalations.c.order_id, escalations.c.level).where(escalations.c.order_id.in_(ids))
-            ).all()
-            after = conn.execute(select(func.count()).select_from(escalations)).scalar_one()
-        if after - before != DUE or len(new) != DUE or {r.level for r in new} != {sla.NOT_NOTIFIED} or looked_at != DUE:
-            raise RuntimeError(f"sweep round {round_no}: {after - before} escalations, {looked_at} orders looked at")
-        if round_no:
-            times.append(elapsed)
-    best, median = min(times), statistics.median(times)
-    say(
-        f"    sweep, {DUE} due (then {DUE} level-1 escalations)  best {best:8.1f} ms  median {median:6.1f} ms"
-        f"   (rounds: {', '.join(f'{t:.1f}' for t in times)}; exactly {DUE} escalations each)"
-    )
-    return {"sweep_ms": best, "sweep_median_ms": median}
+    container, clock = store.container, store.clock
+    clock.set(now - timedelta(hours=2))
+    ids = set()
+    for k in range(DUE):
+        fields = order_fields(store.platform_ids[k % len(store.platform_ids)], f"BENCH-{round_no}-{k}")
+        ids.add(container.orders.issue(ISSUER_PRINCIPAL, fields, None)[0]["id"])
+    with container.db.read() as conn:
+        before = conn.execute(select(func.count()).select_from(escalations)).scalar_one()
+    clock.set(now)
+    t = time.perf_counter()
+    looked_at = container.sweep.run_once()
+    elapsed = (time.perf_counter() - t) * 1000
+    with container.db.read() as conn:
+        new = conn.execute(
+            select(escalations.c.order_id, escalations.c.level).where(escalations.c.order_id.in_(ids))
+        ).all()
+        after = conn.execute(select(func.count()).select_from(escalations)).scalar_one()
+    if after - before != DUE or len(new) != DUE or {r.level for r in new} != {sla.NOT_NOTIFIED} or looked_at != DUE:
+        raise RuntimeError(f"sweep round {round_no}: {after - before} escalations, {looked_at} orders looked at")
+    return elapsed
 
 
-# ----------------------------------------------------------------------------------------------------- one size
+# ----------------------------------------------------------------------------------------------------- the stores
 
 
-def run_size(template: str, n: int, rounds: int, now: datetime, cross_check: bool) -> dict[str, float]:
+@dataclass
+class Store:
+    """One filled database and a service container over it."""
+
+    n: int
+    db_name: str
+    container: Container
+    clock: FrozenClock
+    platform_ids: list[str]
+
+
+def setup_store(template: str, n: int, now: datetime, cross_check: bool) -> Store:
     db_name = f"{PREFIX}{n}"
     create_db(db_name, template)
     clock = FrozenClock(now)
     container = bootstrap(
         Settings(environment="test", database_url=_sa_url(db_name), embedded_workers=False), clock=clock
     )
-    try:
-        say(f"\n{n:,} orders stored")
-        with container.db.transaction() as conn:
-            platform_ids = [
-                registry.register(conn, platform_fields(f"Platform {k:02d}"), now - timedelta(days=400))[0].id
-                for k in range(PLATFORMS)
-            ]
-        figures = fill(db_name, n, platform_ids, container.policy, now)
-        if cross_check:
-            check_against_projection(container)
-        say("  reads (each in its own read transaction; best round by p95 of " + str(rounds) + "):")
-        out: dict[str, float] = {"fill_s": figures["fill_s"]}
-        groupings: tuple[tuple[str, queries.GroupBy | None], ...] = (("unfiltered", None), ("by_platform", "platform"))
-        for label, grouping in groupings:
-            r = best_round(container, f"summary {label}", summary_call(grouping), SUMMARY_CALLS, rounds)
-            out[f"summary_{label}_p50_ms"], out[f"summary_{label}_p95_ms"] = r["p50_ms"], r["p95_ms"]
-        r = best_round(
-            container,
-            "first page of breached (limit 50)",
-            lambda c: queries.orders(c, AUDITOR, status="breached", limit=50),
-            PAGE_CALLS,
-            rounds,
-        )
-        out["page_breached_p50_ms"], out["page_breached_p95_ms"] = r["p50_ms"], r["p95_ms"]
-        say(f"    page plan: {page_plan(container)}")
-        baseline_calls = 10 if n >= 500_000 else 50  # a 1M-row GROUP BY takes about a second here
-        for label, group in (("unfiltered", None), ("by_platform", "platform_id")):
-            for with_p in (True, False):
-                name = f"GROUP BY {label}" + (" +percentiles" if with_p else " counts only")
-                r = best_round(
-                    container, name, baseline_call(baseline_sql(group, with_p), with_p), baseline_calls, rounds
-                )
-                suffix = "" if with_p else "_counts_only"
-                out[f"group_by_{label}{suffix}_p50_ms"], out[f"group_by_{label}{suffix}_p95_ms"] = (
-                    r["p50_ms"],
-                    r["p95_ms"],
-                )
-        with container.db.read() as conn:
-            ours = queries.summary(conn, AUDITOR, None)[0]
-            plain = baseline_call(baseline_sql(None, True), True)(conn)[0]
+    say(f"\n{n:,} orders stored")
+    with container.db.transaction() as conn:
+        platform_ids = [
+            registry.register(conn, platform_fields(f"Platform {k:02d}"), now - timedelta(days=400))[0].id
+            for k in range(PLATFORMS)
+        ]
+    fill(db_name, n, platform_ids, container.policy, now)
+    if cross_check:
+        check_against_projection(container)
+    with container.db.read() as conn:
+        ours = queries.summary(conn, AUDITOR, None)[0]
+        plain = baseline_call(baseline_sql(None, True), True)(conn)[0]
+    say(
+        f"  same answer: total {ours['total']:,}, percent met {ours['percent_met']} vs {plain['percent_met']:.2f};"
+        f" median {ours['median_answer_seconds']} s vs exact {plain['median']:.1f} s, p90"
+        f" {ours['p90_answer_seconds']} s vs exact {plain['p90']:.1f} s (histogram buckets 5% wide)"
+    )
+    if ours["total"] != n or ours["counts"] != plain["counts"]:
+        raise RuntimeError("the summary's counts differ from the plain GROUP BY's")
+    say(f"  page plan: {page_plan(container)}")
+    return Store(n, db_name, container, clock, platform_ids)
+
+
+def reads(n: int) -> list[tuple[str, Callable[[Connection], Any], int]]:
+    """What is timed: (figure name, call, calls a round)."""
+    baseline_calls = 10 if n >= 500_000 else 50  # a 1M-row GROUP BY takes most of a second here
+    out: list[tuple[str, Callable[[Connection], Any], int]] = [
+        ("summary_unfiltered", summary_call(None), SUMMARY_CALLS),
+        ("summary_by_platform", summary_call("platform"), SUMMARY_CALLS),
+        ("page_breached", lambda c: queries.orders(c, AUDITOR, status="breached", limit=50), PAGE_CALLS),
+    ]
+    for label, group in (("unfiltered", None), ("by_platform", "platform_id")):
+        for with_p in (True, False):
+            name = f"group_by_{label}" + ("" if with_p else "_counts_only")
+            out.append((name, baseline_call(baseline_sql(group, with_p), with_p), baseline_calls))
+    return out
+
+
+def measure(stores: list[Store], now: datetime, rounds: int) -> dict[int, dict[str, float]]:
+    """Every read and the sweep on every store, rounds interleaved across the stores; the best round of each."""
+    runs: dict[tuple[int, str], list[tuple[float, float]]] = {}
+    for round_no in range(rounds):
+        order = stores if round_no % 2 == 0 else stores[::-1]
+        for index in range(len(reads(0))):
+            for store in order:
+                name, call, calls = reads(store.n)[index]
+                times = timed(store.container, call, calls)
+                runs.setdefault((store.n, name), []).append((_p(times, 0.95), statistics.median(times)))
+    sweeps: dict[int, list[float]] = {store.n: [] for store in stores}
+    for round_no in range(rounds + 1):  # round 0 is an untimed warm-up
+        for store in stores if round_no % 2 == 0 else stores[::-1]:
+            elapsed = sweep_once(store, now, round_no)
+            if round_no:
+                sweeps[store.n].append(elapsed)
+    results: dict[int, dict[str, float]] = {}
+    for store in stores:
+        out = results[store.n] = {}
+        say(f"\n{store.n:,} orders: reads (each call in its own read transaction; best of {rounds} rounds by p95)")
+        for name, _, calls in reads(store.n):
+            p95, p50 = min(runs[(store.n, name)])
+            out[f"{name}_p50_ms"], out[f"{name}_p95_ms"] = p50, p95
+            text_rounds = "; ".join(f"{b:.2f}/{a:.2f}" for a, b in runs[(store.n, name)])
+            say(f"    {name:<32} p50 {p50:8.2f} ms  p95 {p95:8.2f} ms   ({calls} calls; rounds p50/p95: {text_rounds})")
+        times = sweeps[store.n]
+        out["sweep_ms"], out["sweep_median_ms"] = min(times), statistics.median(times)
         say(
-            f"  same answer: total {ours['total']:,}, percent met {ours['percent_met']} vs {plain['percent_met']:.2f};"
-            f" median {ours['median_answer_seconds']} s vs exact {plain['median']:.1f} s, p90"
-            f" {ours['p90_answer_seconds']} s vs exact {plain['p90']:.1f} s (histogram buckets 5% wide)"
+            f"    sweep, {DUE} due -> {DUE} level-1 escalations  best {min(times):8.1f} ms  median"
+            f" {statistics.median(times):6.1f} ms   (rounds: {', '.join(f'{t:.1f}' for t in times)}; order view of"
+            f" {store.n:,} rows with next_due_at NULL or in the future; exactly {DUE} escalations each round)"
         )
-        if ours["total"] != n or ours["counts"] != plain["counts"]:
-            raise RuntimeError("the summary's counts differ from the plain GROUP BY's")
-        say("  the sweep (order view of " + f"{n:,} rows, next_due_at NULL or in the future):")
-        out.update(sweep_rounds(container, clock, now, platform_ids, rounds))
-        return out
-    finally:
-        container.close()
-        drop_db(db_name)
+    return results
 
 
 # ----------------------------------------------------------------------------------------------------- main
@@ -528,22 +537,25 @@ def main() -> int:
         f"  server {row[0].split(' on ')[0] if row else '?'}, shared_buffers {row[1] if row else '?'}, jit {row[2] if row else '?'}"
     )
     template = f"{PREFIX}template"
-    results: dict[int, dict[str, float]] = {}
+    stores: list[Store] = []
     try:
         create_db(template)
         engine = make_engine(_sa_url(template))
         upgrade(engine)
         engine.dispose()
         for n in (small, big):
-            results[n] = run_size(template, n, args.rounds, now, cross_check=n == small)
+            stores.append(setup_store(template, n, now, cross_check=n == small))
+        _admin("CHECKPOINT")  # the loads' dirty pages are written now, not during the timed calls
+        results = measure(stores, now, args.rounds)
     finally:
+        for store in stores:
+            store.container.close()
+            drop_db(store.db_name)
         drop_db(template)
 
     s, b = results[small], results[big]
     figures: dict[str, float] = {"small_orders": small, "big_orders": big}
     for name in s:
-        if name == "fill_s":
-            continue
         figures[f"{name}_small"], figures[f"{name}_big"] = s[name], b[name]
     growth_of = (
         "summary_unfiltered_p50_ms", "summary_unfiltered_p95_ms", "summary_by_platform_p50_ms",
