@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, func, null, select, text
 from sqlalchemy.exc import IntegrityError
@@ -93,9 +93,13 @@ class NewEvent:
         )
 
 
-@dataclass(frozen=True)
-class RecordedEvent:
-    """An event as stored: its stream version and, once sequenced, its global position."""
+class RecordedEvent(NamedTuple):
+    """An event as stored: its stream version and, once sequenced, its global position.
+
+    A named tuple, not a frozen dataclass: the tailing read builds one per row, and a frozen dataclass's
+    `__init__` (one `object.__setattr__` per field) cost 1.5 us against 0.4 us, a quarter of the gap to a bare
+    keyset read (bench/store.py).
+    """
 
     event_id: str
     stream_id: str
