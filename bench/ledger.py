@@ -144,7 +144,7 @@ def writer_process(
 
         def intake(n: int) -> None:
             body = IssueOrderIn.model_validate(order_body(platform_id, issuer_reference=f"B-{index}-{n}"))
-            container.orders.issue(issuer, body, None)
+            container.orders.issue(issuer, body.to_order("mci", "Ministry"), None)
 
         def append(n: int) -> None:
             document = order_body(platform_id, issuer_reference=f"B-{index}-{n}")

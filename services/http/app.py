@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,8 +11,8 @@ from typing import Any
 from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from sqlalchemy import Connection, text
 
 from services.bootstrap import Container
 from services.http import problems
@@ -103,6 +104,7 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
         try:
             with c.db.read() as conn:
                 conn.execute(text("SELECT 1"))
+                numbering = _numbering(c, conn)
             current = current_revision(c.db.engine)
         except Exception as exc:  # noqa: BLE001 - readiness reports any failure instead of raising
             response.status_code = 503
@@ -110,7 +112,7 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
         if current != head:
             response.status_code = 503
             return {"status": "unavailable", "migrations": {"current": current, "head": head}}
-        return {"status": "ok", "migrations": {"current": current, "head": head}}
+        return {"status": "ok", "migrations": {"current": current, "head": head}, "numbering": numbering}
 
     @app.get(
         "/metrics",
@@ -119,8 +121,10 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
         response_class=Response,
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Metrics"}},
     )
-    def metrics() -> Response:
+    def metrics(c: ContainerDep) -> Response:
         """Prometheus text format."""
+        with contextlib.suppress(Exception), c.db.read() as conn:  # metrics must answer with the database down
+            _numbering(c, conn)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     def openapi() -> dict[str, Any]:
@@ -140,6 +144,19 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+UNNUMBERED = Gauge("takedown_unnumbered_events", "Committed events still waiting for a global position")
+NUMBERING_LAG = Gauge("takedown_numbering_lag_seconds", "Age of the oldest committed event without a global position")
+
+
+def _numbering(c: Container, conn: Connection) -> dict[str, Any]:
+    """The sequencer's lag, as /readyz details it and the gauges report it (readers by position wait this long)."""
+    count, oldest = c.store.unnumbered(conn)
+    lag = max(0.0, (c.clock.now() - oldest).total_seconds()) if oldest is not None else None
+    UNNUMBERED.set(count)
+    NUMBERING_LAG.set(lag or 0.0)
+    return {"unnumbered_events": count, "lag_seconds": lag}
 
 
 TAGS = [

