@@ -44,7 +44,8 @@ if str(ROOT) not in sys.path:
 import psycopg  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
-ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+from bench.pg import ADMIN_URL, conninfo, create_db, drop_db, sa_url, say  # noqa: E402
+
 PREFIX = "bench_ledger_"
 WRITERS = 4
 WARMUP_ORDERS = 10  # per writer, untimed
@@ -61,47 +62,17 @@ TARGETS = {
 # ----------------------------------------------------------------------------------------------------- plumbing
 
 
-def _conninfo(dbname: str) -> dict[str, Any]:
-    info = psycopg.conninfo.conninfo_to_dict(ADMIN_URL)
-    info["dbname"] = dbname
-    return info
-
-
-def _sa_url(dbname: str) -> str:
-    c = _conninfo(dbname)
-    password = f":{c['password']}" if c.get("password") else ""
-    return f"postgresql+psycopg://{c.get('user', 'postgres')}{password}@{c.get('host', '127.0.0.1')}:{c.get('port', 5432)}/{dbname}"
-
-
-def _admin(sql: str) -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql)
-
-
-def create_db(name: str, template: str | None = None) -> None:
-    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    _admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
-
-
-def drop_db(name: str) -> None:
-    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def say(line: str = "") -> None:
-    print(line, flush=True)
-
-
 def _container(dbname: str) -> Any:
     from services.bootstrap import bootstrap
     from shared.settings import Settings
 
     # A throwaway signing key (the scheduled checkpoints sign with it), never a ./ledger.key file.
     key = SecretStr(base64.b64encode(hashlib.sha256(dbname.encode()).digest()).decode())
-    return bootstrap(Settings(environment="test", database_url=_sa_url(dbname), embedded_workers=False, ledger_key=key))
+    return bootstrap(Settings(environment="test", database_url=sa_url(dbname), embedded_workers=False, ledger_key=key))
 
 
 def _count(dbname: str, sql: str) -> int:
-    with psycopg.connect(**_conninfo(dbname)) as conn:
+    with psycopg.connect(**conninfo(dbname)) as conn:
         row = conn.execute(sql).fetchone()
     assert row is not None
     return int(row[0])
@@ -264,7 +235,7 @@ def catch_up(template: str, orders: int) -> dict[str, float]:
     try:
         r = run_writers("append", dbname, orders, ledger_on=False)
         events_per_s = 4 * orders / r["seconds"]
-        db = Database(make_engine(_sa_url(dbname)))
+        db = Database(make_engine(sa_url(dbname)))
         feeder = LedgerFeeder(db, EventStore("postgresql"))
         total = r["events"]
         t0 = time.perf_counter()
@@ -298,7 +269,7 @@ def proofs_at(template: str, size: int) -> dict[str, float]:
 
     dbname = f"{PREFIX}proofs_{size}"
     create_db(dbname, template)
-    db = Database(make_engine(_sa_url(dbname)))
+    db = Database(make_engine(sa_url(dbname)))
     try:
         t0 = time.perf_counter()
         for lo in range(0, size, BULK_CHUNK):
@@ -307,7 +278,7 @@ def proofs_at(template: str, size: int) -> dict[str, float]:
                 current = tree.lock_head(conn)
                 assert current is not None and current.size == lo
                 tree.append(conn, current, hashes)
-        with psycopg.connect(**_conninfo(dbname), autocommit=True) as conn:
+        with psycopg.connect(**conninfo(dbname), autocommit=True) as conn:
             conn.execute("VACUUM (ANALYZE) ledger_nodes")
         build_s = time.perf_counter() - t0
         rnd = random.Random(size)
@@ -374,7 +345,7 @@ def main() -> int:
     figures: dict[str, float] = {}
     try:
         create_db(template)
-        engine = make_engine(_sa_url(template))
+        engine = make_engine(sa_url(template))
         upgrade(engine)
         engine.dispose()
 

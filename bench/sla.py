@@ -60,6 +60,7 @@ if str(ROOT) not in sys.path:
 import psycopg  # noqa: E402
 from sqlalchemy import Connection, event, func, select, text  # noqa: E402
 
+from bench.pg import ADMIN_URL, admin, conninfo, create_db, drop_db, sa_url, say  # noqa: E402
 from services.bootstrap import Container, bootstrap  # noqa: E402
 from services.orders import sla  # noqa: E402
 from services.registry import service as registry  # noqa: E402
@@ -72,7 +73,6 @@ from shared.events import CATEGORIES  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from tests.builders import ISSUER_PRINCIPAL, order_fields, platform_fields  # noqa: E402
 
-ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PREFIX = "bench_sla_"
 PLATFORMS = 20
 AUTHORITIES = ("mci", "mvd", "gp")  # mci is ISSUER_PRINCIPAL's: the real orders of the sweep rounds
@@ -113,36 +113,6 @@ TARGETS = {
 
 
 # ----------------------------------------------------------------------------------------------------- plumbing
-
-
-def _conninfo(dbname: str) -> dict[str, Any]:
-    info = psycopg.conninfo.conninfo_to_dict(ADMIN_URL)
-    info["dbname"] = dbname
-    return info
-
-
-def _sa_url(dbname: str) -> str:
-    c = _conninfo(dbname)
-    password = f":{c['password']}" if c.get("password") else ""
-    return f"postgresql+psycopg://{c.get('user', 'postgres')}{password}@{c.get('host', '127.0.0.1')}:{c.get('port', 5432)}/{dbname}"
-
-
-def _admin(sql: str) -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql)
-
-
-def create_db(name: str, template: str | None = None) -> None:
-    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    _admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
-
-
-def drop_db(name: str) -> None:
-    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def say(line: str = "") -> None:
-    print(line, flush=True)
 
 
 def _p(times: list[float], q: float) -> float:
@@ -224,7 +194,7 @@ def fill(db_name: str, n: int, platform_ids: list[str], policy: sla.SlaPolicy, n
     expected_hist: Counter[tuple[str, str, int]] = Counter()
     mix: Counter[str] = Counter()
     t0 = time.perf_counter()
-    with psycopg.connect(**_conninfo(db_name)) as conn:
+    with psycopg.connect(**conninfo(db_name)) as conn:
         conn.execute("SET synchronous_commit = off")
         with conn.cursor() as cur, cur.copy(f"COPY sla_orders ({', '.join(SLA_COLUMNS)}) FROM STDIN") as copy:
             for row in synthetic_rows(n, platform_ids, policy, now, seed=n):
@@ -274,7 +244,7 @@ def fill(db_name: str, n: int, platform_ids: list[str], policy: sla.SlaPolicy, n
         )
         conn.commit()
         t_view = time.perf_counter()
-    with psycopg.connect(**_conninfo(db_name), autocommit=True) as conn:
+    with psycopg.connect(**conninfo(db_name), autocommit=True) as conn:
         conn.execute("VACUUM (ANALYZE) sla_orders, sla_counts, sla_answer_histogram, orders")
         stored_counts = Counter(
             {(d, k, s): int(c) for d, k, s, c in conn.execute("SELECT dimension, key, status, n FROM sla_counts")}
@@ -436,7 +406,7 @@ def setup_store(template: str, n: int, now: datetime, cross_check: bool) -> Stor
     create_db(db_name, template)
     clock = FrozenClock(now)
     container = bootstrap(
-        Settings(environment="test", database_url=_sa_url(db_name), embedded_workers=False), clock=clock
+        Settings(environment="test", database_url=sa_url(db_name), embedded_workers=False), clock=clock
     )
     say(f"\n{n:,} orders stored")
     with container.db.transaction() as conn:
@@ -540,12 +510,12 @@ def main() -> int:
     stores: list[Store] = []
     try:
         create_db(template)
-        engine = make_engine(_sa_url(template))
+        engine = make_engine(sa_url(template))
         upgrade(engine)
         engine.dispose()
         for n in (small, big):
             stores.append(setup_store(template, n, now, cross_check=n == small))
-        _admin("CHECKPOINT")  # the loads' dirty pages are written now, not during the timed calls
+        admin("CHECKPOINT")  # the loads' dirty pages are written now, not during the timed calls
         results = measure(stores, now, args.rounds)
     finally:
         for store in stores:

@@ -54,7 +54,8 @@ from eventsourcing.application import Application  # noqa: E402
 from eventsourcing.domain import Aggregate, event  # noqa: E402
 from psycopg.types.json import Json  # noqa: E402
 
-ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+from bench.pg import ADMIN_URL, conninfo, create_db, drop_db, sa_url, say  # noqa: E402
+
 PREFIX = "bench_store_"
 WRITERS = (1, 4, 8)
 SYSTEMS = ("ours", "eventsourcing", "executemany")
@@ -71,36 +72,6 @@ TARGETS = {
 
 
 # ----------------------------------------------------------------------------------------------------- plumbing
-
-
-def _conninfo(dbname: str) -> dict[str, Any]:
-    info = psycopg.conninfo.conninfo_to_dict(ADMIN_URL)
-    info["dbname"] = dbname
-    return info
-
-
-def _sa_url(dbname: str) -> str:
-    c = _conninfo(dbname)
-    password = f":{c['password']}" if c.get("password") else ""
-    return f"postgresql+psycopg://{c.get('user', 'postgres')}{password}@{c.get('host', '127.0.0.1')}:{c.get('port', 5432)}/{dbname}"
-
-
-def _admin(sql: str) -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql)
-
-
-def create_db(name: str, template: str | None = None) -> None:
-    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    _admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
-
-
-def drop_db(name: str) -> None:
-    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def say(line: str = "") -> None:
-    print(line, flush=True)
 
 
 # ----------------------------------------------------------------------------------------------------- payloads
@@ -154,7 +125,7 @@ def make_ours(dbname: str) -> Callable[[str, list[tuple[str, dict[str, Any]]], d
     from shared.db import Database, make_engine
     from shared.eventstore import EventStore, NewEvent
 
-    db = Database(make_engine(_sa_url(dbname)))
+    db = Database(make_engine(sa_url(dbname)))
     store = EventStore("postgresql")
 
     def write(order_id: str, payloads: list[tuple[str, dict[str, Any]]], meta: dict[str, Any]) -> None:
@@ -166,7 +137,7 @@ def make_ours(dbname: str) -> Callable[[str, list[tuple[str, dict[str, Any]]], d
 
 
 def _es_env(dbname: str) -> dict[str, str]:
-    c = _conninfo(dbname)
+    c = conninfo(dbname)
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "POSTGRES_DBNAME": dbname,
@@ -251,7 +222,7 @@ RAW_INSERT = (
 def make_executemany(dbname: str) -> Callable[[str, list[tuple[str, dict[str, Any]]], dict[str, Any]], None]:
     from shared.ids import new_id
 
-    conn = psycopg.connect(**_conninfo(dbname))
+    conn = psycopg.connect(**conninfo(dbname))
 
     def write(order_id: str, payloads: list[tuple[str, dict[str, Any]]], meta: dict[str, Any]) -> None:
         now = datetime.now(UTC)
@@ -299,7 +270,7 @@ def prepare_db(system: str, dbname: str, template: str) -> None:
         app.close()
     else:
         create_db(dbname)
-        with psycopg.connect(**_conninfo(dbname), autocommit=True) as conn:
+        with psycopg.connect(**conninfo(dbname), autocommit=True) as conn:
             conn.execute(RAW_TABLE)
 
 
@@ -310,7 +281,7 @@ def count_rows(system: str, dbname: str) -> tuple[int, int]:
         "eventsourcing": "SELECT count(*), coalesce(max(notification_id), 0) FROM orders_events",
         "executemany": "SELECT count(*), 0 FROM raw_events",
     }[system]
-    with psycopg.connect(**_conninfo(dbname)) as conn:
+    with psycopg.connect(**conninfo(dbname)) as conn:
         row = conn.execute(sql).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
@@ -356,7 +327,7 @@ def run_writes(system: str, writers: int, orders: int, template: str) -> dict[st
             from shared.eventstore import EventStore
             from shared.eventstore.sequencer import Sequencer
 
-            seq_db = Database(make_engine(_sa_url(dbname)))
+            seq_db = Database(make_engine(sa_url(dbname)))
             sequencer = Sequencer(seq_db, EventStore("postgresql"))
             sequencer.catch_up()  # the warm-up events get their positions before the clock starts
             run_once = sequencer.run_once
@@ -468,7 +439,7 @@ def build_read_store(dbname: str, template: str, total: int) -> None:
     """
     streams = total // 10
     create_db(dbname, template)
-    with psycopg.connect(**_conninfo(dbname), autocommit=True) as conn:
+    with psycopg.connect(**conninfo(dbname), autocommit=True) as conn:
         # Short transactions: the sequencer of every database on this server waits for the oldest running
         # transaction in the cluster, so one 1M-row transaction would stall other people's event stores.
         for lo in range(1, streams * 10 + 1, LOAD_CHUNK):
@@ -527,14 +498,14 @@ def run_reads(dbname: str, total: int, rounds: int) -> dict[str, float]:
     from shared.db import Database, make_engine
     from shared.eventstore import EventStore
 
-    db = Database(make_engine(_sa_url(dbname)))
+    db = Database(make_engine(sa_url(dbname)))
     store = EventStore("postgresql")
     figures: dict[str, float] = {}
     try:
         with db.read() as conn:  # bring the table into the OS cache once, so that neither limit pays for it
             conn.exec_driver_sql("SELECT sum(octet_length(data::text)) FROM events").scalar_one()
             conn.exec_driver_sql("SELECT count(*) FROM event_positions").scalar_one()
-        bare = psycopg.connect(**_conninfo(dbname), autocommit=True)
+        bare = psycopg.connect(**conninfo(dbname), autocommit=True)
         try:
             for limit in READ_LIMITS:
                 best: dict[str, float] = {}
@@ -635,7 +606,7 @@ def main() -> int:
     created = [template]
     try:
         create_db(template)
-        engine = make_engine(_sa_url(template))
+        engine = make_engine(sa_url(template))
         upgrade(engine)
         engine.dispose()
 
