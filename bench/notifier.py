@@ -19,11 +19,13 @@ system-wide monotonic clock so other processes can compare times with it.
    same 19 platforms in run 1 (their deliveries over run 1's duration). The runs repeat for --rounds rounds (each
    on a fresh database) and are averaged, because this machine's load drifts.
 3. Baseline: a bare httpx loop in its own OS process, 64 concurrent requests (the notifier's total concurrency),
-   POSTing the same body and header set to the same 20 receiver paths, N requests, in two arrangements: one
-   AsyncClient with a 64-connection pool (what the notifier has today), and one AsyncClient per platform with 4
-   connections each. httpcore scans its whole pool on every request, so the first is several times slower than the
-   second; the baseline is the faster of the two (the ratio against the other is printed too). Bare runs happen
-   in every round and once more at the end, and are averaged. Both sides use the same generator (httpx), as
+   POSTing the same body and header set to the same 20 receiver paths, N requests, in three arrangements: one
+   AsyncClient with a 64-connection pool, one AsyncClient per platform with 4 connections each, and one httpx
+   transport per platform with 4 connections each, driven the way the notifier's sender drives it (no client
+   layers: cookie jar, auth, redirects). httpcore scans its whole pool on every request, so the first is several
+   times slower than the second. The baseline is the faster client arrangement (the issue's "bare httpx client
+   loop"); the ratio against the transport loop, which is faster still, is printed beside it. Bare runs happen in
+   every round and once more at the end, and are averaged. Both sides use the same generator (httpx), as
    shared/docs/benchmarks.md asks. The bare loop's CPU per request is printed beside the notifier's.
 4. Latency: an in-process container with the embedded notifier loop and the sequencer running (as `takedown run`
    does) and the in-process wake signal; orders are issued one at a time through the OrderService, each measured
@@ -44,6 +46,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -304,6 +307,7 @@ def backend_pids(container: Container) -> list[int]:
 # ---------------------------------------------------------------------------------------- notifier process
 
 
+LOG_DIR = Path(tempfile.gettempdir()) / "bench_notifier_logs"  # each notifier run's log lines, <run>.log
 PROFILE_DIR: list[Path] = []  # set by --py-spy: attach py-spy to every notifier process
 
 
@@ -317,10 +321,14 @@ def start_notifier(
         "TAKEDOWN_WEBHOOK_ALLOW_LIST": '["127.0.0.1"]',
         "TAKEDOWN_EMBEDDED_WORKERS": "false",
         "TAKEDOWN_ENVIRONMENT": "test",
+        "TAKEDOWN_LOG_JSON": "true",  # as docker-compose.yml runs it
     }
     args = [str(TAKEDOWN), "notifier"] + ([] if processes is None else ["--processes", str(processes)])
     # A session of its own, so that a kill reaches the supervisor's worker processes too.
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True)
+    # Its log lines go to a file, as a deployment's go to its log collector (and not between the bench's lines).
+    LOG_DIR.mkdir(exist_ok=True)
+    with open(LOG_DIR / f"{label}.log", "wb") as log:
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True, stderr=log)
     if not PROFILE_DIR:
         return proc, None
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -403,34 +411,58 @@ def notifier_run(
 # -------------------------------------------------------------------------------------------- bare loop
 
 
+ARRANGEMENTS = {
+    "single": f"one AsyncClient, pool of {CONCURRENCY}",
+    "per_platform": f"one AsyncClient per platform, pool of {PER_PLATFORM} each",
+    "transport": f"one httpx transport per platform (as the notifier sends), pool of {PER_PLATFORM} each",
+}
+
+
 def bare_main(
-    urls: list[str], body: bytes, headers: dict[str, str], count: int, per_platform: bool, out: PipeEnd
+    urls: list[str], body: bytes, headers: dict[str, str], count: int, arrangement: str, out: PipeEnd
 ) -> None:
     """A bare httpx loop: CONCURRENCY tasks POST `body` round-robin to `urls` until `count` requests are done.
 
-    One AsyncClient with a pool of CONCURRENCY connections (as the notifier has), or (`per_platform`) one client per
-    URL with PER_PLATFORM connections each: the same concurrency, arranged so httpcore's pool stays small.
+    Arrangements (ARRANGEMENTS): one AsyncClient with a pool of CONCURRENCY connections; one client per URL with
+    PER_PLATFORM connections each (the same concurrency, arranged so httpcore's pool stays small); or one httpx
+    transport per URL, PER_PLATFORM connections each, driven as the notifier's sender drives it (no client layers).
     """
 
     async def run() -> tuple[float, float]:
-        clients: list[httpx.AsyncClient]
-        if per_platform:
-            limits = httpx.Limits(max_connections=PER_PLATFORM, max_keepalive_connections=PER_PLATFORM)
-            clients = [httpx.AsyncClient(trust_env=False, limits=limits) for _ in urls]
+        limits = httpx.Limits(max_connections=PER_PLATFORM, max_keepalive_connections=PER_PLATFORM)
+        closers: list[Any] = []
+        if arrangement == "transport":
+            pools = [httpx.AsyncHTTPTransport(limits=limits) for _ in urls]
+            targets = [httpx.URL(url) for url in urls]
+            closers = pools
+
+            async def post(n: int) -> int:
+                request = httpx.Request("POST", targets[n % len(urls)], headers=headers, content=body)
+                response = await pools[n % len(urls)].handle_async_request(request)
+                async for _ in response.aiter_raw():
+                    pass
+                await response.aclose()
+                return response.status_code
+
         else:
-            limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-            clients = [httpx.AsyncClient(trust_env=False, limits=limits)] * len(urls)
+            if arrangement == "per_platform":
+                clients = [httpx.AsyncClient(trust_env=False, limits=limits) for _ in urls]
+            else:
+                wide = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+                clients = [httpx.AsyncClient(trust_env=False, limits=wide)] * len(urls)
+            closers = list(set(clients))
+
+            async def post(n: int) -> int:
+                response = await clients[n % len(urls)].post(urls[n % len(urls)], content=body, headers=headers)
+                return response.status_code
+
         counter = iter(range(count))
         failures = 0
 
-        async def post(n: int) -> None:
-            nonlocal failures
-            r = await clients[n % len(urls)].post(urls[n % len(urls)], content=body, headers=headers, timeout=15)
-            failures += r.status_code != 200
-
         async def worker() -> None:
+            nonlocal failures
             for n in counter:
-                await post(n)
+                failures += await post(n) != 200
 
         try:
             # Warm the pools (connections made) outside the timed window.
@@ -439,8 +471,8 @@ def bare_main(
             await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
             elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
         finally:
-            for client in set(clients):
-                await client.aclose()
+            for closer in closers:
+                await closer.aclose()
         if failures:
             raise RuntimeError(f"{failures} bare requests failed")
         return elapsed, cpu
@@ -450,13 +482,13 @@ def bare_main(
 
 
 def bare_run(
-    receiver: ReceiverProcess, body: bytes, headers: dict[str, str], count: int, per_platform: bool
+    receiver: ReceiverProcess, body: bytes, headers: dict[str, str], count: int, arrangement: str
 ) -> tuple[float, float]:
     """Run the bare loop in a process of its own; returns (requests/s, CPU ms per request)."""
     ctx = mp.get_context("spawn")
     result_in, result_out = ctx.Pipe(duplex=False)
     urls = [receiver.url(f"/p{n}") for n in range(PLATFORMS)]
-    proc = ctx.Process(target=bare_main, args=(urls, body, headers, count, per_platform, result_out))
+    proc = ctx.Process(target=bare_main, args=(urls, body, headers, count, arrangement, result_out))
     proc.start()
     if not result_in.poll(600):
         proc.kill()
@@ -532,6 +564,7 @@ def main() -> None:
 
     say(f"notifier bench: PostgreSQL {ADMIN_URL.rsplit('@', 1)[-1]}, {os.cpu_count()} CPUs, {orders} orders per run")
     say(f"load generator: httpx {httpx.__version__} for both the notifier and the bare baseline (same generator)")
+    say(f"notifier log lines (JSON, as deployed): {LOG_DIR}/<run>.log")
     say(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     dbs = Databases()
     receiver = ReceiverProcess()
@@ -539,17 +572,12 @@ def main() -> None:
     try:
         say(f"receiver: asyncio keep-alive HTTP/1.1 server in its own process on port {receiver.port}")
         body, headers = sample_request(dbs, receiver)
-        bare: dict[str, list[tuple[float, float]]] = {"single": [], "per_platform": []}
+        bare: dict[str, list[tuple[float, float]]] = {kind: [] for kind in ARRANGEMENTS}
 
         def bare_pair(when: str) -> None:
-            for kind in bare:
-                rate, cpu_ms = bare_run(receiver, body, headers, orders, per_platform=kind == "per_platform")
+            for kind, arrangement in ARRANGEMENTS.items():
+                rate, cpu_ms = bare_run(receiver, body, headers, orders, kind)
                 bare[kind].append((rate, cpu_ms))
-                arrangement = (
-                    f"one AsyncClient, pool of {CONCURRENCY}"
-                    if kind == "single"
-                    else f"one AsyncClient per platform, pool of {PER_PLATFORM} each"
-                )
                 say(
                     f"bare httpx loop, {CONCURRENCY} concurrent, {arrangement}, {when}: {rate:.0f} requests/s "
                     f"({cpu_ms:.2f} ms CPU per request)"
@@ -582,19 +610,22 @@ def main() -> None:
         healthy = {k: statistics.mean(r[k] for r in runs["healthy"]) for k in runs["healthy"][0]}
         one = {k: statistics.mean(r[k] for r in runs["one_process"]) for k in runs["one_process"][0]}
         holed = {k: statistics.mean(r[k] for r in runs["blackhole"]) for k in runs["blackhole"][0]}
-        single = statistics.mean(r for r, _ in bare["single"])
-        per_platform = statistics.mean(r for r, _ in bare["per_platform"])
-        baseline = max(single, per_platform)
-        baseline_cpu = statistics.mean(c for _, c in bare["per_platform" if baseline == per_platform else "single"])
+        rate = {kind: statistics.mean(r for r, _ in runs_) for kind, runs_ in bare.items()}
+        cpu = {kind: statistics.mean(c for _, c in runs_) for kind, runs_ in bare.items()}
+        single, per_platform, transport = rate["single"], rate["per_platform"], rate["transport"]
+        # The issue's baseline is a bare httpx *client* loop: the faster of the two client arrangements. The
+        # transport loop (the notifier's own way of sending, without the client's layers) is printed beside it.
+        client_kind = max(("single", "per_platform"), key=rate.__getitem__)
+        baseline, baseline_cpu = rate[client_kind], cpu[client_kind]
         say(
             f"means over the rounds: notifier {healthy['deliveries_per_s']:.0f} deliveries/s with "
             f"{NOTIFIER_PROCESSES} processes, {one['deliveries_per_s']:.0f}/s with 1; healthy platforms "
             f"{holed['healthy_per_s']:.0f}/s with the black hole vs {healthy['healthy_per_s']:.0f}/s without"
         )
         say(
-            f"baseline = the faster bare arrangement (mean of its runs): {baseline:.0f} requests/s, "
+            f"baseline = the faster bare client arrangement (mean of its runs): {baseline:.0f} requests/s, "
             f"{baseline_cpu:.2f} ms CPU per request (single client {single:.0f}/s, per-platform clients "
-            f"{per_platform:.0f}/s)"
+            f"{per_platform:.0f}/s); bare transports {transport:.0f}/s, {cpu['transport']:.2f} ms CPU per request"
         )
         latencies, issue_ms = latency_run(dbs, receiver, args.latency_samples)
         median = statistics.median(latencies)
@@ -616,6 +647,9 @@ def main() -> None:
             "bare_cpu_ms_per_request": round(baseline_cpu, 3),
             "bare_single_client_per_s": round(single, 1),
             "bare_per_platform_clients_per_s": round(per_platform, 1),
+            "bare_transports_per_s": round(transport, 1),
+            "bare_transports_cpu_ms_per_request": round(cpu["transport"], 3),
+            "ratio_vs_bare_transports": round(healthy["deliveries_per_s"] / transport, 3),
             "ratio_vs_bare_single_client": round(healthy["deliveries_per_s"] / single, 3),
             "healthy_per_s_all_healthy": round(healthy["healthy_per_s"], 1),
             "healthy_per_s_with_blackhole": round(holed["healthy_per_s"], 1),
@@ -627,7 +661,8 @@ def main() -> None:
         say(
             f"ratio vs bare: {figures['ratio_vs_bare']:.2f} with {NOTIFIER_PROCESSES} notifier processes, "
             f"{figures['ratio_one_process_vs_bare']:.2f} with 1 (vs the single-client loop: "
-            f"{figures['ratio_vs_bare_single_client']:.2f}); healthy share with a black hole: "
+            f"{figures['ratio_vs_bare_single_client']:.2f}, vs bare transports: "
+            f"{figures['ratio_vs_bare_transports']:.2f}); healthy share with a black hole: "
             f"{figures['healthy_rate_share_with_blackhole']:.2f}"
         )
         say(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -29,7 +29,7 @@ from services.notifier import outbox
 from services.notifier.outbox import Claimed
 from services.notifier.policy import DEFAULT_POLICY, RetryPolicy
 from services.notifier.recorder import OrderFacts, Recorder
-from services.notifier.sender import AttemptResult, send
+from services.notifier.sender import AttemptResult, send, transport
 from services.registry import service as registry
 from services.registry.service import WebhookEndpoint
 from services.webhooks.safety import Resolver, resolve_host, vetted_address, vetted_literal
@@ -104,19 +104,16 @@ class Notifier:
         # that a DNS server that hangs cannot hold up recording (and so the leases) of every other platform.
         self._loop.set_default_executor(ThreadPoolExecutor(8, thread_name_prefix="notifier-db"))
         self._lookups = ThreadPoolExecutor(self.config.total, thread_name_prefix="notifier-dns")
-        # One client per platform, its pool as large as the platform's slots: httpcore scans its whole pool on
+        # One connection pool per platform, as large as the platform's slots: httpcore scans its whole pool on
         # every request and every response, so one shared 64-connection pool costs O(64) per request; and a
         # black-holed platform's connections then never sit in the pool the healthy platforms use.
-        clients: dict[str, httpx.AsyncClient] = {}
-        limits = httpx.Limits(
-            max_connections=self.config.per_platform, max_keepalive_connections=self.config.per_platform
-        )
+        pools: dict[str, httpx.AsyncHTTPTransport] = {}
 
-        def client_for(platform_id: str) -> httpx.AsyncClient:
-            client = clients.get(platform_id)
-            if client is None:
-                client = clients[platform_id] = httpx.AsyncClient(trust_env=False, limits=limits)
-            return client
+        def pool_for(platform_id: str) -> httpx.AsyncHTTPTransport:
+            pool = pools.get(platform_id)
+            if pool is None:
+                pool = pools[platform_id] = transport(self.config.per_platform)
+            return pool
 
         # A stop wakes the loop like new work does, so that the wait below has one event to wait for.
         stopper = asyncio.create_task(stop.wait())
@@ -134,7 +131,7 @@ class Notifier:
                     claimed = len(jobs)
                     for job in jobs:
                         self._busy[job.platform_id] += 1
-                        task = asyncio.create_task(self.attempt(client_for(job.platform_id), job))
+                        task = asyncio.create_task(self.attempt(pool_for(job.platform_id), job))
                         self._inflight.add(task)
                         task.add_done_callback(self._done(job.platform_id))
                 if claimed == 0 or len(self._inflight) >= self.config.total:
@@ -147,8 +144,8 @@ class Notifier:
             stopper.cancel()
             if self._lookups is not None:
                 self._lookups.shutdown(wait=False, cancel_futures=True)
-            for client in clients.values():
-                await client.aclose()
+            for pool in pools.values():
+                await pool.aclose()
 
     def _done(self, platform_id: str) -> Callable[[asyncio.Task[None]], None]:
         def callback(task: asyncio.Task[None]) -> None:
@@ -187,7 +184,7 @@ class Notifier:
 
     # ---------------------------------------------------------------------------------------- attempt
 
-    async def attempt(self, client: httpx.AsyncClient, job: Job) -> None:
+    async def attempt(self, pool: httpx.AsyncBaseTransport, job: Job) -> None:
         """Make one attempt at a claimed delivery: vet its destination, sign, send, and record the result."""
         # This task's own context: every line logged during the attempt names its delivery and request.
         structlog.contextvars.bind_contextvars(**job.log_fields())
@@ -205,7 +202,7 @@ class Notifier:
             else:
                 headers = webhook_headers(endpoint.signing_secrets(now), job.id, int(now.timestamp()), job.body)
                 # Connect to the address just checked, so a second DNS answer cannot point the request elsewhere.
-                result = await send(client, endpoint.url, headers, job.body, self.config.timeout_s, address)
+                result = await send(pool, endpoint.url, headers, job.body, self.config.timeout_s, address)
             await self._recorded(job, result, now)
         except Exception:
             log.exception("attempt failed unexpectedly")

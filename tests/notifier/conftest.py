@@ -1,4 +1,4 @@
-"""Notifier test fixtures: a real scripted HTTP receiver on 127.0.0.1 and an httpx client."""
+"""Notifier test fixtures: a real scripted HTTP receiver on 127.0.0.1 and the notifier's connection pool."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
+from services.notifier.sender import transport
 from tests.conftest import drop_pg, fresh_pg_url
 
 from .receiver import Receiver
@@ -20,10 +21,10 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client that ignores proxy settings from the environment."""
-    async with httpx.AsyncClient(trust_env=False) as http:
-        yield http
+async def pool() -> AsyncIterator[httpx.AsyncHTTPTransport]:
+    """The notifier's connection pool for one platform (what `Notifier.run` keeps per platform)."""
+    async with transport(4) as connections:
+        yield connections
 
 
 @pytest.fixture

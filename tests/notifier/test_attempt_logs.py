@@ -15,7 +15,7 @@ from .test_delivery import configured, deliveries, drain, point_webhook
 
 
 async def test_each_finished_attempt_logs_one_line_with_the_issuing_request_id(
-    api: Api, receiver: Receiver, client: httpx.AsyncClient
+    api: Api, receiver: Receiver, pool: httpx.AsyncHTTPTransport
 ) -> None:
     api.clock.set(datetime.now(UTC).replace(microsecond=0))
     point_webhook(api, receiver.url("/hook"))
@@ -27,9 +27,9 @@ async def test_each_finished_attempt_logs_one_line_with_the_issuing_request_id(
     assert issued.status_code == 201, issued.text
     [delivery] = deliveries(api, issued.json()["id"])
     with json_logs() as lines:
-        assert await drain(notifier, client) == 1
+        assert await drain(notifier, pool) == 1
         api.advance(minutes=5)  # past the first retry's backoff
-        assert await drain(notifier, client) == 1
+        assert await drain(notifier, pool) == 1
     failed, delivered = lines.where(logger="takedown.notifier")
     expected = {"request_id": "req-issue-7", "delivery_id": delivery["webhook_id"], "platform_id": api.platform_a}
     assert failed.items() >= {**expected, "attempt": 1, "outcome": "retry", "status_code": 500}.items()

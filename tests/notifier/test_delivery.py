@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,22 +23,16 @@ from .receiver import BlackHole, Dribble, Hangup, Receiver, Respond, unused_port
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as client:
-        yield client
-
-
-@pytest.fixture
 def api(api: Api) -> Api:
     """The app with its frozen clock set to the real time: receivers check webhook-timestamp against it."""
     api.clock.set(datetime.now(UTC).replace(microsecond=0))
     return api
 
 
-async def drain(notifier: Notifier, client: httpx.AsyncClient) -> int:
+async def drain(notifier: Notifier, pool: httpx.AsyncHTTPTransport) -> int:
     """Claim every due delivery once and wait for their attempts (the loop, `Notifier.run`, without the loop)."""
     jobs = await asyncio.to_thread(notifier.claim, notifier.config.total)
-    await asyncio.gather(*(notifier.attempt(client, job) for job in jobs))
+    await asyncio.gather(*(notifier.attempt(pool, job) for job in jobs))
     return len(jobs)
 
 
@@ -67,13 +60,13 @@ def event_types(api: Api, order_id: str) -> list[str]:
 
 
 async def test_issue_is_pushed_signed_and_the_clock_starts(
-    api: Api, receiver: Receiver, http: httpx.AsyncClient
+    api: Api, receiver: Receiver, pool: httpx.AsyncHTTPTransport
 ) -> None:
     secret = point_webhook(api, receiver.url("/hook"))
     receiver.script("/hook", Respond(200))
     order = api.issue().json()
     configured(api, timeout_s=2)
-    assert await drain(api.container.notifier, http) == 1
+    assert await drain(api.container.notifier, pool) == 1
     [request] = receiver.requests("/hook")
     Webhook(secret).verify(request.body, request.headers)
     body = json.loads(request.body)
@@ -93,19 +86,19 @@ async def test_issue_is_pushed_signed_and_the_clock_starts(
 
 
 async def test_500_then_200_retries_with_the_same_webhook_id(
-    api: Api, receiver: Receiver, http: httpx.AsyncClient
+    api: Api, receiver: Receiver, pool: httpx.AsyncHTTPTransport
 ) -> None:
     secret = point_webhook(api, receiver.url("/hook"))
     receiver.script("/hook", Respond(500, b"oops"), Respond(200))
     notifier = configured(api, timeout_s=2)
     oid = api.issue().json()["id"]
-    await drain(notifier, http)
+    await drain(notifier, pool)
     [d] = deliveries(api, oid)
     assert d["state"] == "pending" and d["attempt_log"][0]["status_code"] == 500
     assert d["attempt_log"][0]["response_excerpt"] == "oops"
-    assert await drain(notifier, http) == 0, "the retry waits for its backoff"
+    assert await drain(notifier, pool) == 0, "the retry waits for its backoff"
     api.advance(seconds=6)
-    assert await drain(notifier, http) == 1
+    assert await drain(notifier, pool) == 1
     first, second = receiver.requests("/hook")
     assert first.headers["webhook-id"] == second.headers["webhook-id"]
     for r in (first, second):
@@ -119,13 +112,13 @@ async def test_500_then_200_retries_with_the_same_webhook_id(
     [(BlackHole(), "timeout"), (Dribble(length=100, interval=0.1), "timeout"), (Hangup(), "protocol")],
 )
 async def test_transport_faults_are_recorded_and_retried(
-    api: Api, receiver: Receiver, http: httpx.AsyncClient, behaviour: object, error_kind: str
+    api: Api, receiver: Receiver, pool: httpx.AsyncHTTPTransport, behaviour: object, error_kind: str
 ) -> None:
     point_webhook(api, receiver.url("/hook"))
     receiver.script("/hook", behaviour)  # type: ignore[arg-type]
     notifier = configured(api, timeout_s=0.5)
     oid = api.issue().json()["id"]
-    await drain(notifier, http)
+    await drain(notifier, pool)
     [d] = deliveries(api, oid)
     assert d["state"] == "pending"
     assert d["attempt_log"][0]["error_kind"] in (error_kind, "read")
@@ -133,58 +126,58 @@ async def test_transport_faults_are_recorded_and_retried(
     assert failed["type"] == "order.delivery_attempt_failed" and failed["data"]["attempt"] == 1
 
 
-async def test_connection_refused(api: Api, http: httpx.AsyncClient) -> None:
+async def test_connection_refused(api: Api, pool: httpx.AsyncHTTPTransport) -> None:
     point_webhook(api, f"http://127.0.0.1:{unused_port()}/hook")
     notifier = configured(api, timeout_s=0.5)
     oid = api.issue().json()["id"]
-    await drain(notifier, http)
+    await drain(notifier, pool)
     assert deliveries(api, oid)[0]["attempt_log"][0]["error_kind"] == "connect"
 
 
-async def test_429_honours_retry_after(api: Api, receiver: Receiver, http: httpx.AsyncClient) -> None:
+async def test_429_honours_retry_after(api: Api, receiver: Receiver, pool: httpx.AsyncHTTPTransport) -> None:
     point_webhook(api, receiver.url("/hook"))
     receiver.script("/hook", Respond(429, headers={"Retry-After": "120"}), Respond(200))
     notifier = configured(api, timeout_s=2)
     oid = api.issue().json()["id"]
-    await drain(notifier, http)
+    await drain(notifier, pool)
     api.advance(seconds=60)
-    assert await drain(notifier, http) == 0, "Retry-After: 120 must be honoured over the 5 s backoff"
+    assert await drain(notifier, pool) == 0, "Retry-After: 120 must be honoured over the 5 s backoff"
     api.advance(seconds=61)
-    assert await drain(notifier, http) == 1
+    assert await drain(notifier, pool) == 1
     assert deliveries(api, oid)[0]["state"] == "delivered"
 
 
-async def test_410_disables_the_endpoint(api: Api, receiver: Receiver, http: httpx.AsyncClient) -> None:
+async def test_410_disables_the_endpoint(api: Api, receiver: Receiver, pool: httpx.AsyncHTTPTransport) -> None:
     point_webhook(api, receiver.url("/hook"))
     receiver.script("/hook", Respond(410))
     notifier = configured(api, timeout_s=2)
     oid = api.issue().json()["id"]
-    await drain(notifier, http)
+    await drain(notifier, pool)
     assert deliveries(api, oid)[0]["state"] == "dead"
     platform = api.call("GET", f"/v1/platforms/{api.platform_a}", "admin").json()
     assert platform["webhook_enabled"] is False and "410" in platform["webhook_disabled_reason"]
     # Later orders wait in the inbox instead of being pushed to a gone endpoint.
     second = api.issue(issuer_reference="R-2").json()["id"]
-    await drain(notifier, http)
+    await drain(notifier, pool)
     assert deliveries(api, second)[0]["state"] == "cancelled"
     assert len(receiver.requests("/hook")) == 1
     assert second in [o["id"] for o in api.call("GET", "/v1/orders", "platform_a").json()["items"]]
 
 
-async def test_redirect_is_not_followed(api: Api, receiver: Receiver, http: httpx.AsyncClient) -> None:
+async def test_redirect_is_not_followed(api: Api, receiver: Receiver, pool: httpx.AsyncHTTPTransport) -> None:
     point_webhook(api, receiver.url("/hook"))
     receiver.script("/hook", Respond(301, headers={"Location": receiver.url("/elsewhere")}))
     receiver.script("/elsewhere", Respond(200))
     notifier = configured(api, timeout_s=2)
     oid = api.issue().json()["id"]
-    await drain(notifier, http)
+    await drain(notifier, pool)
     assert receiver.requests("/elsewhere") == []
     d = deliveries(api, oid)[0]
     assert d["state"] == "pending" and d["attempt_log"][0]["status_code"] == 301
 
 
 async def test_private_destination_is_refused_without_allow_list(
-    api: Api, receiver: Receiver, http: httpx.AsyncClient
+    api: Api, receiver: Receiver, pool: httpx.AsyncHTTPTransport
 ) -> None:
     sneaky = platform_fields("Sneaky", monthly_users=1, webhook_url="http://169.254.169.254/latest")
     r = api.call("POST", "/v1/platforms", "admin", json=sneaky)
@@ -194,12 +187,12 @@ async def test_private_destination_is_refused_without_allow_list(
     receiver.script("/hook", Respond(200))
     notifier = configured(api, timeout_s=2, allow_list=())
     oid = api.issue().json()["id"]
-    await drain(notifier, http)
+    await drain(notifier, pool)
     assert receiver.requests("/hook") == []
     assert deliveries(api, oid)[0]["attempt_log"][0]["error_kind"] == "refused_destination"
 
 
-async def test_dead_letter_after_last_attempt_escalates(api: Api, http: httpx.AsyncClient) -> None:
+async def test_dead_letter_after_last_attempt_escalates(api: Api, pool: httpx.AsyncHTTPTransport) -> None:
     from services.notifier.policy import RetryPolicy
 
     point_webhook(api, f"http://127.0.0.1:{unused_port()}/hook")
@@ -207,7 +200,7 @@ async def test_dead_letter_after_last_attempt_escalates(api: Api, http: httpx.As
     notifier.recorder.policy = RetryPolicy(max_attempts=3)
     oid = api.issue().json()["id"]
     for _ in range(3):
-        await drain(notifier, http)
+        await drain(notifier, pool)
         api.advance(minutes=5)
     d = deliveries(api, oid)[0]
     assert d["state"] == "dead" and len(d["attempt_log"]) == 3
@@ -217,13 +210,13 @@ async def test_dead_letter_after_last_attempt_escalates(api: Api, http: httpx.As
     assert r.status_code == 200 and r.json()["state"] == "pending"
 
 
-async def test_rotation_sends_both_signatures(api: Api, receiver: Receiver, http: httpx.AsyncClient) -> None:
+async def test_rotation_sends_both_signatures(api: Api, receiver: Receiver, pool: httpx.AsyncHTTPTransport) -> None:
     old = point_webhook(api, receiver.url("/hook"))
     new = api.call("POST", f"/v1/platforms/{api.platform_a}/secret/rotate", "admin").json()["webhook_secret"]
     receiver.script("/hook", Respond(200))
     notifier = configured(api, timeout_s=2)
     api.issue()
-    await drain(notifier, http)
+    await drain(notifier, pool)
     [request] = receiver.requests("/hook")
     assert len(request.headers["webhook-signature"].split(" ")) == 2
     Webhook(old).verify(request.body, request.headers)
@@ -234,17 +227,17 @@ async def test_rotation_sends_both_signatures(api: Api, receiver: Receiver, http
     with api.container.db.transaction() as conn:
         conn.execute(platforms.update().values(previous_secret_expires_at=api.clock.now() - timedelta(seconds=1)))
     api.issue(issuer_reference="R-2")
-    await drain(notifier, http)
+    await drain(notifier, pool)
     latest = receiver.requests("/hook")[-1]
     assert len(latest.headers["webhook-signature"].split(" ")) == 1
     Webhook(new).verify(latest.body, latest.headers)
 
 
-async def test_withdrawal_cancels_what_is_still_queued(api: Api, http: httpx.AsyncClient) -> None:
+async def test_withdrawal_cancels_what_is_still_queued(api: Api, pool: httpx.AsyncHTTPTransport) -> None:
     point_webhook(api, f"http://127.0.0.1:{unused_port()}/hook")
     notifier = configured(api, timeout_s=0.5)
     oid = api.issue().json()["id"]
-    await drain(notifier, http)
+    await drain(notifier, pool)
     assert deliveries(api, oid)[0]["state"] == "pending"
     api.call("POST", f"/v1/orders/{oid}/withdraw", "issuer", json={"reason": "annulled"})
     [issued] = deliveries(api, oid)
@@ -263,7 +256,7 @@ def test_long_host_names_still_fit_the_lease_column(api: Api) -> None:
 
 
 async def test_the_request_goes_to_the_address_that_was_checked(
-    api: Api, receiver: Receiver, http: httpx.AsyncClient
+    api: Api, receiver: Receiver, pool: httpx.AsyncHTTPTransport
 ) -> None:
     # "hook.platform.test" exists in no DNS: only the checked answer (127.0.0.1, allow-listed) can reach the
     # receiver, so a request arriving proves the connection used the vetted address, with the Host kept.
@@ -283,7 +276,7 @@ async def test_the_request_goes_to_the_address_that_was_checked(
         resolver=lambda host, port: next(answers, ["169.254.169.254"]),
     )
     oid = api.issue().json()["id"]
-    await drain(worker, http)
+    await drain(worker, pool)
     [request] = receiver.requests("/hook")
     assert request.headers["host"] == f"hook.platform.test:{port}"
     Webhook(secret).verify(request.body, request.headers)
@@ -291,13 +284,13 @@ async def test_the_request_goes_to_the_address_that_was_checked(
 
 
 async def test_a_response_with_nul_bytes_is_recorded_with_them_replaced(
-    api: Api, receiver: Receiver, http: httpx.AsyncClient
+    api: Api, receiver: Receiver, pool: httpx.AsyncHTTPTransport
 ) -> None:
     point_webhook(api, receiver.url("/hook"))
     receiver.script("/hook", Respond(500, b"bad\x00body"))
     notifier = configured(api, timeout_s=2)
     oid = api.issue().json()["id"]
-    await drain(notifier, http)
+    await drain(notifier, pool)
     [d] = deliveries(api, oid)
     assert d["attempt_log"][0]["response_excerpt"] == "bad\ufffdbody"
     assert event_types(api, oid) == ["order.issued", "order.delivery_attempt_failed"]

@@ -7,13 +7,12 @@ import datetime as dt
 import ssl
 from pathlib import Path
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from services.notifier.sender import send
+from services.notifier.sender import send, transport
 
 
 def self_signed(tmp: Path, host: str) -> tuple[Path, Path]:
@@ -56,9 +55,9 @@ async def test_https_to_a_pinned_address_verifies_the_url_host(tmp_path: Path) -
     server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_tls)
     port = server.sockets[0].getsockname()[1]
     try:
-        async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(cert)), trust_env=False) as client:
-            ok = await send(client, f"https://hook.platform.test:{port}/hook", {}, b"{}", 3, "127.0.0.1")
-            wrong = await send(client, f"https://other.platform.test:{port}/hook", {}, b"{}", 3, "127.0.0.1")
+        async with transport(1, verify=ssl.create_default_context(cafile=str(cert))) as pool:
+            ok = await send(pool, f"https://hook.platform.test:{port}/hook", {}, b"{}", 3, "127.0.0.1")
+            wrong = await send(pool, f"https://other.platform.test:{port}/hook", {}, b"{}", 3, "127.0.0.1")
     finally:
         server.close()
         await server.wait_closed()
