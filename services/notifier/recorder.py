@@ -153,9 +153,18 @@ def plan(
 
 
 def _log_finished(p: Plan) -> None:
-    """One line per recorded attempt: what came back, how long it took, and what happens next."""
+    """One line per recorded attempt: what came back, how long it took, and what happens next.
+
+    A delivered attempt's line is DEBUG, every other outcome's INFO: a JSON line costs about 100 us through the
+    logging bridge, 5% of a delivery's CPU in bench/notifier.py, and a success is already in the attempt log
+    (`GET /v1/orders/{id}/deliveries`) and in `takedown_webhook_attempts_total`.
+    """
+    level = logging.DEBUG if p.outcome == "delivered" else logging.INFO
+    if not log.isEnabledFor(level):
+        return
     r = p.result
-    log.info(
+    log.log(
+        level,
         "webhook attempt %s",
         p.outcome,
         extra={
