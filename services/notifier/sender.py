@@ -55,10 +55,17 @@ def _target(url: str, connect_to: str | None) -> tuple[httpx.URL, str | None, tu
     return target.copy_with(host=connect_to), target.netloc.decode("ascii"), sni
 
 
-def transport(connections: int, verify: ssl.SSLContext | bool = True) -> httpx.AsyncHTTPTransport:
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    # One context for every pool: loading the CA bundle costs 35-50 ms of CPU, and a pool made its own, so a
+    # worker paid it once per platform (20 platforms: about a second of CPU while the first deliveries went out).
+    return httpx.create_ssl_context()
+
+
+def transport(connections: int, verify: ssl.SSLContext | None = None) -> httpx.AsyncHTTPTransport:
     """A connection pool for one destination, `connections` wide (the worker keeps one per platform)."""
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncHTTPTransport(verify=verify, limits=limits)
+    return httpx.AsyncHTTPTransport(verify=verify or _tls(), limits=limits)
 
 
 async def send(

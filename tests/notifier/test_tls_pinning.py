@@ -65,3 +65,29 @@ async def test_https_to_a_pinned_address_verifies_the_url_host(tmp_path: Path) -
     assert hosts == [f"host: hook.platform.test:{port}".encode()]
     # The certificate names hook.platform.test only: another name on the same address must not be accepted.
     assert wrong.status_code is None and wrong.error_kind is not None
+
+
+async def test_the_default_pool_verifies_certificates_against_the_ca_bundle(tmp_path: Path) -> None:
+    # Every platform's pool shares one TLS context; sharing it must not loosen it: a self-signed certificate
+    # that names the right host is still refused.
+    cert, key = self_signed(tmp_path, "hook.platform.test")
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_tls)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with transport(1) as first, transport(1) as second:
+            results = [
+                await send(p, f"https://hook.platform.test:{port}/hook", {}, b"{}", 3, "127.0.0.1")
+                for p in (first, second)
+            ]
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert [(r.status_code, r.error_kind) for r in results] == [(None, "connect"), (None, "connect")]
