@@ -215,10 +215,11 @@ def escalation_reason(state: OrderState, level: int, policy: SlaPolicy) -> str:
     return f"escalation level {level}"
 
 
-def _pending(state: OrderState, policy: SlaPolicy) -> list[Escalation]:
-    """The levels not yet recorded that apply now, earliest first."""
+def _pending(state: OrderState, policy: SlaPolicy) -> list[tuple[datetime, int]]:
+    """The levels not yet recorded that apply now, as (due, level), earliest first (reasons are worded later:
+    `next_due` runs for every recorded command and needs only the times)."""
     found = [
-        Escalation(due, level, escalation_reason(state, level, policy))
+        (due, level)
         for level in ESCALATION_LEVELS
         if level not in state.escalation_levels and (due := escalation_due_at(state, level, policy)) is not None
     ]
@@ -228,12 +229,19 @@ def _pending(state: OrderState, policy: SlaPolicy) -> list[Escalation]:
 def next_escalation(state: OrderState, policy: SlaPolicy) -> Escalation | None:
     """The next escalation not yet recorded (it may already be due), or None while none applies."""
     pending = _pending(state, policy)
-    return pending[0] if pending else None
+    if not pending:
+        return None
+    due, level = pending[0]
+    return Escalation(due, level, escalation_reason(state, level, policy))
 
 
 def due_escalations(state: OrderState, policy: SlaPolicy, now: datetime) -> list[Escalation]:
     """The escalations due at `now` and not yet recorded, earliest first."""
-    return [e for e in _pending(state, policy) if e.due_at <= now]
+    return [
+        Escalation(due, level, escalation_reason(state, level, policy))
+        for due, level in _pending(state, policy)
+        if due <= now
+    ]
 
 
 def next_due(state: OrderState, policy: SlaPolicy, after: datetime | None = None) -> datetime | None:
@@ -244,10 +252,8 @@ def next_due(state: OrderState, policy: SlaPolicy, after: datetime | None = None
     it is later than `after` (pass the time the order was last looked at, so a passed threshold is not due
     again). None: nothing will happen to this order until a new event.
     """
-    times: list[datetime] = []
-    escalation = next_escalation(state, policy)
-    if escalation is not None:
-        times.append(escalation.due_at)
+    pending = _pending(state, policy)
+    times: list[datetime] = [pending[0][0]] if pending else []
     due = deadline(state, policy)
     if due is not None and _clock_runs(state) and state.answered_at is None:
         for threshold in (at_risk_from(due, state.issued.category, policy), due):

@@ -20,6 +20,7 @@ from services.cli import cli
 from services.http.evidence import EvidenceBundle
 from services.ledger import bundle as bundles
 from services.ledger.leaf import leaf_hash
+from services.notifier.sender import transport
 from services.notifier.worker import NotifierConfig
 from tests.notifier.receiver import Receiver, Respond
 from tests.notifier.test_delivery import drain
@@ -37,9 +38,9 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as client:
-        yield client
+async def pool() -> AsyncIterator[httpx.AsyncHTTPTransport]:
+    async with transport(4) as connections:
+        yield connections
 
 
 @pytest.fixture
@@ -49,16 +50,16 @@ def api(api: Api) -> Api:
     return api
 
 
-async def delivered_order(api: Api, receiver: Receiver, http: httpx.AsyncClient) -> str:
+async def delivered_order(api: Api, receiver: Receiver, pool: httpx.AsyncHTTPTransport) -> str:
     """An order pushed to a real receiver: one failed attempt (500), then delivered; every event numbered."""
     r = api.call("PATCH", f"/v1/platforms/{api.platform_a}", "admin", json={"webhook_url": receiver.url("/hook")})
     assert r.status_code == 200, r.text
     receiver.script("/hook", Respond(500, b"try later"), Respond(200))
     api.container.notifier.config = NotifierConfig(timeout_s=2, allow_list=("127.0.0.1",))
     order_id = str(api.issue().json()["id"])
-    await drain(api.container.notifier, http)
+    await drain(api.container.notifier, pool)
     api.advance(seconds=6)
-    assert await drain(api.container.notifier, http) == 1
+    assert await drain(api.container.notifier, pool) == 1
     api.container.sequencer.catch_up()
     return order_id
 
@@ -78,9 +79,9 @@ def verify_cli(path: Path, key: str) -> Any:
 
 
 async def test_a_bundle_verifies_offline_with_verify_bundle_and_the_readme_snippet(
-    api: Api, receiver: Receiver, http: httpx.AsyncClient, tmp_path: Path
+    api: Api, receiver: Receiver, pool: httpx.AsyncHTTPTransport, tmp_path: Path
 ) -> None:
-    order_id = await delivered_order(api, receiver, http)
+    order_id = await delivered_order(api, receiver, pool)
     raw = evidence(api, order_id)
     doc = json.loads(raw)
     EvidenceBundle.model_validate(doc)  # the declared response model is the document served
@@ -107,9 +108,9 @@ async def test_a_bundle_verifies_offline_with_verify_bundle_and_the_readme_snipp
 
 
 async def test_any_changed_byte_fails_verify_bundle(
-    api: Api, receiver: Receiver, http: httpx.AsyncClient, tmp_path: Path
+    api: Api, receiver: Receiver, pool: httpx.AsyncHTTPTransport, tmp_path: Path
 ) -> None:
-    order_id = await delivered_order(api, receiver, http)
+    order_id = await delivered_order(api, receiver, pool)
     raw = evidence(api, order_id)
     key = verifier_key(api)
     original = json.loads(raw)
@@ -168,10 +169,10 @@ def _substitutes(byte: int, salt: int) -> list[int]:
 
 
 async def test_a_changed_event_fails_its_proof_even_when_the_service_re_signs_the_bundle(
-    api: Api, receiver: Receiver, http: httpx.AsyncClient
+    api: Api, receiver: Receiver, pool: httpx.AsyncHTTPTransport
 ) -> None:
     """The attestation is the service's word; the events stand on the Merkle tree and the checkpoint alone."""
-    order_id = await delivered_order(api, receiver, http)
+    order_id = await delivered_order(api, receiver, pool)
     doc = json.loads(evidence(api, order_id))
     issued = doc["events"][0]
     issued["envelope"]["data"]["statement_of_reasons"] = "Something milder."
@@ -185,10 +186,10 @@ async def test_a_changed_event_fails_its_proof_even_when_the_service_re_signs_th
         offline_verify.verify(forged, verifier_key(api))
 
 
-async def test_another_key_verifies_nothing(api: Api, receiver: Receiver, http: httpx.AsyncClient) -> None:
+async def test_another_key_verifies_nothing(api: Api, receiver: Receiver, pool: httpx.AsyncHTTPTransport) -> None:
     from services.ledger.note import NoteSigner
 
-    raw = evidence(api, await delivered_order(api, receiver, http))
+    raw = evidence(api, await delivered_order(api, receiver, pool))
     other = NoteSigner(api.container.ledger.origin, bytes(32)).verifier.verifier_key
     report = bundles.verify_bundle(raw, other)
     assert not report.ok
@@ -200,8 +201,8 @@ async def test_another_key_verifies_nothing(api: Api, receiver: Receiver, http: 
     assert not bundles.verify_bundle(raw, "not a key").ok
 
 
-async def test_who_may_read_an_order_evidence(api: Api, receiver: Receiver, http: httpx.AsyncClient) -> None:
-    order_id = await delivered_order(api, receiver, http)
+async def test_who_may_read_an_order_evidence(api: Api, receiver: Receiver, pool: httpx.AsyncHTTPTransport) -> None:
+    order_id = await delivered_order(api, receiver, pool)
     for who in ("platform_a", "issuer", "auditor", "admin"):
         assert bundles.verify_bundle(evidence(api, order_id, who), verifier_key(api)).ok
     for who in ("platform_b", "issuer2"):
@@ -215,9 +216,9 @@ async def test_who_may_read_an_order_evidence(api: Api, receiver: Receiver, http
 
 
 async def test_the_webhook_receipt_is_the_listed_leaf_hash(
-    api: Api, receiver: Receiver, http: httpx.AsyncClient
+    api: Api, receiver: Receiver, pool: httpx.AsyncHTTPTransport
 ) -> None:
-    order_id = await delivered_order(api, receiver, http)
+    order_id = await delivered_order(api, receiver, pool)
     first, second = receiver.requests("/hook")
     assert first.body == second.body  # the same payload on every attempt
     sent = json.loads(second.body)["data"]["event"]

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-import httpx
-
+from services.notifier.sender import transport
 from services.orders.sla import NOT_NOTIFIED
 from tests.notifier.receiver import Receiver, Respond
 from tests.support import Api
@@ -42,9 +41,9 @@ def test_a_platform_whose_webhook_answers_410_escalates_as_not_notified(api: Api
         oid = api.issue().json()["id"]
 
         async def push() -> None:
-            async with httpx.AsyncClient(trust_env=False) as http:
+            async with transport(4) as pool:
                 jobs = await asyncio.to_thread(api.container.notifier.claim, 10)
-                await asyncio.gather(*(api.container.notifier.attempt(http, j) for j in jobs))
+                await asyncio.gather(*(api.container.notifier.attempt(pool, j) for j in jobs))
 
         asyncio.run(push())
         assert len(receiver.requests("/hook")) == 1

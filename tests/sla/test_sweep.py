@@ -12,12 +12,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 from sqlalchemy import create_engine, func, select, text
 from standardwebhooks import Webhook
 
 from services.bootstrap import bootstrap
 from services.notifier.outbox import SUPERVISOR
+from services.notifier.sender import transport
 from services.orders.sla import DEADLINE_MISSED, NOT_NOTIFIED, REVIEW_OVERDUE, STILL_OPEN, STILL_OPEN_LONG
 from services.sla.tables import escalations
 from shared.clock import FrozenClock
@@ -127,9 +127,9 @@ def test_escalations_are_pushed_signed_to_the_supervisor(api: Api) -> None:
             container.sweep.run_once()
 
             async def push() -> int:
-                async with httpx.AsyncClient(trust_env=False) as http:
+                async with transport(4) as pool:
                     jobs = await asyncio.to_thread(container.notifier.claim, 10)
-                    await asyncio.gather(*(container.notifier.attempt(http, j) for j in jobs))
+                    await asyncio.gather(*(container.notifier.attempt(pool, j) for j in jobs))
                     return len([j for j in jobs if j.platform_id == SUPERVISOR])
 
             assert asyncio.run(push()) == 1
