@@ -116,6 +116,7 @@ async def test_the_request_names_the_sender_and_asks_for_no_compression(
     [request] = receiver.requests("/who")
     assert request.headers["user-agent"].startswith("takedown-notifier/")
     assert request.headers["host"] == url.split("/")[2]
+    assert request.headers["accept"] == "*/*"
     assert "accept-encoding" not in request.headers  # the excerpt is read raw: nothing to inflate
 
 

@@ -7,12 +7,13 @@ import datetime as dt
 import ssl
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from services.notifier.sender import send, transport
+from services.notifier.sender import _tls, send, transport
 
 
 def self_signed(tmp: Path, host: str) -> tuple[Path, Path]:
@@ -91,3 +92,16 @@ async def test_the_default_pool_verifies_certificates_against_the_ca_bundle(tmp_
         server.close()
         await server.wait_closed()
     assert [(r.status_code, r.error_kind) for r in results] == [(None, "connect"), (None, "connect")]
+
+
+def test_the_trust_store_is_not_taken_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # An SSL_CERT_FILE left in a worker's environment must neither swap the CA bundle nor break every pool.
+    empty = tmp_path / "none.pem"
+    empty.write_text("")
+    monkeypatch.setenv("SSL_CERT_FILE", str(empty))
+    _tls.cache_clear()
+    try:
+        context = transport(1)._pool._ssl_context  # httpcore keeps the context it was given
+        assert context is not None and context.cert_store_stats()["x509_ca"] > 0
+    finally:
+        _tls.cache_clear()
