@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+from services.notifier.sender import transport
 from shared.db import Database, make_engine
 from shared.migrate import upgrade
 from tests.support import Api, make_api
@@ -111,3 +113,10 @@ def api(db_url: str) -> Iterator[Api]:
     """The whole app over HTTP (TestClient) on each backend, frozen clock, workers off (tests drive them)."""
     with make_api(db_url) as running:
         yield running
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[httpx.AsyncHTTPTransport]:
+    """The notifier's connection pool for one platform (what `Notifier.run` keeps per platform)."""
+    async with transport(4) as connections:
+        yield connections

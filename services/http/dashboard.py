@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from services.dashboard import STATIC
 from services.http.deps import ContainerDep, Dashboard
 from services.http.problems import Problem, problem_responses
+from services.http.sla import SlaGroup
 from services.transparency.overview import overview as make_overview
 from shared.events import Category
 
@@ -42,17 +43,10 @@ def asset(asset: str) -> FileResponse:
     return FileResponse(STATIC / asset, media_type=f"{ASSETS[asset]}; charset=utf-8", headers=SECURITY_HEADERS)
 
 
-class Group(BaseModel):
-    """SLA figures of all filtered orders or of one platform (as in /v1/sla/summary)."""
+class Group(SlaGroup):
+    """SLA figures of all filtered orders or of one platform (those of /v1/sla/summary, with the platform's name)."""
 
-    key: str | None
     name: str | None = None
-    total: int
-    counts: dict[str, int]
-    percent_met: float | None
-    median_answer_seconds: float | None
-    p90_answer_seconds: float | None
-    answered: int
 
 
 class UrgentOrder(BaseModel):

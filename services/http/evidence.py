@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from services.http.deps import ContainerDep, OrderId, Reader
 from services.http.ledger import _errors  # the ledger's problem responses, declared the same way
 from services.http.problems import Problem
+from services.http.schemas import AttemptOut
 from services.ledger import bundle
 from services.ledger.errors import NotYetInLedger
 from services.ledger.leaf import rfc3339_utc
@@ -75,18 +76,6 @@ class OnRecord(BaseModel):
     webhook_url: str | None = None
 
 
-class EvidenceAttempt(BaseModel):
-    """One attempt of a webhook delivery, as the notifier logged it."""
-
-    attempt: int
-    started_at: datetime
-    duration_ms: float
-    status_code: int | None
-    error_kind: str | None
-    response_excerpt: str | None
-    worker: str
-
-
 class EvidenceDelivery(BaseModel):
     """A webhook delivery of the order with every attempt."""
 
@@ -101,7 +90,7 @@ class EvidenceDelivery(BaseModel):
     created_at: datetime
     delivered_at: datetime | None
     last_error: str | None
-    attempt_log: list[EvidenceAttempt]
+    attempt_log: list[AttemptOut]
 
 
 class EvidenceBundle(BaseModel):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Select, Table, select
 
 from services.orders.views import orders
 from services.sla.tables import sla_orders
@@ -103,14 +103,26 @@ def load(
         .select_from(o.outerjoin(s, s.c.order_id == o.c.id))
         .order_by(o.c.issued_at, o.c.id)
     )
-    if start is not None:
-        stmt = stmt.where(o.c.issued_at >= start)
-    if end is not None:
-        stmt = stmt.where(o.c.issued_at < end)
-    if authority:
-        stmt = stmt.where(o.c.authority_id == authority)
-    if category:
-        stmt = stmt.where(o.c.category == category)
-    if platform:
-        stmt = stmt.where(o.c.platform_id == platform)
+    stmt = filtered(stmt, o, start, end, authority=authority, category=category, platform=platform)
     return [from_row(r) for r in conn.execute(stmt)]
+
+
+def filtered(
+    stmt: Select[Any],
+    table: Table,
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    authority: str | None = None,
+    category: str | None = None,
+    platform: str | None = None,
+) -> Select[Any]:
+    """`stmt` narrowed to orders of `table` issued in [start, end), of one authority, category or platform."""
+    if start is not None:
+        stmt = stmt.where(table.c.issued_at >= start)
+    if end is not None:
+        stmt = stmt.where(table.c.issued_at < end)
+    for column, value in (("authority_id", authority), ("category", category), ("platform_id", platform)):
+        if value:
+            stmt = stmt.where(table.c[column] == value)
+    return stmt

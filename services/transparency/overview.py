@@ -67,18 +67,9 @@ def overview(
     """Everything the dashboard shows for one filter, as of `now`."""
     if principal.role == "issuer":
         authority = principal.authority_id or ""
-    o = sla_orders
-    stmt = select(o)
-    if start is not None:
-        stmt = stmt.where(o.c.issued_at >= start)
-    if end is not None:
-        stmt = stmt.where(o.c.issued_at < end)
-    if authority:
-        stmt = stmt.where(o.c.authority_id == authority)
-    if category:
-        stmt = stmt.where(o.c.category == category)
-    if platform:
-        stmt = stmt.where(o.c.platform_id == platform)
+    stmt = facts_of.filtered(
+        select(sla_orders), sla_orders, start, end, authority=authority, category=category, platform=platform
+    )
     rows: list[Mapping[str, Any]] = [dict(r._mapping) for r in conn.execute(stmt)]
     [tiles] = summary_of_rows(rows, None) or [_empty_group()]
     names = {p.id: p.name for p in registry.list_all(conn)}
@@ -109,7 +100,7 @@ def overview(
     last = ((end - timedelta(microseconds=1)) if end else now).date()
     first = max(first, last - timedelta(days=MAX_DAYS - 1))
     days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-    authorities = sorted({a for (a,) in conn.execute(select(o.c.authority_id).distinct())})
+    authorities = sorted({a for (a,) in conn.execute(select(sla_orders.c.authority_id).distinct())})
     if principal.role == "issuer":
         authorities = [a for a in authorities if a == principal.authority_id]
     return {

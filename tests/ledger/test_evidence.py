@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,6 @@ from services.cli import cli
 from services.http.evidence import EvidenceBundle
 from services.ledger import bundle as bundles
 from services.ledger.leaf import leaf_hash
-from services.notifier.sender import transport
 from services.notifier.worker import NotifierConfig
 from tests.notifier.receiver import Receiver, Respond
 from tests.notifier.test_delivery import drain
@@ -35,12 +34,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def receiver() -> Iterator[Receiver]:
     with Receiver() as running:
         yield running
-
-
-@pytest.fixture
-async def pool() -> AsyncIterator[httpx.AsyncHTTPTransport]:
-    async with transport(4) as connections:
-        yield connections
 
 
 @pytest.fixture
