@@ -9,7 +9,6 @@ request cannot make the sequencer number sooner than the transactions still open
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
@@ -19,7 +18,7 @@ from pydantic import BaseModel, Field
 from services.http.deps import ContainerDep, OrderId, Reader
 from services.http.ledger import _errors  # the ledger's problem responses, declared the same way
 from services.http.problems import Problem
-from services.http.schemas import AttemptOut
+from services.http.schemas import DeliveryOut
 from services.ledger import bundle
 from services.ledger.errors import NotYetInLedger
 from services.ledger.leaf import rfc3339_utc
@@ -76,23 +75,6 @@ class OnRecord(BaseModel):
     webhook_url: str | None = None
 
 
-class EvidenceDelivery(BaseModel):
-    """A webhook delivery of the order with every attempt."""
-
-    id: str
-    webhook_id: str
-    order_id: str
-    platform_id: str
-    webhook_type: str
-    state: str
-    attempts: int
-    next_attempt_at: datetime | None
-    created_at: datetime
-    delivered_at: datetime | None
-    last_error: str | None
-    attempt_log: list[AttemptOut]
-
-
 class EvidenceBundle(BaseModel):
     """Everything needed to check an order's record offline with only the ledger's verifier key."""
 
@@ -104,7 +86,7 @@ class EvidenceBundle(BaseModel):
     events: list[EvidenceEvent] = Field(description="the order's events, version 1..n")
     platform_events: list[EvidenceEvent] = Field(description="the platform's registry events up to the delivery")
     on_record: OnRecord | None = Field(description="who was on record at delivery; null if never delivered")
-    deliveries: list[EvidenceDelivery]
+    deliveries: list[DeliveryOut]
     attestation: str = Field(description="signed note over the SHA-256 of the RFC 8785 form of all other fields")
 
 
@@ -169,7 +151,7 @@ def get_evidence(order_id: OrderId, principal: Reader, c: ContainerDep) -> Any:
         "events": entries(events),
         "platform_events": entries(history),
         "on_record": record,
-        "deliveries": [EvidenceDelivery.model_validate(d).model_dump(mode="json") for d in found],
+        "deliveries": [DeliveryOut.model_validate(d).model_dump(mode="json") for d in found],
     }
     # Returned as built: the attestation signs exactly these values, so nothing may re-serialise them on the way out.
     return JSONResponse(c.ledger.attest(document))
