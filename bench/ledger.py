@@ -104,7 +104,7 @@ def writer_process(
 ) -> None:
     """One writer: `intake` issues orders through the OrderService; `append` appends 4-event orders to the store."""
     try:
-        from services.orders.schemas import IssueOrderIn
+        from services.http.schemas.orders import IssueOrderIn
         from shared.auth import Principal
         from shared.eventstore import NewEvent
         from shared.ids import new_id

@@ -64,8 +64,8 @@ import httpx  # noqa: E402
 from sqlalchemy import Text, cast, create_engine, func, select, text  # noqa: E402
 
 from services.bootstrap import Container, bootstrap  # noqa: E402
+from services.http.schemas.orders import IssueOrderIn  # noqa: E402
 from services.notifier.tables import deliveries  # noqa: E402
-from services.orders.schemas import IssueOrderIn  # noqa: E402
 from services.registry import service as registry  # noqa: E402
 from services.webhooks.signing import webhook_headers  # noqa: E402
 from shared.auth import Principal  # noqa: E402

@@ -62,7 +62,7 @@ from sqlalchemy import Connection, event, func, select, text  # noqa: E402
 
 from bench.pg import ADMIN_URL, admin, conninfo, create_db, drop_db, sa_url, say  # noqa: E402
 from services.bootstrap import Container, bootstrap  # noqa: E402
-from services.orders import sla  # noqa: E402
+from services.orders import sla_clock as sla  # noqa: E402
 from services.registry import service as registry  # noqa: E402
 from services.sla import queries  # noqa: E402
 from services.sla.projection import BUCKET_GROWTH, _next_change, bucket, groups  # noqa: E402

@@ -13,7 +13,7 @@ from services.ledger.service import Ledger, ledger_from_settings
 from services.notifier.outbox import SUPERVISOR, WEBHOOK_TYPES, Outbox
 from services.notifier.worker import Notifier, NotifierConfig
 from services.orders.service import OrderService
-from services.orders.sla import SlaPolicy
+from services.orders.sla_clock import SlaPolicy
 from services.registry.service import WebhookEndpoint
 from services.sla.projection import SlaProjection
 from services.sla.sweep import Scheduler, Sweep, record_escalation

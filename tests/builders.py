@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from services.http.schemas.orders import IssueOrderIn
 from services.orders.domain import Command, IssueOrder, OrderState, apply, decide
-from services.orders.schemas import IssueOrderIn
-from services.orders.sla import DEFAULT_POLICY, SlaPolicy
+from services.orders.sla_clock import DEFAULT_POLICY, SlaPolicy
 from shared.auth import Principal
 from shared.events import Authority, Event, Item, LegalBasis, OrderFields
 from shared.settings import Settings

@@ -25,7 +25,8 @@ from services.http.ledger import router as ledger_router
 from services.http.orders import router as orders_router
 from services.http.platforms import router as platforms_router
 from services.http.requestid import RequestIdMiddleware
-from services.http.schemas import Health, Readiness, obliged_rule
+from services.http.schemas.operations import Health, Readiness
+from services.http.schemas.platforms import obliged_rule
 from services.http.sla import router as sla_router
 from services.http.transparency import router as transparency_router
 from shared.migrate import current_revision, head_revision

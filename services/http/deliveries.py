@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query
 
 from services.http.deps import ROLE_CHECKED, Admin, ContainerDep, DeliveryId
 from services.http.problems import problem_responses
-from services.http.schemas import DeliveryOut, DeliveryState
+from services.http.schemas.deliveries import DeliveryOut, DeliveryState
+from services.http.schemas.orders import NUL_FREE
 from services.notifier import deliveries
-from services.orders.schemas import NUL_FREE
 
 router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"])
 

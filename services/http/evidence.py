@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from services.http.deps import ContainerDep, OrderId, Reader
 from services.http.ledger import _errors  # the ledger's problem responses, declared the same way
 from services.http.problems import Problem
-from services.http.schemas import DeliveryOut
+from services.http.schemas.deliveries import DeliveryOut
 from services.ledger import bundle
 from services.ledger.errors import NotYetInLedger
 from services.ledger.leaf import rfc3339_utc

@@ -17,9 +17,7 @@ from services.http.deps import (
     Reader,
 )
 from services.http.problems import problem_responses
-from services.ledger.leaf import receipt
-from services.orders.domain import AcceptDeclines, Acknowledge, Contest, OutcomeReport, ReportOutcomes, Uphold, Withdraw
-from services.orders.schemas import (
+from services.http.schemas.orders import (
     NUL_FREE,
     AcknowledgeIn,
     ContestIn,
@@ -33,7 +31,9 @@ from services.orders.schemas import (
     StatusFilter,
     UtcTime,
 )
-from services.orders.sla import SlaStatus
+from services.ledger.leaf import receipt
+from services.orders.domain import AcceptDeclines, Acknowledge, Contest, OutcomeReport, ReportOutcomes, Uphold, Withdraw
+from services.orders.sla_clock import SlaStatus
 from shared.events import Category
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])

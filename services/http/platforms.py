@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 
 from services.http.deps import ROLE_CHECKED, Admin, AdminOrAuditor, ContainerDep, PlatformId
 from services.http.problems import Problem, problem_responses
-from services.http.schemas import (
+from services.http.schemas.platforms import (
     PlatformChangeOut,
     PlatformIn,
     PlatformOut,

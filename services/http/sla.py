@@ -11,8 +11,8 @@ from pydantic import BaseModel
 
 from services.http.deps import ROLE_CHECKED, ContainerDep, Dashboard
 from services.http.problems import problem_responses
-from services.orders.schemas import NUL_FREE, UtcTime
-from services.orders.sla import SlaStatus
+from services.http.schemas.orders import NUL_FREE, UtcTime
+from services.orders.sla_clock import SlaStatus
 from services.sla import queries
 from services.sla.projection import rows_as_of
 from shared.events import Category

@@ -11,13 +11,13 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 # The escalation levels are defined with the schedule that says when each falls due, and named here for callers.
-from services.orders.sla import DEADLINE_MISSED as DEADLINE_MISSED
-from services.orders.sla import DEFAULT_POLICY, SlaPolicy, escalation_due_at
-from services.orders.sla import ESCALATION_LEVELS as ESCALATION_LEVELS
-from services.orders.sla import NOT_NOTIFIED as NOT_NOTIFIED
-from services.orders.sla import REVIEW_OVERDUE as REVIEW_OVERDUE
-from services.orders.sla import STILL_OPEN as STILL_OPEN
-from services.orders.sla import STILL_OPEN_LONG as STILL_OPEN_LONG
+from services.orders.sla_clock import DEADLINE_MISSED as DEADLINE_MISSED
+from services.orders.sla_clock import DEFAULT_POLICY, SlaPolicy, escalation_due_at
+from services.orders.sla_clock import ESCALATION_LEVELS as ESCALATION_LEVELS
+from services.orders.sla_clock import NOT_NOTIFIED as NOT_NOTIFIED
+from services.orders.sla_clock import REVIEW_OVERDUE as REVIEW_OVERDUE
+from services.orders.sla_clock import STILL_OPEN as STILL_OPEN
+from services.orders.sla_clock import STILL_OPEN_LONG as STILL_OPEN_LONG
 from shared.events import (
     NOTICE_CHANNELS,
     ContestGrounds,

@@ -25,7 +25,7 @@ from services.orders.domain import (
     replay,
 )
 from services.orders.errors import IdempotencyConflict, InvalidCursor, InvalidOrder, OrderNotFound, UnknownPlatform
-from services.orders.sla import SlaPolicy
+from services.orders.sla_clock import SlaPolicy
 from services.registry import service as registry
 from shared.auth import Principal
 from shared.bus import MessageBus, Published

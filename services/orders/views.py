@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 
 from services.orders.domain import OrderState
-from services.orders.sla import (
+from services.orders.sla_clock import (
     RUNNING_STATUSES,
     SlaPolicy,
     clock_status,

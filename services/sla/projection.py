@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
 
-from services.orders import sla
+from services.orders import sla_clock as sla
 from services.orders.domain import OrderState, replay
 from services.sla.tables import sla_answer_histogram, sla_counts, sla_orders
 from shared.bulk import bulk_insert

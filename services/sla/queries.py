@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, and_, func, or_, select
 
-from services.orders.sla import SLA_STATUSES
+from services.orders.sla_clock import SLA_STATUSES
 from services.sla.projection import BUCKET_GROWTH, bucket, bucket_value
 from services.sla.tables import sla_answer_histogram, sla_counts, sla_orders
 from shared.auth import Principal

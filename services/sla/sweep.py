@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 from services.orders import views
 from services.orders.domain import Command, DomainError, Escalate, replay
 from services.orders.service import OrderService
-from services.orders.sla import SlaPolicy, due_escalations, next_due, status
+from services.orders.sla_clock import SlaPolicy, due_escalations, next_due, status
 from services.sla.projection import SlaProjection
 from services.sla.tables import escalations
 from shared.bus import Published

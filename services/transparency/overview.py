@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from services.orders.sla import SLA_STATUSES
+from services.orders.sla_clock import SLA_STATUSES
 from services.registry import service as registry
 from services.sla.queries import summary_of_rows
 from services.sla.tables import sla_orders

@@ -8,12 +8,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from services.http.schemas import AttemptOut, DeliveryOut, PlatformOut
+from services.http.schemas.deliveries import AttemptOut, DeliveryOut
+from services.http.schemas.orders import ItemOutcomeOut, NotificationOut, OrderItemOut, OrderOut
+from services.http.schemas.platforms import PlatformOut
 from services.notifier import deliveries
 from services.notifier.tables import deliveries as deliveries_table
 from services.notifier.tables import delivery_attempts
 from services.orders import views
-from services.orders.schemas import ItemOutcomeOut, NotificationOut, OrderItemOut, OrderOut
 from services.registry import service as registry
 from tests.support import Api
 

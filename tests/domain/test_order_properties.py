@@ -41,7 +41,7 @@ from services.orders.domain import (
     decide,
     replay,
 )
-from services.orders.sla import DEFAULT_POLICY, due_escalations, escalation_due_at, next_due, status
+from services.orders.sla_clock import DEFAULT_POLICY, due_escalations, escalation_due_at, next_due, status
 from shared.events import (
     CATEGORIES,
     DeliveryAttemptFailed,

@@ -29,7 +29,7 @@ from services.orders.domain import (
     Uphold,
     Withdraw,
 )
-from services.orders.sla import (
+from services.orders.sla_clock import (
     SLA_STATUSES,
     Escalation,
     SlaPolicy,

@@ -26,8 +26,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, func, select, text
 
 from services.bootstrap import Container, bootstrap
+from services.http.schemas.orders import IssueOrderIn
 from services.notifier.tables import deliveries
-from services.orders.schemas import IssueOrderIn
 from services.registry import service as registry
 from shared.auth import Principal
 from tests.builders import order_body, platform_fields, service_settings

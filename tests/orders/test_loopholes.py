@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 
 from services.notifier.sender import transport
-from services.orders.sla import NOT_NOTIFIED
+from services.orders.sla_clock import NOT_NOTIFIED
 from tests.notifier.receiver import Receiver, Respond
 from tests.support import Api
 

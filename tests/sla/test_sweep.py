@@ -18,7 +18,7 @@ from standardwebhooks import Webhook
 from services.bootstrap import bootstrap
 from services.notifier.outbox import SUPERVISOR
 from services.notifier.sender import transport
-from services.orders.sla import DEADLINE_MISSED, NOT_NOTIFIED, REVIEW_OVERDUE, STILL_OPEN, STILL_OPEN_LONG
+from services.orders.sla_clock import DEADLINE_MISSED, NOT_NOTIFIED, REVIEW_OVERDUE, STILL_OPEN, STILL_OPEN_LONG
 from services.sla.tables import escalations
 from shared.clock import FrozenClock
 from shared.db import Database, make_engine

@@ -1,13 +1,13 @@
-"""The HTTP shapes of platforms, deliveries, health and readiness: what each route accepts and returns."""
+"""The HTTP shapes of platforms and their registration history."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.orders.schemas import WHITESPACE, Text200, no_nul, not_sent
+from services.http.schemas.orders import WHITESPACE, Text200, no_nul, not_sent
 
 # An absolute http(s) URL with a host the notifier can call: the form the registry checks (`check_webhook_url`)
 # before it resolves the host. Resolving to an address that is not allowed is refused with 422 on top of this.
@@ -108,64 +108,3 @@ class PlatformChangeOut(BaseModel):
     actor: str | None = Field(description="the API key (id) that made the change; null for the service itself")
     position: int | None
     data: dict[str, Any]
-
-
-DeliveryState = Literal["pending", "delivered", "dead", "cancelled"]
-
-
-class AttemptOut(BaseModel):
-    """One attempt to deliver a webhook."""
-
-    attempt: int
-    started_at: datetime
-    duration_ms: float
-    status_code: int | None
-    error_kind: str | None
-    response_excerpt: str | None
-    worker: str
-
-
-class DeliveryOut(BaseModel):
-    """One webhook message (`webhook_id` is stable across retries) and every attempt made to deliver it."""
-
-    id: str
-    webhook_id: str
-    order_id: str
-    platform_id: str
-    webhook_type: str
-    state: DeliveryState
-    attempts: int
-    next_attempt_at: datetime | None
-    created_at: datetime
-    delivered_at: datetime | None
-    last_error: str | None
-    attempt_log: list[AttemptOut]
-
-
-class Health(BaseModel):
-    """The process is up."""
-
-    status: Literal["ok"]
-
-
-class Migrations(BaseModel):
-    """The database's migration and the code's newest one."""
-
-    current: str | None
-    head: str | None
-
-
-class Numbering(BaseModel):
-    """How far the sequencer's numbering is behind the committed events (detail: it never makes a process unready)."""
-
-    unnumbered_events: int
-    lag_seconds: float | None = Field(description="age of the oldest committed event without a position")
-
-
-class Readiness(BaseModel):
-    """Ready (`ok`) when the database answers and is at the newest migration; otherwise why not."""
-
-    status: Literal["ok", "unavailable"]
-    database: Annotated[str, Field(description="why the database cannot be reached")] = not_sent()
-    migrations: Migrations = not_sent()
-    numbering: Numbering = not_sent()

@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 from pydantic.config import JsonDict
 
 from services.orders.domain import Status
-from services.orders.sla import SlaStatus
+from services.orders.sla_clock import SlaStatus
 from shared.events import (
     Attachment,
     Authority,

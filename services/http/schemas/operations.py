@@ -1,0 +1,38 @@
+"""The HTTP shapes of health and readiness."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from services.http.schemas.orders import not_sent
+
+
+class Health(BaseModel):
+    """The process is up."""
+
+    status: Literal["ok"]
+
+
+class Migrations(BaseModel):
+    """The database's migration and the code's newest one."""
+
+    current: str | None
+    head: str | None
+
+
+class Numbering(BaseModel):
+    """How far the sequencer's numbering is behind the committed events (detail: it never makes a process unready)."""
+
+    unnumbered_events: int
+    lag_seconds: float | None = Field(description="age of the oldest committed event without a position")
+
+
+class Readiness(BaseModel):
+    """Ready (`ok`) when the database answers and is at the newest migration; otherwise why not."""
+
+    status: Literal["ok", "unavailable"]
+    database: Annotated[str, Field(description="why the database cannot be reached")] = not_sent()
+    migrations: Migrations = not_sent()
+    numbering: Numbering = not_sent()
