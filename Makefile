@@ -21,7 +21,7 @@ run: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	$(BIN)/takedown run --demo
 
-## Install the test dependencies, lint, type-check the domain, and run every test on SQLite and PostgreSQL.
+## Install the test dependencies, lint, type-check services/ and shared/ (mypy, strict), and run every test on SQLite and PostgreSQL.
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
