@@ -1,11 +1,13 @@
 """The background loop of a tailing reader (sequencer, projections, ledger feeder): a daemon thread that runs
-one pass on `wake` (a commit in this process) and on a short poll (commits elsewhere), and survives failures."""
+one pass on `wake` (a commit in this process) and on a short poll (commits elsewhere), and survives failures.
+`TailingReader` is the one place those readers get their wake/start/stop from."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 
@@ -74,3 +76,48 @@ class BackgroundLoop:
         held_back, self._held_back, self._logged_at = self._held_back, 0, now
         more = f" ({held_back} more failures since the last one logged)" if held_back else ""
         self.log.exception("%s%s", self.failure, more)
+
+
+class TailingReader(ABC):
+    """A reader that follows the event store by position in a `BackgroundLoop`: subclasses write `_pass`."""
+
+    def __init__(
+        self,
+        name: str,
+        log: logging.Logger,
+        *,
+        interval_s: float,
+        min_gap_s: float = 0.0,
+        log_every_s: float = 60.0,
+        failure: str = "a pass failed; retrying",
+    ) -> None:
+        self.loop = BackgroundLoop(
+            name, self._pass, log, interval_s=interval_s, min_gap_s=min_gap_s, log_every_s=log_every_s, failure=failure
+        )
+
+    @property
+    def needed(self) -> bool:
+        """Whether this reader has background work on this database (`start` is a no-op otherwise)."""
+        return True
+
+    def wake(self) -> None:
+        """Ask the background loop to run now instead of at the next poll (called after a commit here)."""
+        self.loop.wake()
+
+    def start(self) -> None:
+        """Run in a daemon thread until `stop`."""
+        if self.needed:
+            self.loop.start()
+
+    def stop(self) -> None:
+        """Stop the background loop; a pass in progress finishes its transaction."""
+        self.loop.stop()
+
+    @abstractmethod
+    def _pass(self) -> None:
+        """One background pass: catch up with what is committed now."""
+
+    def _drain(self, step: Callable[[], int], batch: int) -> None:
+        """Run `step` again at once while it fills a whole batch (more is waiting), unless the loop is stopping."""
+        while step() >= batch and not self.loop.stopping.is_set():
+            pass

@@ -15,7 +15,7 @@ from sqlalchemy import BigInteger, Column, Connection, String, Table, select
 
 from shared.db import Database, metadata
 from shared.eventstore import EventStore, RecordedEvent
-from shared.loop import BackgroundLoop
+from shared.loop import TailingReader
 
 log = logging.getLogger("takedown.projections")
 
@@ -86,32 +86,18 @@ def rebuild(db: Database, store: EventStore, projection: Projection, batch: int 
     return catch_up(db, store, projection, batch)
 
 
-class ProjectionRunner:
+class ProjectionRunner(TailingReader):
     """Keeps projections caught up in a daemon thread: on `wake` (after a commit here) and on a short poll."""
 
     def __init__(
         self, db: Database, store: EventStore, projections: Sequence[Projection], interval_s: float = 0.2
     ) -> None:
         self.db, self.store, self.projections = db, store, list(projections)
-        self.loop = BackgroundLoop(
-            "projections", self._caught_up, log, interval_s=interval_s, failure="a projection failed to catch up"
-        )
+        super().__init__("projections", log, interval_s=interval_s, failure="a projection failed to catch up")
 
     def run_once(self) -> int:
         """Catch every projection up; returns how many events were applied in all."""
         return sum(catch_up(self.db, self.store, p) for p in self.projections)
 
-    def wake(self) -> None:
-        """Run now instead of at the next poll."""
-        self.loop.wake()
-
-    def start(self) -> None:
-        """Run in a daemon thread until `stop`."""
-        self.loop.start()
-
-    def stop(self) -> None:
-        """Stop the background loop."""
-        self.loop.stop()
-
-    def _caught_up(self) -> None:
+    def _pass(self) -> None:
         self.run_once()

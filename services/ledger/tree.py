@@ -21,7 +21,7 @@ from services.ledger.leaf import leaf_hash, leaf_index
 from services.ledger.tables import ledger_head, ledger_nodes
 from shared.db import Database
 from shared.eventstore import EventStore, RecordedEvent
-from shared.loop import BackgroundLoop
+from shared.loop import TailingReader
 
 log = logging.getLogger("takedown.ledger")
 
@@ -226,7 +226,7 @@ def append(conn: Connection, current: TreeHead, leaf_hashes: Sequence[bytes], no
 # ----------------------------------------------------------------------------------------------- the feeder
 
 
-class LedgerFeeder:
+class LedgerFeeder(TailingReader):
     """A tailing reader of global positions that appends each event's leaf, tracking position = tree size."""
 
     def __init__(
@@ -241,9 +241,7 @@ class LedgerFeeder:
     ) -> None:
         self.db, self.store, self.batch = db, store, batch
         self.now, self.on_idle = now, on_idle
-        self.loop = BackgroundLoop(
-            "ledger-feeder", self._fed, log, interval_s=interval_s, failure="ledger feeder: run failed; retrying"
-        )
+        super().__init__("ledger-feeder", log, interval_s=interval_s, failure="ledger feeder: run failed; retrying")
 
     def run_once(self, conn: Connection) -> int:
         """Append the next batch of sequenced events in the caller's transaction; returns how many."""
@@ -263,30 +261,18 @@ class LedgerFeeder:
         """Feed everything sequenced so far, one transaction per batch; returns how many leaves were added."""
         total = 0
         for _ in range(max_rounds):
-            with self.db.transaction() as conn:
-                added = self.run_once(conn)
+            added = self._fed_once()
             total += added
             if added < self.batch:
                 return total
         return total
 
-    def wake(self) -> None:
-        """Ask the background loop to run now."""
-        self.loop.wake()
-
-    def start(self) -> None:
-        """Run in a daemon thread until `stop`."""
-        self.loop.start()
-
-    def stop(self) -> None:
-        """Stop the background loop."""
-        self.loop.stop()
-
-    def _fed(self) -> None:
-        while not self.loop.stopping.is_set():
-            with self.db.transaction() as conn:
-                added = self.run_once(conn)
-            if added < self.batch:
-                break
+    def _pass(self) -> None:
+        self._drain(self._fed_once, self.batch)
         if self.on_idle is not None:
             self.on_idle()
+
+    def _fed_once(self) -> int:
+        """One batch in its own transaction; returns how many leaves were added."""
+        with self.db.transaction() as conn:
+            return self.run_once(conn)

@@ -7,12 +7,12 @@ import time
 
 from shared.db import Database
 from shared.eventstore.store import EventStore
-from shared.loop import BackgroundLoop
+from shared.loop import TailingReader
 
 log = logging.getLogger("takedown.sequencer")
 
 
-class Sequencer:
+class Sequencer(TailingReader):
     """Runs `EventStore.sequence` on demand (`wake`) and on a short poll; a no-op on SQLite."""
 
     def __init__(
@@ -25,9 +25,8 @@ class Sequencer:
         log_every_s: float = 60.0,
     ) -> None:
         self.db, self.store, self.batch = db, store, batch
-        self.loop = BackgroundLoop(
+        super().__init__(
             "sequencer",
-            self._numbered,
             log,
             interval_s=interval_s,
             min_gap_s=min_gap_s,
@@ -57,20 +56,6 @@ class Sequencer:
                     return
                 time.sleep(0.005)
 
-    def wake(self) -> None:
-        """Ask the background loop to run now (called after an append commits)."""
-        self.loop.wake()
-
-    def start(self) -> None:
-        """Run in a daemon thread until `stop`."""
-        if self.needed:
-            self.loop.start()
-
-    def stop(self) -> None:
-        """Stop the background loop."""
-        self.loop.stop()
-
-    def _numbered(self) -> None:
+    def _pass(self) -> None:
         # Run again at once only when a batch was full; otherwise wait for the next wake or poll.
-        while self.run_once() >= self.batch and not self.loop.stopping.is_set():
-            pass
+        self._drain(self.run_once, self.batch)
