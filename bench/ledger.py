@@ -27,7 +27,6 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
-import queue
 import random
 import statistics
 import sys
@@ -44,7 +43,7 @@ if str(ROOT) not in sys.path:
 import psycopg  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
-from bench.pg import ADMIN_URL, conninfo, create_db, drop_db, sa_url, say  # noqa: E402
+from bench.pg import ADMIN_URL, collect, conninfo, create_db, drop_db, sa_url, say  # noqa: E402
 
 PREFIX = "bench_ledger_"
 WRITERS = 4
@@ -78,24 +77,6 @@ def _count(dbname: str, sql: str) -> int:
     return int(row[0])
 
 
-def _collect(q: Any, procs: list[Any], what: str, timeout_s: float) -> list[tuple[Any, ...]]:
-    """One message from every writer; fails fast if a writer reports an error or dies without a word."""
-    got: list[tuple[Any, ...]] = []
-    deadline = time.monotonic() + timeout_s
-    while len(got) < len(procs):
-        try:
-            msg = q.get(timeout=0.2)
-        except queue.Empty:
-            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
-            if dead or time.monotonic() > deadline:
-                raise RuntimeError(f"{what}: writer exited with {dead} or timed out") from None
-            continue
-        if msg[0] == "error":
-            raise RuntimeError(f"{what} writer {msg[1]} failed:\n{msg[2]}")
-        got.append(msg)
-    return got
-
-
 # ----------------------------------------------------------------------------------------------------- writers
 
 
@@ -104,21 +85,17 @@ def writer_process(
 ) -> None:
     """One writer: `intake` issues orders through the OrderService; `append` appends 4-event orders to the store."""
     try:
-        from services.http.schemas.orders import IssueOrderIn
-        from shared.auth import Principal
+        from bench.sample import ISSUER, order_document, order_fields
         from shared.eventstore import NewEvent
         from shared.ids import new_id
-        from tests.support import order_body
 
         container = _container(dbname)
-        issuer = Principal(key_id="bench", role="issuer", authority_id="mci", authority_name="Ministry")
 
         def intake(n: int) -> None:
-            body = IssueOrderIn.model_validate(order_body(platform_id, issuer_reference=f"B-{index}-{n}"))
-            container.orders.issue(issuer, body.to_order("mci", "Ministry"), None)
+            container.orders.issue(ISSUER, order_fields(platform_id, f"B-{index}-{n}"), None)
 
         def append(n: int) -> None:
-            document = order_body(platform_id, issuer_reference=f"B-{index}-{n}")
+            document = order_document(platform_id, f"B-{index}-{n}")
             new = [
                 NewEvent(type="order.issued", data=document),
                 NewEvent(type="order.delivered", data={"channel": "webhook", "attempt": 1}),
@@ -147,13 +124,11 @@ def writer_process(
 def run_writers(kind: str, dbname: str, orders: int, ledger_on: bool) -> dict[str, float]:
     """Time `orders` orders over WRITERS processes until every event is numbered (and a leaf, with the ledger on)."""
     container = _container(dbname)
+    from bench.sample import platform_fields
     from services.registry import service as registry
 
     with container.db.transaction() as conn:
-        rep = {"name": "Rep", "citizenship": "KZ", "email": "rep@example.kz"}
-        platform, _ = registry.register(
-            conn, {"name": "P", "monthly_users": 200_000, "representative": rep}, container.clock.now()
-        )
+        platform, _ = registry.register(conn, platform_fields("P"), container.clock.now())
     ctx = mp.get_context("spawn")
     ready, done, start = ctx.Queue(), ctx.Queue(), ctx.Event()
     shares = [orders // WRITERS + (1 if k < orders % WRITERS else 0) for k in range(WRITERS)]
@@ -164,16 +139,16 @@ def run_writers(kind: str, dbname: str, orders: int, ledger_on: bool) -> dict[st
     try:
         for p in procs:
             p.start()
-        _collect(ready, procs, kind, timeout_s=300)
+        collect(ready, procs, kind, timeout_s=300)
         container.sequencer.catch_up()
         if ledger_on:
             container.ledger.feed()  # the warm-up's leaves before the clock starts
-            container.ledger.feeder.interval_s = 0.05
+            container.ledger.feeder.loop.interval_s = 0.05  # poll faster than the default 0.1 s
             container.ledger.start()
         container.sequencer.start()
         t_start = time.perf_counter()
         start.set()
-        _collect(done, procs, kind, timeout_s=1800)
+        collect(done, procs, kind, timeout_s=1800)
         t_written = time.perf_counter()
         container.sequencer.catch_up()
         if ledger_on:

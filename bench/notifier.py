@@ -61,21 +61,18 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-from sqlalchemy import Text, cast, create_engine, func, select, text  # noqa: E402
+from sqlalchemy import Text, cast, func, select, text  # noqa: E402
 
+from bench.pg import ADMIN_URL, create_db, drop_db, sa_url, say  # noqa: E402
+from bench.sample import ISSUER, order_fields, platform_fields  # noqa: E402
 from services.bootstrap import Container, bootstrap  # noqa: E402
-from services.http.schemas.orders import IssueOrderIn  # noqa: E402
 from services.notifier.tables import deliveries  # noqa: E402
 from services.registry import service as registry  # noqa: E402
 from services.webhooks.signing import webhook_headers  # noqa: E402
-from shared.auth import Principal  # noqa: E402
-from shared.db import make_engine, normalise_url  # noqa: E402
-from shared.events import OrderFields  # noqa: E402
+from shared.db import make_engine  # noqa: E402
 from shared.migrate import upgrade  # noqa: E402
 from shared.settings import Settings  # noqa: E402
-from tests.support import order_body as sample_order  # noqa: E402
 
-ADMIN_URL = normalise_url(os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"))
 PREFIX = "bench_notifier_"
 PLATFORMS = 20
 CONCURRENCY = 64  # NotifierConfig.total: the notifier's in-flight cap and connection pool
@@ -84,16 +81,11 @@ NOTIFIER_PROCESSES = os.cpu_count() or 1  # `takedown notifier`'s default: one p
 ISSUE_THREADS = 4
 LATENCY_SAMPLES = 200
 TAKEDOWN = Path(sys.executable).parent / "takedown"
-ISSUER = Principal(key_id="bench", role="issuer", authority_id="mci", authority_name="Ministry")
 TARGETS = {
     "ratio_vs_bare": ">= 0.70",
     "healthy_rate_share_with_blackhole": ">= 0.90",
     "median_issue_to_received_ms": "< 50",
 }
-
-
-def say(line: str) -> None:
-    print(line, flush=True)
 
 
 # ------------------------------------------------------------------------------------------------- receiver
@@ -189,17 +181,6 @@ class ReceiverProcess:
 # ----------------------------------------------------------------------------------------------- databases
 
 
-def _admin(sql: str) -> None:
-    engine = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(sql))
-    engine.dispose()
-
-
-def _db_url(name: str) -> str:
-    return ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-
-
 class Databases:
     """A migrated template and fresh copies of it, all dropped at the end."""
 
@@ -207,21 +188,21 @@ class Databases:
         self.run = uuid.uuid4().hex[:8]
         self.template = f"{PREFIX}{self.run}_tpl"
         self.made: list[str] = []
-        _admin(f'CREATE DATABASE "{self.template}"')
+        create_db(self.template)
         self.made.append(self.template)
-        engine = make_engine(_db_url(self.template))
+        engine = make_engine(sa_url(self.template))
         upgrade(engine)
         engine.dispose()
 
     def fresh(self, label: str) -> str:
         name = f"{PREFIX}{self.run}_{label}"
-        _admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        create_db(name, template=self.template)
         self.made.append(name)
-        return _db_url(name)
+        return sa_url(name)
 
     def drop(self) -> None:
         for name in reversed(self.made):
-            _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop_db(name)
 
 
 def container_for(url: str) -> Container:
@@ -232,27 +213,19 @@ def container_for(url: str) -> Container:
 
 def register(container: Container, urls: list[str]) -> list[tuple[str, str]]:
     """Register one platform per URL; returns (platform id, secret) in the same order."""
-    rep = {"name": "Rep", "citizenship": "KZ", "email": "rep@example.kz"}
     made = []
     with container.db.transaction() as conn:
         for n, url in enumerate(urls):
-            fields = {"name": f"P{n}", "monthly_users": 200_000, "representative": rep, "webhook_url": url}
-            row, secret = registry.register(conn, fields, container.clock.now())
+            row, secret = registry.register(conn, platform_fields(f"P{n}", webhook_url=url), container.clock.now())
             made.append((row.id, secret))
     return made
-
-
-def order_body(platform_id: str, reference: str) -> OrderFields:
-    """The same realistic order the tests issue."""
-    body = IssueOrderIn.model_validate(sample_order(platform_id, issuer_reference=reference))
-    return body.to_order("mci", "Ministry")
 
 
 def issue_many(container: Container, platform_ids: list[str], count: int, prefix: str) -> float:
     """Issue `count` orders round-robin over the platforms from a few threads; returns orders/s."""
 
     def one(n: int) -> None:
-        container.orders.issue(ISSUER, order_body(platform_ids[n % len(platform_ids)], f"{prefix}-{n}"), None)
+        container.orders.issue(ISSUER, order_fields(platform_ids[n % len(platform_ids)], f"{prefix}-{n}"), None)
 
     started = time.monotonic()
     with ThreadPoolExecutor(ISSUE_THREADS) as pool:
@@ -503,7 +476,7 @@ def sample_request(dbs: Databases, receiver: ReceiverProcess) -> tuple[bytes, di
     container = container_for(dbs.fresh("sample"))
     try:
         [(platform_id, secret)] = register(container, [receiver.url("/p0")])
-        container.orders.issue(ISSUER, order_body(platform_id, "SAMPLE-1"), None)
+        container.orders.issue(ISSUER, order_fields(platform_id, "SAMPLE-1"), None)
         with container.db.read() as conn:
             row = conn.execute(select(deliveries.c.id, cast(deliveries.c.payload, Text).label("body"))).one()
     finally:
@@ -527,7 +500,7 @@ def latency_run(dbs: Databases, receiver: ReceiverProcess, samples: int) -> tupl
         time.sleep(0.5)
         for n in range(samples + 10):
             started = time.monotonic()
-            container.orders.issue(ISSUER, order_body(platform_id, f"L-{n}"), None)
+            container.orders.issue(ISSUER, order_fields(platform_id, f"L-{n}"), None)
             issued = time.monotonic()
             if not receiver.arrivals.poll(10):
                 raise RuntimeError("the receiver never got the webhook")

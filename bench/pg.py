@@ -1,8 +1,11 @@
-"""What every bench needs of PostgreSQL: the server's URL, scratch databases it creates and drops, its own output."""
+"""What every bench needs of PostgreSQL: the server's URL, scratch databases it creates and drops, the messages of
+its writer processes, its own output."""
 
 from __future__ import annotations
 
 import os
+import queue
+import time
 from typing import Any
 
 import psycopg
@@ -44,3 +47,21 @@ def drop_db(name: str) -> None:
 def say(line: str = "") -> None:
     """Print a line of the bench's report at once (benches run for minutes)."""
     print(line, flush=True)
+
+
+def collect(q: Any, procs: list[Any], what: str, timeout_s: float) -> list[tuple[Any, ...]]:
+    """One message from every writer process; fails fast if a writer reports an error or dies without a word."""
+    got: list[tuple[Any, ...]] = []
+    deadline = time.monotonic() + timeout_s
+    while len(got) < len(procs):
+        try:
+            msg = q.get(timeout=0.2)
+        except queue.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            if dead or time.monotonic() > deadline:
+                raise RuntimeError(f"{what}: writer exited with {dead} or timed out") from None
+            continue
+        if msg[0] == "error":
+            raise RuntimeError(f"{what} writer {msg[1]} failed:\n{msg[2]}")
+        got.append(msg)
+    return got

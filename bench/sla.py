@@ -61,6 +61,7 @@ import psycopg  # noqa: E402
 from sqlalchemy import Connection, event, func, select, text  # noqa: E402
 
 from bench.pg import ADMIN_URL, admin, conninfo, create_db, drop_db, sa_url, say  # noqa: E402
+from bench.sample import ISSUER, order_fields, platform_fields  # noqa: E402
 from services.bootstrap import Container, bootstrap  # noqa: E402
 from services.orders import sla_clock as sla  # noqa: E402
 from services.registry import service as registry  # noqa: E402
@@ -71,11 +72,10 @@ from shared.auth import Principal  # noqa: E402
 from shared.clock import FrozenClock  # noqa: E402
 from shared.events import CATEGORIES  # noqa: E402
 from shared.settings import Settings  # noqa: E402
-from tests.builders import ISSUER_PRINCIPAL, order_fields, platform_fields  # noqa: E402
 
 PREFIX = "bench_sla_"
 PLATFORMS = 20
-AUTHORITIES = ("mci", "mvd", "gp")  # mci is ISSUER_PRINCIPAL's: the real orders of the sweep rounds
+AUTHORITIES = ("mci", "mvd", "gp")  # mci is ISSUER's: the real orders of the sweep rounds
 DUE = 100  # orders due at each sweep
 SUMMARY_CALLS, PAGE_CALLS, WARMUP_CALLS = 200, 100, 20
 AUDITOR = Principal(key_id="bench-auditor", role="auditor")
@@ -370,7 +370,7 @@ def sweep_once(store: Store, now: datetime, round_no: int) -> float:
     ids = set()
     for k in range(DUE):
         fields = order_fields(store.platform_ids[k % len(store.platform_ids)], f"BENCH-{round_no}-{k}")
-        ids.add(container.orders.issue(ISSUER_PRINCIPAL, fields, None)[0]["id"])
+        ids.add(container.orders.issue(ISSUER, fields, None)[0]["id"])
     with container.db.read() as conn:
         before = conn.execute(select(func.count()).select_from(escalations)).scalar_one()
     clock.set(now)

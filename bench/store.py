@@ -32,7 +32,6 @@ import json
 import math
 import multiprocessing as mp
 import os
-import queue
 import random
 import statistics
 import sys
@@ -54,7 +53,7 @@ from eventsourcing.application import Application  # noqa: E402
 from eventsourcing.domain import Aggregate, event  # noqa: E402
 from psycopg.types.json import Json  # noqa: E402
 
-from bench.pg import ADMIN_URL, conninfo, create_db, drop_db, sa_url, say  # noqa: E402
+from bench.pg import ADMIN_URL, collect, conninfo, create_db, drop_db, sa_url, say  # noqa: E402
 
 PREFIX = "bench_store_"
 WRITERS = (1, 4, 8)
@@ -287,24 +286,6 @@ def count_rows(system: str, dbname: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def _collect(q: Any, procs: list[Any], system: str, timeout_s: float) -> list[tuple[Any, ...]]:
-    """One message from every writer; fails fast if a writer reports an error or dies without a word."""
-    got: list[tuple[Any, ...]] = []
-    deadline = time.monotonic() + timeout_s
-    while len(got) < len(procs):
-        try:
-            msg = q.get(timeout=0.2)
-        except queue.Empty:
-            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
-            if dead or time.monotonic() > deadline:
-                raise RuntimeError(f"{system}: writer exited with {dead} or timed out") from None
-            continue
-        if msg[0] == "error":
-            raise RuntimeError(f"{system} writer {msg[1]} failed:\n{msg[2]}")
-        got.append(msg)
-    return got
-
-
 def run_writes(system: str, writers: int, orders: int, template: str) -> dict[str, float]:
     """Time `orders` orders spread over `writers` processes; for ours, until the sequencer has numbered them all."""
     dbname = f"{PREFIX}{system}_w{writers}"
@@ -321,7 +302,7 @@ def run_writes(system: str, writers: int, orders: int, template: str) -> dict[st
     try:
         for p in procs:
             p.start()
-        _collect(ready, procs, system, timeout_s=300)
+        collect(ready, procs, system, timeout_s=300)
         if system == "ours":
             from shared.db import Database, make_engine
             from shared.eventstore import EventStore
@@ -340,7 +321,7 @@ def run_writes(system: str, writers: int, orders: int, template: str) -> dict[st
             sequencer.start()
         t_start = time.perf_counter()
         start.set()
-        _collect(done, procs, system, timeout_s=1800)
+        collect(done, procs, system, timeout_s=1800)
         t_written = time.perf_counter()
         if sequencer is not None:
             sequencer.catch_up()
@@ -455,16 +436,6 @@ def build_read_store(dbname: str, template: str, total: int) -> None:
         conn.execute("VACUUM (ANALYZE) event_positions")
 
 
-BARE_READ_SQL = """
-    SELECT e.event_id, e.stream_id, e.version, e.type, e.schema_version, e.data::text, e.meta::text,
-           e.recorded_at, p.position
-    FROM event_positions p JOIN events e ON e.id = p.event_pk
-    WHERE p.position > %s
-    ORDER BY p.position
-    LIMIT %s
-"""
-
-
 def tail_ours(db: Any, store: Any, limit: int) -> int:
     """Read every event by position, batch after batch, as a projection tails the store; returns the count."""
     last, seen = 0, 0
@@ -479,11 +450,13 @@ def tail_ours(db: Any, store: Any, limit: int) -> int:
 
 def tail_bare(conn: Any, limit: int) -> int:
     """The same keyset read with nothing between the code and the driver: plain cursor, tuples, json.loads."""
+    from shared.eventstore.store import READ_ALL_POSTGRES_SQL
+
     last, seen = 0, 0
     loads = json.loads
     while True:
         with conn.cursor() as cur:
-            cur.execute(BARE_READ_SQL, (last, limit))
+            cur.execute(READ_ALL_POSTGRES_SQL, (last, limit))
             rows = cur.fetchall()
         if not rows:
             return seen

@@ -126,7 +126,8 @@ _columns = (
 )
 
 
-_READ_ALL_POSTGRES = """
+# The tailing read on PostgreSQL; bench/store.py times this same statement with nothing between it and the driver.
+READ_ALL_POSTGRES_SQL = """
     SELECT e.event_id, e.stream_id, e.version, e.type, e.schema_version, e.data::text, e.meta::text,
            e.recorded_at, p.position
     FROM event_positions p JOIN events e ON e.id = p.event_pk
@@ -359,7 +360,7 @@ class EventStore:
         # JSON decoded from text, rows built positionally. SQLAlchemy's per-row processing cost 2x here.
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]  # None only once invalidated
         try:
-            cursor.execute(_READ_ALL_POSTGRES, (after, limit), prepare=True)
+            cursor.execute(READ_ALL_POSTGRES_SQL, (after, limit), prepare=True)
             rows = cursor.fetchall()
         finally:
             cursor.close()
