@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
-import json
 import multiprocessing as mp
 import os
 import random
@@ -43,7 +42,7 @@ if str(ROOT) not in sys.path:
 import psycopg  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
-from bench.pg import ADMIN_URL, collect, conninfo, create_db, drop_db, sa_url, say  # noqa: E402
+from bench.pg import ADMIN_URL, collect, conninfo, create_db, drop_db, report, sa_url, say  # noqa: E402
 
 PREFIX = "bench_ledger_"
 WRITERS = 4
@@ -352,9 +351,7 @@ def main() -> int:
         and figures["inclusion_p95_growth"] <= 2
         and figures["consistency_p95_growth"] <= 2
     )
-    rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}
-    say()
-    say(json.dumps({"bench": "ledger", "figures": rounded, "targets": TARGETS, "met": met}))
+    report("ledger", figures, TARGETS, met)
     return 0
 
 

@@ -647,7 +647,7 @@ def main() -> None:
         and figures["healthy_rate_share_with_blackhole"] >= 0.90
         and figures["median_issue_to_received_ms"] < 50
     )
-    print(json.dumps({"bench": "notifier", "figures": figures, "targets": TARGETS, "met": met}), flush=True)
+    report("notifier", figures, TARGETS, met, digits=None)
 
 
 if __name__ == "__main__":

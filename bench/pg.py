@@ -3,6 +3,7 @@ its writer processes, its own output."""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import time
@@ -65,3 +66,11 @@ def collect(q: Any, procs: list[Any], what: str, timeout_s: float) -> list[tuple
             raise RuntimeError(f"{what} writer {msg[1]} failed:\n{msg[2]}")
         got.append(msg)
     return got
+
+
+def report(bench: str, figures: dict[str, Any], targets: dict[str, str], met: bool, digits: int | None = 4) -> None:
+    """The bench's last line, the JSON object of shared/docs/benchmarks.md (floats rounded to `digits`)."""
+    if digits is not None:
+        figures = {k: round(v, digits) if isinstance(v, float) else v for k, v in figures.items()}
+    say()
+    say(json.dumps({"bench": bench, "figures": figures, "targets": targets, "met": bool(met)}))

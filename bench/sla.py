@@ -39,7 +39,6 @@ ratio is printed for information). The last printed line is the JSON object of s
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import random
@@ -60,7 +59,7 @@ if str(ROOT) not in sys.path:
 import psycopg  # noqa: E402
 from sqlalchemy import Connection, event, func, select, text  # noqa: E402
 
-from bench.pg import ADMIN_URL, admin, conninfo, create_db, drop_db, sa_url, say  # noqa: E402
+from bench.pg import ADMIN_URL, admin, conninfo, create_db, drop_db, report, sa_url, say  # noqa: E402
 from bench.sample import ISSUER, order_fields, platform_fields  # noqa: E402
 from services.bootstrap import Container, bootstrap  # noqa: E402
 from services.orders import sla_clock as sla  # noqa: E402
@@ -560,9 +559,7 @@ def main() -> int:
                 f" (vs counts-only GROUP BY {r[f'group_by_{label}_counts_only_p95_ms']:.2f} ms = {counts_only:.3f})"
             )
     say(f"  took {time.perf_counter() - started:.0f} s; load now {os.getloadavg()[0]:.2f}")
-    rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}
-    say()
-    say(json.dumps({"bench": "sla", "figures": rounded, "targets": TARGETS, "met": bool(met)}))
+    report("sla", figures, TARGETS, met)
     return 0
 
 

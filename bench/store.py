@@ -53,7 +53,7 @@ from eventsourcing.application import Application  # noqa: E402
 from eventsourcing.domain import Aggregate, event  # noqa: E402
 from psycopg.types.json import Json  # noqa: E402
 
-from bench.pg import ADMIN_URL, collect, conninfo, create_db, drop_db, sa_url, say  # noqa: E402
+from bench.pg import ADMIN_URL, collect, conninfo, create_db, drop_db, report, sa_url, say  # noqa: E402
 
 PREFIX = "bench_store_"
 WRITERS = (1, 4, 8)
@@ -648,9 +648,7 @@ def main() -> int:
         and figures["tail_read_vs_bare"] >= 0.8
         and figures["stream_read_p95_ms"] < 5
     )
-    rounded = {k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}
-    say()
-    say(json.dumps({"bench": "store", "figures": rounded, "targets": TARGETS, "met": met}))
+    report("store", figures, TARGETS, met, digits=3)
     return 0
 
 

@@ -9,6 +9,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Required, TypedDict, Unpack
 
 
 class BackgroundLoop:
@@ -78,22 +79,20 @@ class BackgroundLoop:
         self.log.exception("%s%s", self.failure, more)
 
 
+class LoopOptions(TypedDict, total=False):
+    """`BackgroundLoop`'s tuning, as a tailing reader passes it on."""
+
+    interval_s: Required[float]
+    min_gap_s: float
+    log_every_s: float
+    failure: str
+
+
 class TailingReader(ABC):
     """A reader that follows the event store by position in a `BackgroundLoop`: subclasses write `_pass`."""
 
-    def __init__(
-        self,
-        name: str,
-        log: logging.Logger,
-        *,
-        interval_s: float,
-        min_gap_s: float = 0.0,
-        log_every_s: float = 60.0,
-        failure: str = "a pass failed; retrying",
-    ) -> None:
-        self.loop = BackgroundLoop(
-            name, self._pass, log, interval_s=interval_s, min_gap_s=min_gap_s, log_every_s=log_every_s, failure=failure
-        )
+    def __init__(self, name: str, log: logging.Logger, **options: Unpack[LoopOptions]) -> None:
+        self.loop = BackgroundLoop(name, self._pass, log, **options)
 
     @property
     def needed(self) -> bool:

@@ -113,17 +113,8 @@ class RecordedEvent(NamedTuple):
     position: int | None
 
 
-_columns = (
-    events.c.id,
-    events.c.event_id,
-    events.c.stream_id,
-    events.c.version,
-    events.c.type,
-    events.c.schema_version,
-    events.c.data,
-    events.c.meta,
-    events.c.recorded_at,
-)
+# A RecordedEvent's columns in its field order; each query adds `position` last, so a row maps onto it positionally.
+_columns = tuple(events.c[name] for name in RecordedEvent._fields[:-1])
 
 
 # The tailing read on PostgreSQL; bench/store.py times this same statement with nothing between it and the driver.
@@ -135,20 +126,6 @@ READ_ALL_POSTGRES_SQL = """
     ORDER BY p.position
     LIMIT %s
 """
-
-
-def _recorded(row: Any) -> RecordedEvent:
-    return RecordedEvent(
-        event_id=row.event_id,
-        stream_id=row.stream_id,
-        version=row.version,
-        type=row.type,
-        schema_version=row.schema_version,
-        data=row.data,
-        meta=row.meta,
-        recorded_at=row.recorded_at,
-        position=row.position,
-    )
 
 
 class EventStore:
@@ -315,7 +292,7 @@ class EventStore:
             .where(events.c.stream_id == stream_id, events.c.version > after_version)
             .order_by(events.c.version)
         )
-        return [_recorded(r) for r in conn.execute(stmt)]
+        return [RecordedEvent._make(r) for r in conn.execute(stmt)]
 
     def read_streams(
         self, conn: Connection, stream_ids: Sequence[str], *, positions: bool = True
@@ -331,7 +308,7 @@ class EventStore:
         stmt = stmt.order_by(events.c.stream_id, events.c.version)
         found: dict[str, list[RecordedEvent]] = {}
         for row in conn.execute(stmt):
-            found.setdefault(row.stream_id, []).append(_recorded(row))
+            found.setdefault(row.stream_id, []).append(RecordedEvent._make(row))
         return found
 
     def stream_version(self, conn: Connection, stream_id: str) -> int:
@@ -353,7 +330,7 @@ class EventStore:
             .order_by(event_positions.c.position)
             .limit(limit)
         )
-        return [_recorded(r) for r in conn.execute(stmt)]
+        return [RecordedEvent._make(r) for r in conn.execute(stmt)]
 
     def _read_all_postgres(self, conn: Connection, after: int, limit: int) -> list[RecordedEvent]:
         # The tailing read is the hot path of every projection: straight to the driver (prepared, one fetch),
