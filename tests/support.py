@@ -6,18 +6,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from fastapi.testclient import TestClient
 
 from services.bootstrap import Container, bootstrap
 from services.http.app import create_app
 from shared.auth import create_key
 from shared.clock import FrozenClock
 from tests.builders import T0, order_body, platform_fields, service_settings
-
-__all__ = ["Api", "make_api", "order_body"]  # bench/notifier.py takes its sample order from here
-
-if TYPE_CHECKING:  # the bench imports order_body from here without pulling in the test client
-    from fastapi.testclient import TestClient
 
 
 @dataclass
@@ -63,8 +60,6 @@ def make_api(db_url: str) -> Iterator[Api]:
             "platform_a": create_key(conn, "platform", T0, platform_id=a.id)[0],
             "platform_b": create_key(conn, "platform", T0, platform_id=b.id)[0],
         }
-    from fastapi.testclient import TestClient
-
     with TestClient(app) as client:
         yield Api(client, container, clock, keys, a.id, b.id)
     container.close()

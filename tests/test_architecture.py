@@ -92,11 +92,21 @@ def test_shared_code_imports_no_service(package: str) -> None:
     "module", ["services/orders/domain.py", "services/orders/sla_clock.py", "services/webhooks/signing.py"]
 )
 def test_domain_code_imports_no_framework(module: str) -> None:
-    tree = ast.parse((ROOT / module).read_text())
-    roots = {
+    assert not _import_roots(ROOT / module) & {"fastapi", "sqlalchemy", "httpx", "starlette"}
+
+
+def _import_roots(path: Path) -> set[str]:
+    """The top-level package of every module the file imports, wherever the import stands (in functions too)."""
+    tree = ast.parse(path.read_text())
+    return {
         alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
     } | {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    assert not roots & {"fastapi", "sqlalchemy", "httpx", "starlette"}
+
+
+@pytest.mark.parametrize("bench", sorted(path.name for path in (ROOT / "bench").glob("*.py")))
+def test_benches_import_no_tests(bench: str) -> None:
+    """What a bench needs lives in bench/ (or shared/, if production code needs it too), never in the test suite."""
+    assert "tests" not in _import_roots(ROOT / "bench" / bench)
 
 
 def test_only_the_http_edge_imports_fastapi() -> None:
