@@ -42,7 +42,7 @@ if str(ROOT) not in sys.path:
 import psycopg  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
-from bench.pg import ADMIN_URL, collect, conninfo, create_db, drop_db, report, sa_url, say  # noqa: E402
+from bench.pg import ADMIN_URL, collect, conninfo, create_db, create_migrated, drop_db, report, sa_url, say  # noqa: E402
 
 PREFIX = "bench_ledger_"
 WRITERS = 4
@@ -308,9 +308,6 @@ def main() -> int:
     rounds = args.rounds or (1 if args.quick else 3)
     big = args.big or (100_000 if args.quick else 1_000_000)
 
-    from shared.db import make_engine
-    from shared.migrate import upgrade
-
     say(f"bench ledger: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, PostgreSQL at {ADMIN_URL}")
     with psycopg.connect(ADMIN_URL) as conn:
         row = conn.execute("SHOW server_version").fetchone()
@@ -318,10 +315,7 @@ def main() -> int:
     template = f"{PREFIX}template"
     figures: dict[str, float] = {}
     try:
-        create_db(template)
-        engine = make_engine(sa_url(template))
-        upgrade(engine)
-        engine.dispose()
+        create_migrated(template)
 
         say(
             f"\n1. intake through the OrderService, {orders} orders, {WRITERS} writers, ledger off vs on; best of {rounds}"

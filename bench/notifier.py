@@ -63,14 +63,12 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 from sqlalchemy import Text, cast, func, select, text  # noqa: E402
 
-from bench.pg import ADMIN_URL, create_db, drop_db, sa_url, say  # noqa: E402
+from bench.pg import ADMIN_URL, create_db, create_migrated, drop_db, report, sa_url, say  # noqa: E402
 from bench.sample import ISSUER, order_fields, platform_fields  # noqa: E402
 from services.bootstrap import Container, bootstrap  # noqa: E402
 from services.notifier.tables import deliveries  # noqa: E402
 from services.registry import service as registry  # noqa: E402
 from services.webhooks.signing import webhook_headers  # noqa: E402
-from shared.db import make_engine  # noqa: E402
-from shared.migrate import upgrade  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 PREFIX = "bench_notifier_"
@@ -188,11 +186,8 @@ class Databases:
         self.run = uuid.uuid4().hex[:8]
         self.template = f"{PREFIX}{self.run}_tpl"
         self.made: list[str] = []
-        create_db(self.template)
+        create_migrated(self.template)
         self.made.append(self.template)
-        engine = make_engine(sa_url(self.template))
-        upgrade(engine)
-        engine.dispose()
 
     def fresh(self, label: str) -> str:
         name = f"{PREFIX}{self.run}_{label}"
@@ -556,7 +551,7 @@ def main() -> None:
                     f"({cpu_ms:.2f} ms CPU per request)"
                 )
 
-        def report(what: str, run: dict[str, float]) -> None:
+        def show(what: str, run: dict[str, float]) -> None:
             say(
                 f"{what}: {run['deliveries_per_s']:.0f} deliveries/s ({run['elapsed_s']:.2f} s; CPU per delivery: "
                 f"notifier {run['notifier_cpu_ms_per_delivery']:.2f} ms, PostgreSQL "
@@ -568,10 +563,10 @@ def main() -> None:
             bare_pair(f"round {rnd}")
             healthy = notifier_run(dbs, receiver, f"healthy{rnd}", orders, blackhole=False)
             runs["healthy"].append(healthy)
-            report(f"notifier ({NOTIFIER_PROCESSES} processes), 20 healthy platforms, round {rnd}", healthy)
+            show(f"notifier ({NOTIFIER_PROCESSES} processes), 20 healthy platforms, round {rnd}", healthy)
             one = notifier_run(dbs, receiver, f"one{rnd}", orders, blackhole=False, processes=1)
             runs["one_process"].append(one)
-            report(f"notifier (1 process), 20 healthy platforms, round {rnd}", one)
+            show(f"notifier (1 process), 20 healthy platforms, round {rnd}", one)
             holed = notifier_run(dbs, receiver, f"blackhole{rnd}", orders, blackhole=True)
             runs["blackhole"].append(holed)
             say(

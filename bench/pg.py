@@ -40,6 +40,17 @@ def create_db(name: str, template: str | None = None) -> None:
     admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
 
 
+def create_migrated(name: str) -> None:
+    """A fresh database that the migrations bring to head: the template a bench's runs copy."""
+    from shared.db import make_engine  # here, not at the top: a bench's parent process stays light
+    from shared.migrate import upgrade
+
+    create_db(name)
+    engine = make_engine(sa_url(name))
+    upgrade(engine)
+    engine.dispose()
+
+
 def drop_db(name: str) -> None:
     """Drop a scratch database, whoever is still connected."""
     admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

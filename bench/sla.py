@@ -59,7 +59,7 @@ if str(ROOT) not in sys.path:
 import psycopg  # noqa: E402
 from sqlalchemy import Connection, event, func, select, text  # noqa: E402
 
-from bench.pg import ADMIN_URL, admin, conninfo, create_db, drop_db, report, sa_url, say  # noqa: E402
+from bench.pg import ADMIN_URL, admin, conninfo, create_db, create_migrated, drop_db, report, sa_url, say  # noqa: E402
 from bench.sample import ISSUER, order_fields, platform_fields  # noqa: E402
 from services.bootstrap import Container, bootstrap  # noqa: E402
 from services.orders import sla_clock as sla  # noqa: E402
@@ -492,9 +492,6 @@ def main() -> int:
     args = parser.parse_args()
     small, big = args.small, args.big or (100_000 if args.quick else 1_000_000)
 
-    from shared.db import make_engine
-    from shared.migrate import upgrade
-
     started = time.perf_counter()
     now = datetime.now(UTC).replace(microsecond=0)
     say(
@@ -508,10 +505,7 @@ def main() -> int:
     template = f"{PREFIX}template"
     stores: list[Store] = []
     try:
-        create_db(template)
-        engine = make_engine(sa_url(template))
-        upgrade(engine)
-        engine.dispose()
+        create_migrated(template)
         for n in (small, big):
             stores.append(setup_store(template, n, now, cross_check=n == small))
         admin("CHECKPOINT")  # the loads' dirty pages are written now, not during the timed calls

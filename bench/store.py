@@ -53,7 +53,7 @@ from eventsourcing.application import Application  # noqa: E402
 from eventsourcing.domain import Aggregate, event  # noqa: E402
 from psycopg.types.json import Json  # noqa: E402
 
-from bench.pg import ADMIN_URL, collect, conninfo, create_db, drop_db, report, sa_url, say  # noqa: E402
+from bench.pg import ADMIN_URL, collect, conninfo, create_db, create_migrated, drop_db, report, sa_url, say  # noqa: E402
 
 PREFIX = "bench_store_"
 WRITERS = (1, 4, 8)
@@ -558,9 +558,6 @@ def main() -> int:
     rounds = args.rounds or (1 if args.quick else 3)
     read_rounds = args.read_rounds or 2
 
-    from shared.db import make_engine
-    from shared.migrate import upgrade
-
     figures: dict[str, float] = {}
     figures.update(payload_sizes())
     say(f"bench store: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, PostgreSQL at {ADMIN_URL}")
@@ -578,10 +575,7 @@ def main() -> int:
     template = f"{PREFIX}template"
     created = [template]
     try:
-        create_db(template)
-        engine = make_engine(sa_url(template))
-        upgrade(engine)
-        engine.dispose()
+        create_migrated(template)
 
         say(
             f"\n1. writes: {orders} orders x 4 events, one transaction per order (orders/s);"
