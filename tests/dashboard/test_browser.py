@@ -17,8 +17,7 @@ import pytest
 import uvicorn
 from playwright.sync_api import Page, sync_playwright
 
-from shared.db import make_engine
-from shared.migrate import upgrade
+from tests.conftest import fresh_sqlite_url
 from tests.support import Api, make_api
 from tests.transparency.seed import seed
 
@@ -54,13 +53,9 @@ def serve(app: Any) -> Iterator[str]:
 
 
 @pytest.fixture
-def seeded_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
+def seeded_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_template: Path) -> Iterator[Api]:
     monkeypatch.setenv("TAKEDOWN_LEDGER_KEY_FILE", str(tmp_path / "ledger.key"))
-    url = f"sqlite:///{tmp_path / 'dashboard.db'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    with make_api(url) as api:
+    with make_api(fresh_sqlite_url(sqlite_template, tmp_path)) as api:
         yield api
 
 
