@@ -9,11 +9,16 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from services.ledger.evidence import Evidence, EvidenceSources
 from services.ledger.service import Ledger, ledger_from_settings
+from services.notifier import deliveries as delivery_log
+from services.notifier.deliveries import DeliveryLog
 from services.notifier.outbox import SUPERVISOR, WEBHOOK_TYPES, Outbox
 from services.notifier.worker import Notifier, NotifierConfig
 from services.orders.service import OrderService
 from services.orders.sla_clock import SlaPolicy
+from services.orders.visibility import tenant
+from services.registry import service as registry
 from services.registry.service import WebhookEndpoint
 from services.sla.projection import SlaProjection
 from services.sla.sweep import Scheduler, Sweep, record_escalation
@@ -40,11 +45,13 @@ class Container:
     sequencer: Sequencer
     orders: OrderService
     notifier: Notifier
+    deliveries: DeliveryLog
     sweep: Sweep
     scheduler: Scheduler
     sla: SlaProjection
     projections: ProjectionRunner
     ledger: Ledger
+    evidence: Evidence
 
     def close(self) -> None:
         """Stop background loops and release connections."""
@@ -86,13 +93,18 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
     )
 
     def order_stream_visible(principal: Principal, stream_id: str) -> bool:
-        # A caller may see an event's proof if it may see the event's order (a platform's stream: auditors only).
-        return orders.can_see(principal, stream_id)
+        # A caller may see an event's proof if it may see the event's order (a platform's stream: those who see all).
+        return tenant(principal) is None or orders.can_see(principal, stream_id)
 
     sla = SlaProjection(store, policy, clock)
     projections = ProjectionRunner(db, store, [sla])
     ledger = ledger_from_settings(settings, db, store, clock, order_stream_visible)
     sweep = Sweep(db, store, orders, sla, policy, clock)
+    sources = EvidenceSources(
+        deliveries=lambda conn, order_id: delivery_log.find(conn, order_id=order_id, limit=10_000),
+        on_record=registry.on_record,
+        platform_stream=registry.stream_id,
+    )
 
     # In the command's transaction: the webhooks platforms are pushed (the transactional outbox).
     bus.subscribe(WEBHOOK_TYPES, Outbox(settings.public_base_url))
@@ -117,11 +129,13 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
         sequencer=sequencer,
         orders=orders,
         notifier=notifier,
+        deliveries=DeliveryLog(db, clock, notifier.wake),
         sweep=sweep,
         scheduler=Scheduler(sweep, settings.sweep_interval_s),
         sla=sla,
         projections=projections,
         ledger=ledger,
+        evidence=Evidence(db, store, clock, ledger, sources),
     )
 
 

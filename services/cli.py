@@ -327,8 +327,9 @@ def report(
     csv: Annotated[str | None, typer.Option("--csv", help="also write the report as CSV to this file")] = None,
 ) -> None:
     """The public transparency report as a table (small cells suppressed, as on /v1/transparency/report)."""
+    from services.transparency.errors import ReportError
     from services.transparency.render import to_csv, to_table
-    from services.transparency.report import DIMENSIONS, ReportError
+    from services.transparency.report import DIMENSIONS
     from services.transparency.service import make_report
 
     if period not in ("month", "day") or (group_by is not None and group_by not in DIMENSIONS):

@@ -7,12 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
-from pydantic import BaseModel
 
 from services.dashboard import STATIC
 from services.http.deps import ContainerDep, Dashboard
 from services.http.problems import Problem, problem_responses
-from services.http.sla import SlaGroup
+from services.http.schemas.dashboard import Overview
 from services.transparency.overview import overview as make_overview
 from shared.events import Category
 
@@ -41,70 +40,6 @@ def asset(asset: str) -> FileResponse:
     if asset not in ASSETS:
         raise Problem(404, "http", "Not Found", "no such file")
     return FileResponse(STATIC / asset, media_type=f"{ASSETS[asset]}; charset=utf-8", headers=SECURITY_HEADERS)
-
-
-class Group(SlaGroup):
-    """SLA figures of all filtered orders or of one platform (those of /v1/sla/summary, with the platform's name)."""
-
-    name: str | None = None
-
-
-class UrgentOrder(BaseModel):
-    """An at-risk or breached order; `remaining_seconds` is negative once breached."""
-
-    order_id: str
-    platform_id: str
-    platform: str
-    authority_id: str
-    category: str
-    status: str
-    issued_at: datetime
-    deadline: datetime
-    remaining_seconds: float
-
-
-class AnswerBar(BaseModel):
-    """Orders answered within a band of hours after notification."""
-
-    label: str
-    lower_hours: float
-    upper_hours: float | None
-    orders: int
-
-
-class Day(BaseModel):
-    """Orders issued on a day, and their items by outcome."""
-
-    day: date
-    orders: int
-    outcomes: dict[str, int]
-
-
-class Option(BaseModel):
-    id: str
-    name: str
-
-
-class Options(BaseModel):
-    """What the filters can choose from."""
-
-    platforms: list[Option]
-    authorities: list[str]
-    categories: list[str]
-
-
-class Overview(BaseModel):
-    """Everything the dashboard shows for one filter, as of `as_of`."""
-
-    as_of: datetime
-    tiles: Group
-    platforms: list[Group]
-    urgent: list[UrgentOrder]
-    urgent_total: int
-    answer_times: list[AnswerBar]
-    sla_hours: float
-    daily: list[Day]
-    options: Options
 
 
 def _at(day: date) -> datetime:

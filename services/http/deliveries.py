@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
@@ -10,7 +10,6 @@ from services.http.deps import ROLE_CHECKED, Admin, ContainerDep, DeliveryId
 from services.http.problems import problem_responses
 from services.http.schemas.deliveries import DeliveryOut, DeliveryState
 from services.http.schemas.orders import NUL_FREE
-from services.notifier import deliveries
 
 router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"])
 
@@ -28,10 +27,10 @@ def list_deliveries(
     platform: Annotated[str | None, Query(max_length=36, pattern=NUL_FREE)] = None,
     state: DeliveryState | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> list[dict[str, Any]]:
+) -> list[DeliveryOut]:
     """Newest first, each with every attempt made."""
-    with c.db.read() as conn:
-        return deliveries.find(conn, order_id=order_id, platform_id=platform, state=state, limit=limit)
+    found = c.deliveries.find(order_id=order_id, platform_id=platform, state=state, limit=limit)
+    return [DeliveryOut.model_validate(d) for d in found]
 
 
 @router.post(
@@ -40,9 +39,6 @@ def list_deliveries(
     response_model=DeliveryOut,
     responses={**ROLE_CHECKED, **problem_responses(400, 404, 409, 422, 503)},
 )
-def redeliver(delivery_id: DeliveryId, principal: Admin, c: ContainerDep) -> dict[str, Any]:
+def redeliver(delivery_id: DeliveryId, principal: Admin, c: ContainerDep) -> DeliveryOut:
     """Start a fresh retry cycle for a delivery that is dead, cancelled or delivered."""
-    with c.db.transaction() as conn:
-        delivery = deliveries.redeliver(conn, delivery_id, c.clock.now())
-    c.notifier.wake()
-    return delivery
+    return DeliveryOut.model_validate(c.deliveries.redeliver(delivery_id))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 
@@ -31,7 +31,6 @@ from services.http.schemas.orders import (
     StatusFilter,
     UtcTime,
 )
-from services.ledger.leaf import receipt
 from services.orders.domain import AcceptDeclines, Acknowledge, Contest, OutcomeReport, ReportOutcomes, Uphold, Withdraw
 from services.orders.sla_clock import SlaStatus
 from shared.events import Category
@@ -70,7 +69,7 @@ ORDER_READ = {**AUTHENTICATED, **problem_responses(400, 404, 422)}
 )
 def issue_order(
     body: IssueOrderIn, principal: Issuer, c: ContainerDep, response: Response, idempotency_key: IdempotencyKey = None
-) -> dict[str, Any]:
+) -> OrderOut:
     """Issue an order to a platform; a repeat with the same key or issuer_reference returns the first order."""
     order = body.to_order(principal.authority_id or "", principal.authority_name or "")
     document, created = c.orders.issue(principal, order, idempotency_key)
@@ -78,7 +77,7 @@ def issue_order(
     if not created:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
-    return document
+    return OrderOut.model_validate(document)
 
 
 @router.get(
@@ -100,7 +99,7 @@ def list_orders(
     cursor: Annotated[
         str | None, Query(max_length=200, pattern=NUL_FREE, description="`next_cursor` of the previous page")
     ] = None,
-) -> dict[str, Any]:
+) -> OrderPage:
     """Newest first; follow `next_cursor` for the next page."""
     items, next_cursor = c.orders.list(
         principal,
@@ -113,13 +112,13 @@ def list_orders(
         limit=limit,
         cursor=cursor,
     )
-    return {"items": items, "next_cursor": next_cursor}
+    return OrderPage(items=[OrderOut.model_validate(i) for i in items], next_cursor=next_cursor)
 
 
 @router.get("/{order_id}", summary="One order", response_model=OrderOut, responses=ORDER_READ)
-def get_order(order_id: OrderId, principal: Reader, c: ContainerDep) -> dict[str, Any]:
+def get_order(order_id: OrderId, principal: Reader, c: ContainerDep) -> OrderOut:
     """The order with its items, outcomes, status and deadline."""
-    return c.orders.get(principal, order_id)
+    return OrderOut.model_validate(c.orders.get(principal, order_id))
 
 
 @router.get(
@@ -130,19 +129,7 @@ def get_order(order_id: OrderId, principal: Reader, c: ContainerDep) -> dict[str
 )
 def order_events(order_id: OrderId, principal: Reader, c: ContainerDep) -> list[EventOut]:
     """Every recorded fact about the order, oldest first."""
-    return [
-        EventOut(
-            event_id=e.event_id,
-            type=e.type,
-            schema_version=e.schema_version,
-            version=e.version,
-            position=e.position,
-            recorded_at=e.recorded_at,
-            data=e.data,
-            leaf_hash=receipt(e),
-        )
-        for e in c.orders.events(principal, order_id)
-    ]
+    return [EventOut.of(e) for e in c.orders.events(principal, order_id)]
 
 
 @router.post(
@@ -153,9 +140,9 @@ def order_events(order_id: OrderId, principal: Reader, c: ContainerDep) -> list[
 )
 def acknowledge_order(
     order_id: OrderId, principal: PlatformRep, c: ContainerDep, body: AcknowledgeIn | None = None
-) -> dict[str, Any]:
+) -> OrderOut:
     """'We have it.' Acknowledging an order never pushed counts as being notified now (through the inbox)."""
-    return c.orders.act(principal, order_id, Acknowledge(note=body.note if body else None))
+    return OrderOut.model_validate(c.orders.act(principal, order_id, Acknowledge(note=body.note if body else None)))
 
 
 @router.post(
@@ -164,7 +151,7 @@ def acknowledge_order(
     response_model=OrderOut,
     responses=ORDER_COMMAND,
 )
-def report_outcomes(order_id: OrderId, body: OutcomesIn, principal: PlatformRep, c: ContainerDep) -> dict[str, Any]:
+def report_outcomes(order_id: OrderId, body: OutcomesIn, principal: PlatformRep, c: ContainerDep) -> OrderOut:
     """removed, restricted, not_found, or declined with a reason; the order closes when every item has one."""
     command = ReportOutcomes(
         outcomes=tuple(
@@ -172,15 +159,15 @@ def report_outcomes(order_id: OrderId, body: OutcomesIn, principal: PlatformRep,
             for o in body.outcomes
         )
     )
-    return c.orders.act(principal, order_id, command)
+    return OrderOut.model_validate(c.orders.act(principal, order_id, command))
 
 
 @router.post(
     "/{order_id}/contest", summary="Dispute the order (platform)", response_model=OrderOut, responses=ORDER_COMMAND
 )
-def contest_order(order_id: OrderId, body: ContestIn, principal: PlatformRep, c: ContainerDep) -> dict[str, Any]:
+def contest_order(order_id: OrderId, body: ContestIn, principal: PlatformRep, c: ContainerDep) -> OrderOut:
     """Stops the SLA clock until the issuer upholds or withdraws the order."""
-    return c.orders.act(principal, order_id, Contest(grounds=body.grounds, detail=body.detail))
+    return OrderOut.model_validate(c.orders.act(principal, order_id, Contest(grounds=body.grounds, detail=body.detail)))
 
 
 @router.post(
@@ -189,9 +176,9 @@ def contest_order(order_id: OrderId, body: ContestIn, principal: PlatformRep, c:
     response_model=OrderOut,
     responses=ORDER_COMMAND,
 )
-def uphold_order(order_id: OrderId, body: ReviewIn, principal: Issuer, c: ContainerDep) -> dict[str, Any]:
+def uphold_order(order_id: OrderId, body: ReviewIn, principal: Issuer, c: ContainerDep) -> OrderOut:
     """The review found the order stands: after a contest the clock resumes; declined items are due again."""
-    return c.orders.act(principal, order_id, Uphold(reason=body.reason))
+    return OrderOut.model_validate(c.orders.act(principal, order_id, Uphold(reason=body.reason)))
 
 
 @router.post(
@@ -200,9 +187,9 @@ def uphold_order(order_id: OrderId, body: ReviewIn, principal: Issuer, c: Contai
     response_model=OrderOut,
     responses=ORDER_COMMAND,
 )
-def accept_declines(order_id: OrderId, body: ReviewIn, principal: Issuer, c: ContainerDep) -> dict[str, Any]:
+def accept_declines(order_id: OrderId, body: ReviewIn, principal: Issuer, c: ContainerDep) -> OrderOut:
     """The issuer accepts the declined items: the order closes as declined (a decline never counts as met)."""
-    return c.orders.act(principal, order_id, AcceptDeclines(reason=body.reason))
+    return OrderOut.model_validate(c.orders.act(principal, order_id, AcceptDeclines(reason=body.reason)))
 
 
 @router.post(
@@ -211,14 +198,16 @@ def accept_declines(order_id: OrderId, body: ReviewIn, principal: Issuer, c: Con
     response_model=OrderOut,
     responses=ORDER_COMMAND,
 )
-def record_notice(order_id: OrderId, body: NoticeIn, principal: Admin, c: ContainerDep) -> dict[str, Any]:
+def record_notice(order_id: OrderId, body: NoticeIn, principal: Admin, c: ContainerDep) -> OrderOut:
     """E-mail, letter or other channel, with its evidence: the platform is notified now unless it already was."""
-    return c.orders.record_notice(principal, order_id, body.channel, body.address, body.evidence)
+    return OrderOut.model_validate(
+        c.orders.record_notice(principal, order_id, body.channel, body.address, body.evidence)
+    )
 
 
 @router.post(
     "/{order_id}/withdraw", summary="Withdraw the order (issuer)", response_model=OrderOut, responses=ORDER_COMMAND
 )
-def withdraw_order(order_id: OrderId, body: ReviewIn, principal: Issuer, c: ContainerDep) -> dict[str, Any]:
+def withdraw_order(order_id: OrderId, body: ReviewIn, principal: Issuer, c: ContainerDep) -> OrderOut:
     """Any time before the order is closed."""
-    return c.orders.act(principal, order_id, Withdraw(reason=body.reason))
+    return OrderOut.model_validate(c.orders.act(principal, order_id, Withdraw(reason=body.reason)))

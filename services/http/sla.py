@@ -7,62 +7,18 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
 
 from services.http.deps import ROLE_CHECKED, ContainerDep, Dashboard
 from services.http.problems import problem_responses
 from services.http.schemas.orders import NUL_FREE, UtcTime
+from services.http.schemas.sla import SlaGroup, SlaOrder, SlaOrderPage, SlaSummary
 from services.orders.sla_clock import SlaStatus
+from services.orders.visibility import visible
 from services.sla import queries
 from services.sla.projection import rows_as_of
 from shared.events import Category
 
 router = APIRouter(prefix="/v1/sla", tags=["sla"])
-
-
-class SlaGroup(BaseModel):
-    """One group's figures: counts per SLA status, percent met, time to answer."""
-
-    key: str | None
-    total: int
-    counts: dict[str, int]
-    percent_met: float | None
-    median_answer_seconds: float | None
-    p90_answer_seconds: float | None
-    answered: int
-
-
-class SlaSummary(BaseModel):
-    """The summary, as of now or of a past instant."""
-
-    group_by: Literal["platform", "category", "authority"] | None
-    as_of: datetime | None
-    groups: list[SlaGroup]
-    percent_met_counts: list[str]
-    resolution: str
-
-
-class SlaOrder(BaseModel):
-    """An order's SLA row; `remaining_seconds` is negative once breached."""
-
-    order_id: str
-    platform_id: str
-    authority_id: str
-    category: str
-    status: str
-    issued_at: datetime
-    notified_at: datetime | None
-    deadline: datetime | None
-    answered_at: datetime | None
-    answer_seconds: float | None
-    remaining_seconds: int | None
-
-
-class SlaOrderPage(BaseModel):
-    """A page of SLA rows sorted by deadline, and the cursor of the next page."""
-
-    items: list[SlaOrder]
-    next_cursor: str | None
 
 
 @router.get(
@@ -82,8 +38,7 @@ def sla_summary(
             groups = queries.summary(conn, principal, group_by)
         else:
             rows = rows_as_of(conn, c.store, c.policy, as_of)
-            if principal.role == "issuer":
-                rows = [r for r in rows if r["authority_id"] == principal.authority_id]
+            rows = [r for r in rows if visible(principal, r)]
             groups = queries.summary_of_rows(rows, group_by)
     return SlaSummary(
         group_by=group_by,

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from services.notifier.errors import DeliveryNotFound, DeliveryPending
 from services.notifier.tables import deliveries, delivery_attempts
-
-
-class DeliveryNotFound(Exception):
-    """No delivery has this id."""
-
-    code = "not-found"
-
-    def __init__(self) -> None:
-        super().__init__("no such delivery")
-
-
-class DeliveryPending(Exception):
-    """The delivery is already queued for its next attempt."""
-
-    code = "delivery-pending"
-
-    def __init__(self) -> None:
-        super().__init__("it is already queued for its next attempt")
+from shared.clock import Clock
+from shared.db import Database, after_commit
 
 
 def view(row: Any, attempts: list[Any]) -> dict[str, Any]:
@@ -98,3 +84,29 @@ def redeliver(conn: Connection, delivery_id: str, now: datetime) -> dict[str, An
         .values(state="pending", next_attempt_at=now, retry_base=row.attempts, lease_owner=None, lease_expires_at=None)
     )
     return view(conn.execute(select(deliveries).where(deliveries.c.id == delivery_id)).one(), [])
+
+
+class DeliveryLog:
+    """The delivery log's use cases: each read and each command in a transaction of its own, as OrderService's."""
+
+    def __init__(self, db: Database, clock: Clock, wake: Callable[[], None]) -> None:
+        self.db, self.clock, self.wake = db, clock, wake
+
+    def find(
+        self,
+        *,
+        order_id: str | None = None,
+        platform_id: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Deliveries, newest first, each with every attempt made."""
+        with self.db.read() as conn:
+            return find(conn, order_id=order_id, platform_id=platform_id, state=state, limit=limit)
+
+    def redeliver(self, delivery_id: str) -> dict[str, Any]:
+        """Start a fresh retry cycle for a delivery that is dead, cancelled or delivered; the worker is woken."""
+        with self.db.transaction() as conn:
+            delivery = redeliver(conn, delivery_id, self.clock.now())
+            after_commit(conn, self.wake)  # the worker claims it at once, once it is committed
+        return delivery

@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 # The escalation levels are defined with the schedule that says when each falls due, and named here for callers.
+# A refusal is an OrderError like the service's own; errors.py imports nothing, so the domain stays pure.
+from services.orders.errors import DomainError as DomainError
 from services.orders.sla_clock import DEADLINE_MISSED as DEADLINE_MISSED
 from services.orders.sla_clock import DEFAULT_POLICY, SlaPolicy, escalation_due_at
 from services.orders.sla_clock import ESCALATION_LEVELS as ESCALATION_LEVELS
@@ -41,14 +43,6 @@ from shared.events import (
 
 # "declined": every item has an outcome, some declined; the order waits for the issuer to accept or uphold.
 Status = Literal["issued", "delivered", "acknowledged", "contested", "declined", "closed", "withdrawn"]
-
-
-class DomainError(Exception):
-    """A command the order refuses; nothing is recorded. `code` is stable, `reason` is for people."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        self.code, self.reason = code, reason
-        super().__init__(reason)
 
 
 # ---------------------------------------------------------------------------------------------- commands

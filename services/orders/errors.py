@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+from shared.errors import CodedError, ServiceError
 
-class OrderError(Exception):
+
+class OrderError(ServiceError):
     """Base of the order service's refusals. `code` is stable; the message is for people."""
 
     code = "order-error"
 
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
+
+class DomainError(CodedError, OrderError):
+    """A command the order's rules refuse (services/orders/domain.py); nothing is recorded."""
 
 
 class OrderNotFound(OrderError):
     """No such order, or not one this caller may see (a tenant never learns that another's order exists)."""
 
     code = "not-found"
-
-    def __init__(self) -> None:
-        super().__init__("no such order")
+    message = "no such order"
 
 
 class UnknownPlatform(OrderError):
@@ -28,26 +28,16 @@ class UnknownPlatform(OrderError):
     code = "unknown-platform"
 
 
-class InvalidOrder(OrderError):
+class InvalidOrder(CodedError, OrderError):
     """The order's own rules refuse it at issue (the domain's code is kept)."""
 
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
 
-
-class IdempotencyConflict(OrderError):
+class IdempotencyConflict(CodedError, OrderError):
     """An Idempotency-Key or issuer_reference already names an order made from another request."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
 
 
 class InvalidCursor(OrderError):
     """A page cursor this API never returned."""
 
     code = "bad-cursor"
-
-    def __init__(self) -> None:
-        super().__init__("the cursor is not one this API returned")
+    message = "the cursor is not one this API returned"

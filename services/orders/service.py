@@ -26,6 +26,7 @@ from services.orders.domain import (
 )
 from services.orders.errors import IdempotencyConflict, InvalidCursor, InvalidOrder, OrderNotFound, UnknownPlatform
 from services.orders.sla_clock import SlaPolicy
+from services.orders.visibility import visible, visible_in
 from services.registry import service as registry
 from shared.auth import Principal
 from shared.bus import MessageBus, Published
@@ -49,17 +50,6 @@ def request_hash(order: OrderFields) -> str:
     """A digest of the order's meaning, to tell a repeat from a different order under the same key."""
     canonical = json.dumps(order.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def visible(principal: Principal, row: Any) -> bool:
-    """Whether this caller may see this order (a platform its own, an issuer its authority's)."""
-    if principal.role in ("admin", "auditor"):
-        return True
-    if principal.role == "issuer":
-        return bool(row.authority_id == principal.authority_id)
-    if principal.role == "platform":
-        return bool(row.platform_id == principal.platform_id)
-    return False
 
 
 def unread_by_platform(principal: Principal, row: Any) -> bool:
@@ -282,10 +272,7 @@ class OrderService:
             .order_by(o.c.id.desc())
             .limit(limit + 1)
         )
-        if principal.role == "issuer":
-            stmt = stmt.where(o.c.authority_id == principal.authority_id)
-        elif principal.role == "platform":
-            stmt = stmt.where(o.c.platform_id == principal.platform_id)
+        stmt = stmt.where(visible_in(principal, o))
         if status:
             stmt = stmt.where(o.c.status == status)
         if sla_status:

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from services.orders.sla_clock import SLA_STATUSES
+from services.orders.visibility import narrowed
 from services.registry import service as registry
 from services.sla.queries import summary_of_rows
 from services.sla.tables import sla_orders
@@ -65,8 +66,7 @@ def overview(
     urgent_limit: int = 100,
 ) -> dict[str, Any]:
     """Everything the dashboard shows for one filter, as of `now`."""
-    if principal.role == "issuer":
-        authority = principal.authority_id or ""
+    authority, platform = narrowed(principal, authority, platform)
     stmt = facts_of.filtered(
         select(sla_orders), sla_orders, start, end, authority=authority, category=category, platform=platform
     )
@@ -101,8 +101,9 @@ def overview(
     first = max(first, last - timedelta(days=MAX_DAYS - 1))
     days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
     authorities = sorted({a for (a,) in conn.execute(select(sla_orders.c.authority_id).distinct())})
-    if principal.role == "issuer":
-        authorities = [a for a in authorities if a == principal.authority_id]
+    own_authority, _ = narrowed(principal, None, None)
+    if own_authority is not None:
+        authorities = [a for a in authorities if a == own_authority]
     return {
         "as_of": now,
         "tiles": tiles,

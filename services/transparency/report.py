@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Literal, TypeVar
 
+from services.transparency.errors import ReportError
 from services.transparency.facts import OUTCOMES, OrderFacts
 
 K = TypeVar("K", str, date)
@@ -44,12 +45,6 @@ RULE = (
     "reports isolates a withheld cell. The range total adds up the published period rows only. Median and p90 time "
     "to answer need at least {k} answered orders."
 )
-
-
-class ReportError(ValueError):
-    """A report that cannot be made as asked (a range or grouping outside the published lattice)."""
-
-    code = "invalid-report"
 
 
 @dataclass(frozen=True)

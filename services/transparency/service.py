@@ -8,7 +8,8 @@ from sqlalchemy import Connection
 
 from services.registry import service as registry
 from services.transparency import facts as facts_of
-from services.transparency.report import Dimension, Period, Report, ReportError, build, covering_months
+from services.transparency.errors import ReportError
+from services.transparency.report import Dimension, Period, Report, build, covering_months
 
 
 def _at(day: date) -> datetime:

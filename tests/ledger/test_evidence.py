@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from services.cli import cli
-from services.http.evidence import EvidenceBundle
+from services.http.schemas.evidence import EvidenceBundle
 from services.ledger import bundle as bundles
 from services.ledger.leaf import leaf_hash
 from services.notifier.worker import NotifierConfig

@@ -10,6 +10,7 @@ import pycountry
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 from pydantic.config import JsonDict
 
+from services.ledger.leaf import receipt
 from services.orders.domain import Status
 from services.orders.sla_clock import SlaStatus
 from shared.events import (
@@ -26,6 +27,7 @@ from shared.events import (
     Redress,
     RequestedAction,
 )
+from shared.eventstore import RecordedEvent
 
 MAX_ITEMS = 1000
 MAX_REASONS = 10_000
@@ -410,6 +412,12 @@ class EventOut(BaseModel):
     recorded_at: datetime
     data: dict[str, Any]
     leaf_hash: str = Field(description="the event's ledger leaf hash (RFC 9162, base64): the receipt")
+
+    @classmethod
+    def of(cls, recorded: RecordedEvent) -> EventOut:
+        """The API form of a stored event, with its ledger receipt: the one place its fields are copied."""
+        copied = {name: getattr(recorded, name) for name in cls.model_fields if name != "leaf_hash"}
+        return cls(**copied, leaf_hash=receipt(recorded))
 
 
 StatusFilter = Status
