@@ -147,11 +147,10 @@ def writer_process(
 def run_writers(kind: str, dbname: str, orders: int, ledger_on: bool) -> dict[str, float]:
     """Time `orders` orders over WRITERS processes until every event is numbered (and a leaf, with the ledger on)."""
     container = _container(dbname)
-    from services.registry import service as registry
 
     with container.db.transaction() as conn:
         rep = {"name": "Rep", "citizenship": "KZ", "email": "rep@example.kz"}
-        platform, _ = registry.register(
+        platform, _ = container.registry.register_in(
             conn, {"name": "P", "monthly_users": 200_000, "representative": rep}, container.clock.now()
         )
     ctx = mp.get_context("spawn")

@@ -66,7 +66,6 @@ from sqlalchemy import Text, cast, create_engine, func, select, text  # noqa: E4
 from services.bootstrap import Container, bootstrap  # noqa: E402
 from services.http.schemas.orders import IssueOrderIn  # noqa: E402
 from services.notifier.tables import deliveries  # noqa: E402
-from services.registry import service as registry  # noqa: E402
 from services.webhooks.signing import webhook_headers  # noqa: E402
 from shared.auth import Principal  # noqa: E402
 from shared.db import make_engine, normalise_url  # noqa: E402
@@ -237,7 +236,7 @@ def register(container: Container, urls: list[str]) -> list[tuple[str, str]]:
     with container.db.transaction() as conn:
         for n, url in enumerate(urls):
             fields = {"name": f"P{n}", "monthly_users": 200_000, "representative": rep, "webhook_url": url}
-            row, secret = registry.register(conn, fields, container.clock.now())
+            row, secret = container.registry.register_in(conn, fields, container.clock.now())
             made.append((row.id, secret))
     return made
 

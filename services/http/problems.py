@@ -17,7 +17,13 @@ from typing_extensions import TypedDict  # pydantic needs this TypedDict before 
 from services.notifier.deliveries import DeliveryNotFound, DeliveryPending
 from services.orders.domain import DomainError
 from services.orders.errors import IdempotencyConflict, InvalidCursor, InvalidOrder, OrderNotFound, UnknownPlatform
-from services.registry.service import PlatformNameTaken, PlatformNotFound, RepresentativeRefused, WebhookUrlRefused
+from services.registry.errors import (
+    PlatformNameTaken,
+    PlatformNotFound,
+    RepresentativeConflict,
+    RepresentativeRefused,
+    WebhookUrlRefused,
+)
 from services.sla.queries import InvalidSlaCursor
 from shared.db import TransientError, UniqueViolation
 from shared.eventstore import ConcurrencyError
@@ -108,6 +114,7 @@ SERVICE_ERRORS: dict[type[Exception], tuple[int, str]] = {
     IdempotencyConflict: (409, "Idempotency conflict"),
     DomainError: (409, "Refused by the order's rules"),
     PlatformNameTaken: (409, "Platform name taken"),
+    RepresentativeConflict: (409, "Conflicts with the registration"),
     DeliveryPending: (409, "Delivery still pending"),
     ConcurrencyError: (409, "Conflict"),
     UniqueViolation: (409, "Conflict"),
