@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, select, text
 
 from services.registry.domain import (
     REGISTRATION_FIELDS,
@@ -254,6 +254,9 @@ class PlatformsProjection:
         which covers events not yet given a position) is replayed here; the batches `handle` sees then write the
         same rows again. A row with no stream behind it is dropped.
         """
+        if conn.dialect.name == "postgresql":
+            # Commands wait (reads do not) until this commits: none can commit a row this replay has not seen.
+            conn.execute(text("LOCK TABLE platforms IN EXCLUSIVE MODE"))
         ids = {stream_id(row.id) for row in conn.execute(select(platforms.c.id))}
         after = 0
         while batch := self.store.read_all(conn, after=after, limit=10_000):
