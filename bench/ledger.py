@@ -124,10 +124,9 @@ def run_writers(kind: str, dbname: str, orders: int, ledger_on: bool) -> dict[st
     """Time `orders` orders over WRITERS processes until every event is numbered (and a leaf, with the ledger on)."""
     container = _container(dbname)
     from bench.sample import platform_fields
-    from services.registry import service as registry
 
     with container.db.transaction() as conn:
-        platform, _ = registry.register(conn, platform_fields("P"), container.clock.now())
+        platform, _ = container.registry.register_in(conn, platform_fields("P"), container.clock.now())
     ctx = mp.get_context("spawn")
     ready, done, start = ctx.Queue(), ctx.Queue(), ctx.Event()
     shares = [orders // WRITERS + (1 if k < orders % WRITERS else 0) for k in range(WRITERS)]

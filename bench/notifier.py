@@ -67,7 +67,6 @@ from bench.pg import ADMIN_URL, create_db, create_migrated, drop_db, report, sa_
 from bench.sample import ISSUER, order_fields, platform_fields  # noqa: E402
 from services.bootstrap import Container, bootstrap  # noqa: E402
 from services.notifier.tables import deliveries  # noqa: E402
-from services.registry import service as registry  # noqa: E402
 from services.webhooks.signing import webhook_headers  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
@@ -211,7 +210,8 @@ def register(container: Container, urls: list[str]) -> list[tuple[str, str]]:
     made = []
     with container.db.transaction() as conn:
         for n, url in enumerate(urls):
-            row, secret = registry.register(conn, platform_fields(f"P{n}", webhook_url=url), container.clock.now())
+            fields = platform_fields(f"P{n}", webhook_url=url)
+            row, secret = container.registry.register_in(conn, fields, container.clock.now())
             made.append((row.id, secret))
     return made
 

@@ -5,7 +5,7 @@ user postgres; override with BENCH_PG_URL=postgresql://user@host:port/admin_db).
 bench_sla_* (one migrated template, one copy per size) and drops them. `--quick`: 10,000 and 100,000 orders.
 
 For each size:
-1. Fill. 20 platforms are registered through `registry.register`; `sla_orders` gets N synthetic rows by COPY
+1. Fill. 20 platforms are registered through `Registry.register_in`; `sla_orders` gets N synthetic rows by COPY
    (a realistic mix: mostly met, then met_late, withdrawn, declined, on_track, breached, at_risk, contested,
    awaiting_delivery; 9 categories, 3 authorities), each row built the way `projection.row_of` builds one:
    deadline = notified_at + the policy's duration, at_risk_at = `sla.at_risk_from`, running statuses from
@@ -63,7 +63,6 @@ from bench.pg import ADMIN_URL, admin, conninfo, create_db, create_migrated, dro
 from bench.sample import ISSUER, order_fields, platform_fields  # noqa: E402
 from services.bootstrap import Container, bootstrap  # noqa: E402
 from services.orders import sla_clock as sla  # noqa: E402
-from services.registry import service as registry  # noqa: E402
 from services.sla import queries  # noqa: E402
 from services.sla.projection import BUCKET_GROWTH, _next_change, bucket, groups  # noqa: E402
 from services.sla.tables import escalations, sla_answer_histogram, sla_counts  # noqa: E402
@@ -410,7 +409,7 @@ def setup_store(template: str, n: int, now: datetime, cross_check: bool) -> Stor
     say(f"\n{n:,} orders stored")
     with container.db.transaction() as conn:
         platform_ids = [
-            registry.register(conn, platform_fields(f"Platform {k:02d}"), now - timedelta(days=400))[0].id
+            container.registry.register_in(conn, platform_fields(f"Platform {k:02d}"), now - timedelta(days=400))[0].id
             for k in range(PLATFORMS)
         ]
     fill(db_name, n, platform_ids, container.policy, now)

@@ -6,6 +6,7 @@ Tests swap any part here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import Engine
 
@@ -18,8 +19,7 @@ from services.notifier.worker import Notifier, NotifierConfig
 from services.orders.service import OrderService
 from services.orders.sla_clock import SlaPolicy
 from services.orders.visibility import tenant
-from services.registry import service as registry
-from services.registry.service import WebhookEndpoint
+from services.registry.service import PlatformsProjection, Registry, WebhookEndpoint
 from services.sla.projection import SlaProjection
 from services.sla.sweep import Scheduler, Sweep, record_escalation
 from shared.auth import Principal
@@ -28,7 +28,7 @@ from shared.clock import Clock, SystemClock
 from shared.db import Database, make_engine
 from shared.eventstore import EventStore
 from shared.eventstore.sequencer import Sequencer
-from shared.projections import ProjectionRunner
+from shared.projections import Projection, ProjectionRunner
 from shared.settings import Settings
 
 
@@ -44,6 +44,7 @@ class Container:
     policy: SlaPolicy
     sequencer: Sequencer
     orders: OrderService
+    registry: Registry
     notifier: Notifier
     deliveries: DeliveryLog
     sweep: Sweep
@@ -52,6 +53,11 @@ class Container:
     projections: ProjectionRunner
     ledger: Ledger
     evidence: Evidence
+
+    def rebuildable(self) -> list[Projection]:
+        """Every projection `takedown projections rebuild` replays: the runner's, and the registry's table (which
+        its commands write in their own transaction instead of a runner following positions)."""
+        return [*self.projections.projections, PlatformsProjection(self.store)]
 
     def close(self) -> None:
         """Stop background loops and release connections."""
@@ -78,6 +84,15 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
     )
     sequencer = Sequencer(db, store)
     orders = OrderService(db=db, store=store, clock=clock, policy=policy, bus=bus)
+    registry = Registry(
+        db=db,
+        store=store,
+        clock=clock,
+        bus=bus,
+        allow_list=tuple(settings.webhook_allow_list),
+        obliged_above=settings.obliged_monthly_users,
+        secret_overlap=timedelta(hours=settings.secret_overlap_hours),
+    )
     notifier = Notifier(
         db,
         orders.record_many,
@@ -90,6 +105,7 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
             per_platform=settings.webhook_per_platform,
             extra_endpoints=_supervisor(settings),
         ),
+        endpoint_gone=registry.disable_webhook,
     )
 
     def order_stream_visible(principal: Principal, stream_id: str) -> bool:
@@ -128,6 +144,7 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
         policy=policy,
         sequencer=sequencer,
         orders=orders,
+        registry=registry,
         notifier=notifier,
         deliveries=DeliveryLog(db, clock, notifier.wake),
         sweep=sweep,

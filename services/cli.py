@@ -32,7 +32,9 @@ from shared.settings import Settings
 cli = typer.Typer(help="Takedown orders: intake, notification, SLA and ledger.", no_args_is_help=True)
 keys = typer.Typer(help="API keys.", no_args_is_help=True)
 cli.add_typer(keys, name="keys")
-projections_cli = typer.Typer(help="Projections derived from the event store (the SLA status).", no_args_is_help=True)
+projections_cli = typer.Typer(
+    help="Projections derived from the event store (the SLA status, the registry).", no_args_is_help=True
+)
 cli.add_typer(projections_cli, name="projections")
 
 
@@ -119,7 +121,7 @@ def _demo(container: Container) -> dict[str, Any]:
     with container.db.transaction() as conn:
         platform = next((p for p in registry.list_all(conn) if p.name == "Demo Platform"), None)
         if platform is None:
-            platform, _ = registry.register(
+            platform, _ = container.registry.register_in(
                 conn,
                 {
                     "name": "Demo Platform",
@@ -188,7 +190,7 @@ def projections_rebuild() -> None:
     """Drop every projection's rows and replay it from position 0 (the same tables the live reader keeps)."""
     container = _container()
     container.sequencer.catch_up()
-    for projection in container.projections.projections:
+    for projection in container.rebuildable():
         applied = rebuild_projection(container.db, container.store, projection)
         typer.echo(f"{projection.name}: rebuilt from {applied} events")
     container.close()

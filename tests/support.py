@@ -48,10 +48,8 @@ def make_api(db_url: str) -> Iterator[Api]:
     container = bootstrap(service_settings(db_url), clock=clock)
     app = create_app(container, run_workers=False)
     with container.db.transaction() as conn:
-        from services.registry import service as registry
-
-        a, _ = registry.register(conn, platform_fields("A"), T0)
-        b, _ = registry.register(conn, platform_fields("B", monthly_users=300_000), T0)
+        a, _ = container.registry.register_in(conn, platform_fields("A"), T0)
+        b, _ = container.registry.register_in(conn, platform_fields("B", monthly_users=300_000), T0)
         keys = {
             "admin": create_key(conn, "admin", T0)[0],
             "auditor": create_key(conn, "auditor", T0)[0],

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Response
 
 from services.http.deps import ROLE_CHECKED, Admin, AdminOrAuditor, ContainerDep, PlatformId
-from services.http.problems import Problem, problem_responses
+from services.http.problems import problem_responses
 from services.http.schemas.platforms import (
     PlatformChangeOut,
     PlatformIn,
@@ -18,7 +17,6 @@ from services.http.schemas.platforms import (
     Representative,
 )
 from services.registry import service as registry
-from services.registry.service import RepresentativeRefused
 
 router = APIRouter(prefix="/v1/platforms", tags=["platforms"])
 
@@ -41,15 +39,8 @@ def stored_representative(representative: Representative) -> dict[str, Any]:
 )
 def register_platform(body: PlatformIn, principal: Admin, c: ContainerDep, response: Response) -> dict[str, Any]:
     """Register a platform and its local representative."""
-    registry.check_webhook_url(body.webhook_url, c.settings.webhook_allow_list)
-    with c.db.transaction() as conn:
-        row, secret = registry.register(
-            conn,
-            {**body.model_dump(mode="json"), "representative": stored_representative(body.representative)},
-            c.clock.now(),
-            actor=principal.key_id,
-            obliged_above=c.settings.obliged_monthly_users,
-        )
+    fields = {**body.model_dump(mode="json"), "representative": stored_representative(body.representative)}
+    row, secret = c.registry.register(principal.key_id, fields)
     response.headers["Location"] = f"/v1/platforms/{row.id}"
     return {**registry.public_view(row), "webhook_secret": secret}
 
@@ -57,8 +48,7 @@ def register_platform(body: PlatformIn, principal: Admin, c: ContainerDep, respo
 @router.get("", summary="The registry", response_model=list[PlatformOut], responses=ROLE_CHECKED)
 def list_platforms(principal: AdminOrAuditor, c: ContainerDep) -> list[dict[str, Any]]:
     """Every registered platform."""
-    with c.db.read() as conn:
-        return [registry.public_view(r) for r in registry.list_all(conn)]
+    return [registry.public_view(r) for r in c.registry.list_all()]
 
 
 @router.get(
@@ -69,8 +59,7 @@ def list_platforms(principal: AdminOrAuditor, c: ContainerDep) -> list[dict[str,
 )
 def get_platform(platform_id: PlatformId, principal: AdminOrAuditor, c: ContainerDep) -> dict[str, Any]:
     """A platform's registration (never its secret)."""
-    with c.db.read() as conn:
-        return registry.public_view(registry.get(conn, platform_id))
+    return registry.public_view(c.registry.get(platform_id))
 
 
 @router.patch(
@@ -84,25 +73,7 @@ def update_platform(platform_id: PlatformId, body: PlatformPatch, principal: Adm
     changes = body.model_dump(mode="json", exclude_unset=True)
     if body.representative is not None and "representative" in changes:
         changes["representative"] = stored_representative(body.representative)
-    if "webhook_url" in changes:
-        registry.check_webhook_url(changes["webhook_url"], c.settings.webhook_allow_list)
-    try:
-        with c.db.transaction() as conn:
-            return registry.public_view(
-                registry.update(
-                    conn,
-                    platform_id,
-                    changes,
-                    c.clock.now(),
-                    actor=principal.key_id,
-                    obliged_above=c.settings.obliged_monthly_users,
-                )
-            )
-    except RepresentativeRefused as exc:
-        if {"monthly_users", "representative"} <= changes.keys():
-            raise  # the request itself breaks the rule, as the schema says: 422
-        # A valid request that the platform's current registration makes break the rule: a conflict with its state.
-        raise Problem(409, exc.code, "Conflicts with the registration", str(exc)) from exc
+    return registry.public_view(c.registry.update(principal.key_id, platform_id, changes))
 
 
 @router.post(
@@ -113,9 +84,7 @@ def update_platform(platform_id: PlatformId, body: PlatformPatch, principal: Adm
 )
 def rotate_platform_secret(platform_id: PlatformId, principal: Admin, c: ContainerDep) -> dict[str, Any]:
     """A new secret; the old one keeps signing beside it for the overlap period."""
-    overlap = timedelta(hours=c.settings.secret_overlap_hours)
-    with c.db.transaction() as conn:
-        row, secret = registry.rotate_secret(conn, platform_id, c.clock.now(), overlap, actor=principal.key_id)
+    row, secret = c.registry.rotate_secret(principal.key_id, platform_id)
     return {**registry.public_view(row), "webhook_secret": secret}
 
 
@@ -127,5 +96,4 @@ def rotate_platform_secret(platform_id: PlatformId, principal: Admin, c: Contain
 )
 def platform_history(platform_id: PlatformId, principal: AdminOrAuditor, c: ContainerDep) -> list[dict[str, Any]]:
     """Registration, representative and webhook changes, secret rotations, disabled endpoints: oldest first."""
-    with c.db.read() as conn:
-        return registry.history(conn, platform_id)
+    return c.registry.history(platform_id)

@@ -31,7 +31,13 @@ from services.orders.errors import (
     OrderNotFound,
     UnknownPlatform,
 )
-from services.registry.service import PlatformNameTaken, PlatformNotFound, RepresentativeRefused, WebhookUrlRefused
+from services.registry.errors import (
+    PlatformNameTaken,
+    PlatformNotFound,
+    RepresentativeConflict,
+    RepresentativeRefused,
+    WebhookUrlRefused,
+)
 from services.sla.errors import InvalidSlaCursor
 from services.transparency.errors import ReportError
 from shared.db import TransientError, UniqueViolation
@@ -139,6 +145,7 @@ SERVICE_ERRORS: dict[type[Exception], ProblemType] = {
     IdempotencyConflict: ProblemType(409, "Idempotency conflict"),
     DomainError: ProblemType(409, "Refused by the order's rules"),
     PlatformNameTaken: ProblemType(409, "Platform name taken"),
+    RepresentativeConflict: ProblemType(409, "Conflicts with the registration"),
     DeliveryPending: ProblemType(409, "Delivery still pending"),
     TreeTooSmall: ProblemType(409, "Tree Too Small"),
     NotYetInLedger: ProblemType(409, "Not Yet In The Ledger"),

@@ -30,7 +30,6 @@ from services.orders.domain import (
     RecordDelivery,
     RecordDeliveryFailure,
 )
-from services.registry import service as registry
 from shared.clock import Clock
 from shared.db import Database, TransientError, UniqueViolation
 from shared.eventstore import ConcurrencyError
@@ -57,6 +56,12 @@ class OrderFacts(Protocol):
     def __call__(
         self, conn: Connection, commands: Sequence[tuple[str, Command, dict[str, Any]]]
     ) -> Sequence[object]: ...
+
+
+class EndpointGone(Protocol):
+    """Stops pushes to a platform whose endpoint answered 410 Gone, in the caller's transaction (the registry's)."""
+
+    def __call__(self, conn: Connection, platform_id: str, reason: str, now: datetime) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -189,8 +194,11 @@ class Recorder:
         worker: str,
         policy: RetryPolicy = DEFAULT_POLICY,
         rng: random.Random | None = None,
+        *,
+        endpoint_gone: EndpointGone,
     ) -> None:
         self.db, self.order_facts, self.clock, self.worker = db, order_facts, clock, worker
+        self.endpoint_gone = endpoint_gone
         self.policy = policy
         self.rng = rng or random.Random()
 
@@ -272,5 +280,5 @@ class Recorder:
                 # still in the delivery log; the order's own history has nothing to add.
                 log.info("order %s: %s not recorded: %s", order_id, type(command).__name__, outcome.reason)
         for platform_id in sorted({p.job.platform_id for p in mine if p.outcome == "gone"}):
-            registry.disable_webhook(conn, platform_id, "410 Gone from the webhook endpoint", now)
+            self.endpoint_gone(conn, platform_id, "410 Gone from the webhook endpoint", now)
         return mine

@@ -28,7 +28,7 @@ import structlog
 from services.notifier import outbox
 from services.notifier.outbox import Claimed
 from services.notifier.policy import DEFAULT_POLICY, RetryPolicy
-from services.notifier.recorder import OrderFacts, Recorder
+from services.notifier.recorder import EndpointGone, OrderFacts, Recorder
 from services.notifier.sender import AttemptResult, send, transport
 from services.registry import service as registry
 from services.registry.service import WebhookEndpoint
@@ -74,13 +74,15 @@ class Notifier:
         rng: random.Random | None = None,
         worker_id: str | None = None,
         resolver: Resolver = resolve_host,
+        *,
+        endpoint_gone: EndpointGone,
     ) -> None:
         self.db, self.clock = db, clock
         self.config = config or NotifierConfig()
         self.resolver = resolver
         # Fits the 64-character lease_owner column whatever the host name's length.
         self.worker_id = (worker_id or f"{socket.gethostname()[:40]}:{os.getpid()}:{id(self):x}")[:64]
-        self.recorder = Recorder(db, order_facts, clock, self.worker_id, policy, rng)
+        self.recorder = Recorder(db, order_facts, clock, self.worker_id, policy, rng, endpoint_gone=endpoint_gone)
         self._busy: Counter[str] = Counter()
         self._inflight: set[asyncio.Task[None]] = set()
         self._to_record: list[tuple[Job, AttemptResult, datetime, asyncio.Future[None]]] = []

@@ -49,7 +49,7 @@ def test_history_records_each_change_with_its_actor_and_shows_who_was_on_record(
     api.advance(hours=1)
     assert api.call("POST", f"/v1/platforms/{pid}/secret/rotate", "admin").status_code == 200
     with api.container.db.transaction() as conn:
-        registry.disable_webhook(conn, pid, "410 Gone from the webhook endpoint", api.clock.now())
+        api.container.registry.disable_webhook(conn, pid, "410 Gone from the webhook endpoint", api.clock.now())
         history = registry.history(conn, pid)
         then = registry.on_record(conn, pid, t_before_change)
         now = registry.on_record(conn, pid, api.clock.now())

@@ -28,7 +28,6 @@ from sqlalchemy import create_engine, func, select, text
 from services.bootstrap import Container, bootstrap
 from services.http.schemas.orders import IssueOrderIn
 from services.notifier.tables import deliveries
-from services.registry import service as registry
 from shared.auth import Principal
 from tests.builders import order_body, platform_fields, service_settings
 
@@ -236,7 +235,9 @@ def register_platforms(container: Container, receiver: Receiver, count: int) -> 
     now = container.clock.now()
     with container.db.transaction() as conn:
         for n in range(count):
-            row, secret = registry.register(conn, platform_fields(f"P{n}", webhook_url=receiver.url(f"/p{n}")), now)
+            row, secret = container.registry.register_in(
+                conn, platform_fields(f"P{n}", webhook_url=receiver.url(f"/p{n}")), now
+            )
             secrets[row.id] = secret
     return secrets
 

@@ -250,7 +250,12 @@ def test_long_host_names_still_fit_the_lease_column(api: Api) -> None:
     from unittest import mock
 
     with mock.patch.object(socket, "gethostname", return_value="ip-10-20-130-147.eu-central-1.compute.internal" * 2):
-        worker = Notifier(api.container.db, api.container.orders.record_many, api.clock)
+        worker = Notifier(
+            api.container.db,
+            api.container.orders.record_many,
+            api.clock,
+            endpoint_gone=api.container.registry.disable_webhook,
+        )
     assert len(worker.worker_id) <= 64
     assert worker.claim(10) == []
 
@@ -274,6 +279,7 @@ async def test_the_request_goes_to_the_address_that_was_checked(
         api.clock,
         NotifierConfig(timeout_s=2, allow_list=("127.0.0.1",)),
         resolver=lambda host, port: next(answers, ["169.254.169.254"]),
+        endpoint_gone=api.container.registry.disable_webhook,
     )
     oid = api.issue().json()["id"]
     await drain(worker, pool)

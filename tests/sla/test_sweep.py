@@ -153,9 +153,7 @@ def test_an_open_transaction_in_this_database_does_not_delay_an_escalation(pg_db
     held = create_engine(url).connect()
     try:
         with container.db.transaction() as conn:
-            from services.registry import service as registry
-
-            platform, _ = registry.register(conn, platform_fields("P"), T0)
+            platform, _ = container.registry.register_in(conn, platform_fields("P"), T0)
         container.sequencer.run_once()
         held.execute(text("SELECT txid_current()"))  # numbering now waits for this transaction
 
@@ -187,10 +185,8 @@ container.close()
 def test_three_sweeper_processes_escalate_each_of_500_orders_once_per_level(pg_db: Database) -> None:
     url = pg_db.engine.url.render_as_string(hide_password=False)
     container = bootstrap(service_settings(url), clock=FrozenClock(T0))
-    from services.registry import service as registry
-
     with container.db.transaction() as conn:
-        platform, _ = registry.register(conn, platform_fields("P"), T0)
+        platform, _ = container.registry.register_in(conn, platform_fields("P"), T0)
     ids = [
         container.orders.issue(ISSUER_PRINCIPAL, order_fields(platform.id, f"S-{n}"), None)[0]["id"] for n in range(500)
     ]
