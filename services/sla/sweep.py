@@ -20,15 +20,14 @@ from prometheus_client import Counter
 from sqlalchemy import Connection
 
 from services.orders import views
-from services.orders.domain import Command, DomainError, Escalate, replay
+from services.orders.domain import Command, DomainError, Escalate
 from services.orders.service import OrderService
-from services.orders.sla_clock import SlaPolicy, due_escalations, next_due, status
+from services.orders.sla_clock import SlaPolicy, due_escalations, next_due
 from services.sla.projection import SlaProjection
 from services.sla.tables import escalations
 from shared.bus import Published
 from shared.clock import Clock
 from shared.db import Database, TransientError, UniqueViolation
-from shared.events import load_event
 from shared.eventstore import ConcurrencyError, EventStore
 
 log = logging.getLogger("takedown.sweep")
@@ -85,25 +84,26 @@ class Sweep:
         due = views.claim_due(conn, now, self.batch)
         if not due:
             return 0
-        stored = self.store.read_streams(conn, due, positions=False)
+        # One read of the claimed streams: the same states decide what is due and are handed to `record_many`.
+        states = self.orders.repository.load(conn, due)
         commands: list[tuple[str, Command, dict[str, Any]]] = []
-        quiet: dict[str, tuple[str | None, datetime | None]] = {}
+        quiet: dict[str, datetime | None] = {}
         for order_id in due:
-            state = replay(load_event(e.type, e.schema_version, e.data) for e in stored.get(order_id, []))
+            state = states.get(order_id)
             if state is None:
-                quiet[order_id] = (None, None)
+                quiet[order_id] = None
                 continue
             found = due_escalations(state, self.policy, now)
             for escalation in found:
                 commands.append((order_id, Escalate(level=escalation.level, reason=escalation.reason), _META))
             if not found:
-                quiet[order_id] = (status(state, self.policy, now), next_due(state, self.policy, after=now))
-        outcomes: Sequence[object] = self.orders.record_many(conn, commands) if commands else []
+                quiet[order_id] = next_due(state, self.policy, after=now)
+        outcomes: Sequence[object] = self.orders.record_many(conn, commands, loaded=states) if commands else []
         for (order_id, command, _), outcome in zip(commands, outcomes, strict=True):
             if isinstance(outcome, DomainError):
                 # Should not happen (the same rules chose it); look again later rather than every pass.
                 log.warning("order %s: escalation refused: %s", order_id, outcome.reason)
-                quiet[order_id] = (None, now + RETRY_REFUSED)
+                quiet[order_id] = now + RETRY_REFUSED
             elif isinstance(command, Escalate):
                 ESCALATED.labels(str(command.level)).inc()
                 log.info("order %s escalated, level %s: %s", order_id, command.level, command.reason)

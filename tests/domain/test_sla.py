@@ -64,7 +64,9 @@ def report(*items: tuple[str, datetime]) -> ReportOutcomes:
 
 
 def sla(state: OrderState, now: datetime, policy: SlaPolicy = POLICY) -> tuple[str, timedelta | None]:
-    return status(state, policy, now), remaining(state, policy, now)
+    # `remaining` is in whole seconds (rounded down); the expectations below read better as durations.
+    left = remaining(state, policy, now)
+    return status(state, policy, now), (timedelta(seconds=left) if left is not None else None)
 
 
 # -------------------------------------------------------------------------------------------------- policy

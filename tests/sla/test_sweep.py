@@ -230,6 +230,9 @@ def test_orders_filter_by_sla_status_as_the_sweep_moves_them(api: Api) -> None:
     api.call("POST", f"/v1/orders/{fast}/outcomes", "platform_a", json={"outcomes": outcomes})
 
     def ids(sla_status: str) -> list[str]:
+        # The filter reads the SLA projection (the one owner of SLA status), fed by position.
+        api.container.sequencer.catch_up()
+        api.container.projections.run_once()
         r = api.call("GET", "/v1/orders", "auditor", params={"sla_status": sla_status})
         assert r.status_code == 200, r.text
         return [o["id"] for o in r.json()["items"]]
