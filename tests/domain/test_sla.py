@@ -37,9 +37,12 @@ from services.orders.sla_clock import (
     due_escalations,
     next_due,
     next_escalation,
+    next_status_change,
     remaining,
+    remaining_seconds,
     review_due,
     status,
+    status_at,
 )
 from shared.events import OrderEscalated
 from tests.builders import T0, execute, issue_cmd, run
@@ -555,3 +558,31 @@ def test_a_sweep_on_a_fixed_interval_fires_each_level_once_within_one_interval()
     assert set(fired) == set(expected)
     for level, due_at in expected.items():
         assert timedelta(0) <= fired[level] - due_at < step
+
+
+# ------------------------------------------------------------------ the one definition every reader uses
+
+
+def test_remaining_seconds_runs_with_now_freezes_once_stopped_and_is_none_without_a_clock() -> None:
+    stopped = DUE - 5 * H
+    for running in ("on_track", "at_risk", "breached"):
+        assert remaining_seconds(running, DUE, None, DUE - S / 2) == 0  # whole seconds, rounded down
+        assert remaining_seconds(running, DUE, None, DUE + S / 2) == -1  # negative from the first breached instant
+    for frozen in ("met", "met_late", "declined", "contested"):
+        assert remaining_seconds(frozen, DUE, stopped, DUE + 100 * H) == 5 * 3600
+    for none in ("awaiting_delivery", "withdrawn"):
+        assert remaining_seconds(none, DUE, stopped, DUE) is None
+    assert remaining_seconds("contested", None, stopped, DUE) is None  # contested before notification
+
+
+def test_status_at_moves_only_a_running_clock() -> None:
+    cat = "child_cyberbullying"
+    assert status_at("on_track", DUE, cat, POLICY, DUE - 6 * H + S) == "at_risk"
+    assert status_at("at_risk", DUE, cat, POLICY, DUE + S) == "breached"
+    assert status_at("met", DUE, cat, POLICY, DUE + 100 * H) == "met"
+    assert status_at("contested", DUE, cat, POLICY, DUE + 100 * H) == "contested"
+    tick = timedelta(microseconds=1)
+    assert next_status_change("on_track", DUE, cat, POLICY) == DUE - 6 * H + tick
+    assert next_status_change("at_risk", DUE, cat, POLICY) == DUE + tick
+    assert next_status_change("breached", DUE, cat, POLICY) is None
+    assert next_status_change("met", DUE, cat, POLICY) is None
