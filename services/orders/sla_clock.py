@@ -279,20 +279,11 @@ def due_escalations(state: OrderState, policy: SlaPolicy, now: datetime) -> list
     ]
 
 
-def next_due(state: OrderState, policy: SlaPolicy, after: datetime | None = None) -> datetime | None:
-    """The next time something is due for this order without a new event: an escalation, or a status change.
+def next_due(state: OrderState, policy: SlaPolicy) -> datetime | None:
+    """When the next escalation not yet recorded falls due (it may have passed: it stays pending until recorded).
 
-    An escalation not yet recorded counts whenever it fell due (it stays pending until recorded). A status
-    change (on_track -> at_risk -> breached) is given as the first instant of the new status and counts only if
-    it is later than `after` (pass the time the order was last looked at, so a passed threshold is not due
-    again). None: nothing will happen to this order until a new event.
+    The order view keeps it as the sweep's index. Status changes by time alone are the SLA projection's
+    (`next_status_change`), not the sweep's business here. None: nothing will escalate until a new event.
     """
     pending = _pending(state, policy)
-    times: list[datetime] = [pending[0][0]] if pending else []
-    due = deadline(state, policy)
-    if due is not None and _clock_runs(state) and state.answered_at is None:
-        for threshold in (at_risk_from(due, state.issued.category, policy), due):
-            change = threshold + _TICK
-            if after is None or change > after:
-                times.append(change)
-    return min(times, default=None)
+    return pending[0][0] if pending else None

@@ -46,7 +46,7 @@ orders = Table(
     Column("issued_at", UtcDateTime, nullable=False),
     Column("notified_at", UtcDateTime, nullable=True),
     Column("deadline", UtcDateTime, nullable=True),
-    # The next time something falls due without a new event (an escalation, a status change): the sweep's index.
+    # When the next escalation falls due (`sla_clock.next_due`): the sweep's index.
     # The SLA status itself is not kept here: its one owner is the SLA projection (`services/sla/`), which the
     # sweep moves; `?sla_status=` filters on it, and documents are refreshed on read by `sla_clock.status_at`.
     Column("next_due_at", UtcDateTime, nullable=True),
@@ -155,7 +155,7 @@ def save(
 def _row(state: OrderState, document: dict[str, Any], policy: SlaPolicy, now: datetime) -> dict[str, Any]:
     return {
         # Kept in the command's own transaction, so the sweep finds what falls due even while numbering waits.
-        "next_due_at": next_due(state, policy, after=now),
+        "next_due_at": next_due(state, policy),
         "status": state.status,
         "notified_at": state.notified_at,
         "deadline": deadline(state, policy),

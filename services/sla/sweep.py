@@ -1,8 +1,11 @@
 """The sweep: escalates orders whose escalation fell due, and moves SLA statuses that change by time alone.
 
+SLA status over time has one owner, the SLA projection (`sla_orders`): the sweep moves it (`SlaProjection.advance`)
+and every reader shows it as of now through `sla_clock`. The order view keeps only the next escalation's time.
+
 It runs as an APScheduler interval job in every process that runs workers (an in-memory job store: instances
 never share one) and alone as `takedown scheduler`. Instances coordinate only through the database: due orders
-are claimed with `FOR UPDATE SKIP LOCKED` on the order view's `next_due_at` index (written in each command's own
+are claimed with `FOR UPDATE SKIP LOCKED` on the order view's `next_due_at` index (the next escalation) (written in each command's own
 transaction, so the sweep never waits for the sequencer), and the unique (order, level) key of `escalations`
 makes a second escalation of one level impossible whatever the number of instances. Its cost follows the number
 of due orders, not of open ones.
@@ -97,7 +100,7 @@ class Sweep:
             for escalation in found:
                 commands.append((order_id, Escalate(level=escalation.level, reason=escalation.reason), _META))
             if not found:
-                quiet[order_id] = next_due(state, self.policy, after=now)
+                quiet[order_id] = next_due(state, self.policy)
         outcomes: Sequence[object] = self.orders.record_many(conn, commands, loaded=states) if commands else []
         for (order_id, command, _), outcome in zip(commands, outcomes, strict=True):
             if isinstance(outcome, DomainError):

@@ -456,7 +456,7 @@ def check_schedule(state: OrderState | None, now: datetime) -> None:
         assert accepted == (level in due), f"level {level}: schedule says {level in due}, rule {accepted}"
         at = escalation_due_at(state, level, DEFAULT_POLICY)
         assert level not in due or (at is not None and at <= now)
-    upcoming = next_due(state, DEFAULT_POLICY, after=now)
+    upcoming = next_due(state, DEFAULT_POLICY)
     assert (upcoming is None) or state.is_open
     sla = status(state, DEFAULT_POLICY, now)
     # "Is the clock running" has one meaning: the status's, and the schedule's reading of the state agree.

@@ -476,27 +476,20 @@ def test_nothing_escalates_once_closed_or_withdrawn() -> None:
         assert next_due(state, POLICY) is None
 
 
-def test_next_due_walks_the_status_changes_and_escalations() -> None:
+def test_next_due_is_the_next_escalation_and_stays_due_until_recorded() -> None:
     state = delivered()
-    tick = timedelta(microseconds=1)
-    at_risk = DUE - 6 * H
-    assert next_due(state, POLICY, after=NOTIFIED) == at_risk + tick
-    assert status(state, POLICY, at_risk) == "on_track"
-    assert status(state, POLICY, at_risk + tick) == "at_risk"
-    assert next_due(state, POLICY, after=at_risk + tick) == DUE  # level 2 falls due at the deadline
+    assert next_due(state, POLICY) == DUE  # level 2 falls due at the deadline
     state = run(state, (Escalate(DEADLINE_MISSED, "x"), DUE))
-    assert next_due(state, POLICY, after=DUE) == DUE + tick  # the first breached instant
-    assert status(state, POLICY, DUE + tick) == "breached"
-    assert next_due(state, POLICY, after=DUE + tick) == DUE + 24 * H
-    # An escalation not yet recorded stays due, however late the sweep looks.
-    assert next_due(state, POLICY, after=DUE + 100 * H) == DUE + 24 * H
+    assert next_due(state, POLICY) == DUE + 24 * H
+    # Status changes by time alone (at risk, breached) are the projection's: `next_status_change`.
+    assert next_status_change("on_track", DUE, "child_cyberbullying", POLICY) == DUE - 6 * H + timedelta(microseconds=1)
 
 
 def test_next_due_of_orders_waiting_for_the_issuer_is_the_review() -> None:
-    assert next_due(contested(), POLICY, after=CONTESTED) == CONTESTED + 72 * H
-    assert next_due(declined(), POLICY, after=NOTIFIED + 2 * H) == NOTIFIED + 74 * H
+    assert next_due(contested(), POLICY) == CONTESTED + 72 * H
+    assert next_due(declined(), POLICY) == NOTIFIED + 74 * H
     reviewed = run(contested(), (Escalate(REVIEW_OVERDUE, "x"), CONTESTED + 72 * H))
-    assert next_due(reviewed, POLICY, after=CONTESTED + 72 * H) is None
+    assert next_due(reviewed, POLICY) is None
 
 
 def test_a_whole_order_life_fires_each_level_once_at_its_time() -> None:
@@ -523,7 +516,7 @@ def test_a_whole_order_life_fires_each_level_once_at_its_time() -> None:
     now = T0
     fired: list[OrderEscalated] = []
     while True:
-        wake = next_due(state, policy, after=now)
+        wake = next_due(state, policy)
         step = life[0][0] if life else None
         candidates = [t for t in (wake, step) if t is not None]
         if not candidates:
