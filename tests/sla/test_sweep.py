@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, func, select, text
 from standardwebhooks import Webhook
 
 from services.bootstrap import bootstrap
+from services.http.schemas.webhooks import OrderEscalatedWebhook
 from services.notifier.outbox import SUPERVISOR
 from services.notifier.sender import transport
 from services.orders.sla_clock import DEADLINE_MISSED, NOT_NOTIFIED, REVIEW_OVERDUE, STILL_OPEN, STILL_OPEN_LONG
@@ -188,6 +189,11 @@ def test_every_escalation_webhook_states_its_level_and_reason(api: Api) -> None:
     for payload in (escalated, supervisor):
         assert payload["type"] == "order.escalated" and payload["data"]["order"]["id"] == oid
         assert payload["data"]["escalation"] == expected
+        OrderEscalatedWebhook.model_validate(payload)  # the body is the one the OpenAPI document describes
+    spec = api.call("GET", "/openapi.json", None).json()
+    body = spec["webhooks"]["order.escalated"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    data = spec["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]["properties"]["data"]
+    assert "escalation" in spec["components"]["schemas"][data["$ref"].rsplit("/", 1)[1]]["required"]
     assert "escalation" not in json.loads(pushed["order.issued"].body)["data"]
 
 
@@ -223,6 +229,7 @@ SWEEPER = """
 import sys
 from datetime import datetime
 from services.bootstrap import bootstrap
+from services.http.schemas.webhooks import OrderEscalatedWebhook
 from shared.clock import FrozenClock
 from tests.builders import service_settings
 container = bootstrap(service_settings(sys.argv[1]), clock=FrozenClock(datetime.fromisoformat(sys.argv[2])))
