@@ -10,7 +10,7 @@ For each size:
    awaiting_delivery; 9 categories, 3 authorities), each row built the way `projection.row_of` builds one:
    deadline = notified_at + the policy's duration, at_risk_at = `sla.at_risk_from`, running statuses from
    `sla.clock_status` at the bench's NOW, met/met_late judged on the recorded answer, next_change_at from the
-   projection's own `_next_change`. `sla_counts` and `sla_answer_histogram` are filled from those rows by
+   clock's own `next_status_change`. `sla_counts` and `sla_answer_histogram` are filled from those rows by
    INSERT ... SELECT ... GROUP BY over the projection's dimensions (`groups()`) with `bucket()`'s formula in SQL,
    and checked equal to counters computed in Python with `groups()` and `bucket()` while generating; at the small
    size also equal to what `SlaProjection.replace` itself writes from empty (in a rolled-back transaction). The
@@ -64,7 +64,7 @@ from bench.sample import ISSUER, order_fields, platform_fields  # noqa: E402
 from services.bootstrap import Container, bootstrap  # noqa: E402
 from services.orders import sla_clock as sla  # noqa: E402
 from services.sla import queries  # noqa: E402
-from services.sla.projection import BUCKET_GROWTH, _next_change, bucket, groups  # noqa: E402
+from services.sla.projection import BUCKET_GROWTH, bucket, groups  # noqa: E402
 from services.sla.tables import escalations, sla_answer_histogram, sla_counts  # noqa: E402
 from shared.auth import Principal  # noqa: E402
 from shared.clock import FrozenClock  # noqa: E402
@@ -102,7 +102,7 @@ ORDER_STATUS = {  # the order view's lifecycle status for each SLA status
 }
 SLA_COLUMNS = (
     "order_id", "platform_id", "authority_id", "category", "issued_at", "notified_at", "deadline", "at_risk_at",
-    "answered_at", "answer_seconds", "status", "next_change_at",
+    "answered_at", "answer_seconds", "clock_stopped_at", "status", "next_change_at",
 )  # fmt: skip
 TARGETS = {
     "growth_each_figure": "<= 1.5 (figure at big / figure at small; unfiltered summary, breached page, sweep)",
@@ -182,7 +182,10 @@ def synthetic_rows(
             "answer_seconds": (answered - notified).total_seconds() if answered and notified else None,
             "status": status,
         }
-        row["next_change_at"] = _next_change(status, row)
+        # A contest stopped the clock somewhere between notification and now (halfway: no draw, same mix).
+        contest = notified + (now - notified) / 2 if intended == "contested" and notified is not None else None
+        row["clock_stopped_at"] = contest or answered
+        row["next_change_at"] = sla.next_status_change(status, due, category, policy)
         yield row
 
 

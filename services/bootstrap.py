@@ -21,6 +21,7 @@ from services.orders.sla_clock import SlaPolicy
 from services.orders.visibility import tenant
 from services.registry.service import PlatformsProjection, Registry, WebhookEndpoint
 from services.sla.projection import SlaProjection
+from services.sla.queries import ids_with_status
 from services.sla.sweep import Scheduler, Sweep, record_escalation
 from shared.auth import Principal
 from shared.bus import MessageBus
@@ -83,7 +84,7 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
         review_hours=settings.sla_review_hours,
     )
     sequencer = Sequencer(db, store)
-    orders = OrderService(db=db, store=store, clock=clock, policy=policy, bus=bus)
+    orders = OrderService(db=db, store=store, clock=clock, policy=policy, bus=bus, sla_status_ids=ids_with_status)
     registry = Registry(
         db=db,
         store=store,

@@ -27,6 +27,7 @@ from services.http.platforms import router as platforms_router
 from services.http.requestid import RequestIdMiddleware
 from services.http.schemas.operations import Health, Readiness
 from services.http.schemas.platforms import obliged_rule
+from services.http.schemas.webhooks import OrderEscalatedWebhook
 from services.http.sla import router as sla_router
 from services.http.transparency import router as transparency_router
 from shared.migrate import current_revision, head_revision
@@ -87,6 +88,17 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
     for router in routers:
         app.include_router(router)
 
+    @app.webhooks.post(
+        "order.escalated",
+        summary="An escalation level fired (to the platform and the supervisor)",
+        responses={
+            200: {"description": "any 2xx: delivered"},
+            "default": {"description": "anything else: the attempt failed and is retried with the same webhook-id"},
+        },
+    )
+    def order_escalated(body: OrderEscalatedWebhook) -> None:
+        """Signed as every webhook (Standard Webhooks); `data.escalation` states the level and the reason."""
+
     @app.get("/healthz", tags=["operations"], summary="Liveness", response_model=Health)
     def health() -> dict[str, str]:
         """The process is up."""
@@ -133,7 +145,12 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
         # application/problem+json instead, so their schemas are added to the components here.
         if app.openapi_schema is None:
             document = get_openapi(
-                title=app.title, version=app.version, summary=app.summary, routes=app.routes, tags=TAGS
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                routes=app.routes,
+                webhooks=app.webhooks.routes,  # the webhooks the service sends
+                tags=TAGS,
             )
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
             schemas.update(problems.problem_schemas())

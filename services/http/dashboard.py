@@ -76,6 +76,6 @@ def get_overview(
             authority=authority,
             category=category,
             platform=platform,
-            sla_hours=c.policy.default_hours,
+            policy=c.policy,
         )
     return Overview.model_validate(made)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -12,7 +11,7 @@ from services.http.deps import ROLE_CHECKED, ContainerDep, Dashboard
 from services.http.problems import problem_responses
 from services.http.schemas.orders import NUL_FREE, UtcTime
 from services.http.schemas.sla import SlaGroup, SlaOrder, SlaOrderPage, SlaSummary
-from services.orders.sla_clock import SlaStatus
+from services.orders.sla_clock import SlaStatus, remaining_seconds, status_at
 from services.orders.visibility import visible
 from services.sla import queries
 from services.sla.projection import rows_as_of
@@ -77,19 +76,11 @@ def sla_orders(
             limit=limit,
             cursor=cursor,
         )
-    items = [
-        SlaOrder(
-            **{k: v for k, v in r.items() if k in SlaOrder.model_fields},
-            remaining_seconds=_remaining(r, now),
-        )
-        for r in rows
-    ]
+    items = []
+    for r in rows:
+        # As of now, by the same rules as the order document (`sla_clock`): a running clock moves with time.
+        status = status_at(r["status"], r["deadline"], r["category"], c.policy, now)
+        remaining = remaining_seconds(status, r["deadline"], r["clock_stopped_at"], now)
+        fields = {k: v for k, v in r.items() if k in SlaOrder.model_fields}
+        items.append(SlaOrder(**{**fields, "status": status}, remaining_seconds=remaining))
     return SlaOrderPage(items=items, next_cursor=next_cursor)
-
-
-def _remaining(row: dict[str, object], now: datetime) -> int | None:
-    deadline = row["deadline"]
-    if not isinstance(deadline, datetime) or row["status"] not in ("on_track", "at_risk", "breached"):
-        return None
-    # Whole seconds rounded down, as on order documents: negative from the first breached instant.
-    return math.floor((deadline - now).total_seconds())

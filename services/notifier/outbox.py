@@ -30,7 +30,13 @@ SUPERVISOR = "@supervisor"
 
 @dataclass(frozen=True)
 class Outbox:
-    """Queues the webhook for each published event that platforms are pushed (a handler run in the command's transaction)."""
+    """Queues the webhook for each published event that platforms are pushed (a handler run in the command's transaction).
+
+    The body is `{type, timestamp, data}`; `data` holds `order` (the order document after the event), `deadline`,
+    `links` and `event` (the platform's receipt), and for `order.escalated`, to the platform and to the supervisor
+    alike, `escalation: {level, reason}`: which level fired and why, so no receiver infers it from
+    `order.escalation_levels`.
+    """
 
     base_url: str
     # None: the order's platform; SUPERVISOR: the supervisor's webhook (escalations).
@@ -54,7 +60,7 @@ class Outbox:
                 .values(state="cancelled", last_error="superseded: the order was withdrawn")
             )
         now = event.recorded_at
-        payload = {
+        payload: dict[str, Any] = {
             "type": event.type,
             "timestamp": now.isoformat().replace("+00:00", "Z"),
             "data": {
@@ -72,6 +78,8 @@ class Outbox:
                 },
             },
         }
+        if event.type == "order.escalated":
+            payload["data"]["escalation"] = {"level": int(event.data["level"]), "reason": str(event.data["reason"])}
         conn.execute(
             deliveries.insert().values(
                 id="msg_" + new_id().replace("-", ""),

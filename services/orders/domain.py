@@ -6,9 +6,8 @@ Pure code: no framework, no database, no clock (the caller passes `now`).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Literal
 
 # The escalation levels are defined with the schedule that says when each falls due, and named here for callers.
 # A refusal is an OrderError like the service's own; errors.py imports nothing, so the domain stays pure.
@@ -20,6 +19,8 @@ from services.orders.sla_clock import NOT_NOTIFIED as NOT_NOTIFIED
 from services.orders.sla_clock import REVIEW_OVERDUE as REVIEW_OVERDUE
 from services.orders.sla_clock import STILL_OPEN as STILL_OPEN
 from services.orders.sla_clock import STILL_OPEN_LONG as STILL_OPEN_LONG
+from services.orders.state import OrderState as OrderState
+from services.orders.state import Status as Status
 from shared.events import (
     NOTICE_CHANNELS,
     ContestGrounds,
@@ -40,9 +41,6 @@ from shared.events import (
     Outcome,
     Representative,
 )
-
-# "declined": every item has an outcome, some declined; the order waits for the issuer to accept or uphold.
-Status = Literal["issued", "delivered", "acknowledged", "contested", "declined", "closed", "withdrawn"]
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -166,74 +164,6 @@ Command = (
     | Escalate
 )
 
-# ------------------------------------------------------------------------------------------------- state
-
-
-@dataclass(frozen=True)
-class OrderState:
-    """Everything the rules need to know about one order, folded from its events."""
-
-    issued: OrderIssued
-    status: Status = "issued"
-    version: int = 1
-    notified_at: datetime | None = None
-    notified_via: str | None = None
-    notification: OrderDelivered | None = None  # the fact: channel, address, representative on record, evidence
-    acknowledged_at: datetime | None = None
-    outcomes: dict[str, ItemOutcomeReported] = field(default_factory=dict)
-    contested_at: datetime | None = None  # set while a contest awaits review
-    contest_count: int = 0
-    paused_seconds: float = 0.0  # time spent contested, which does not count against the deadline
-    upheld_at: datetime | None = None
-    withdrawn_at: datetime | None = None
-    closed_at: datetime | None = None
-    declines_accepted_at: datetime | None = None
-    escalation_levels: frozenset[int] = frozenset()
-    failed_attempts: int = 0
-
-    @property
-    def order_id(self) -> str:
-        """The order's id (its stream id)."""
-        return self.issued.order_id
-
-    @property
-    def item_ids(self) -> tuple[str, ...]:
-        """The ids of the order's items, in order."""
-        return tuple(i.item_id for i in self.issued.items)
-
-    @property
-    def is_open(self) -> bool:
-        """Neither closed nor withdrawn."""
-        return self.status not in ("closed", "withdrawn")
-
-    @property
-    def last_actioned_at(self) -> datetime | None:
-        """When the platform says the last item was actioned (its claim), once every item has an outcome."""
-        if len(self.outcomes) < len(self.issued.items):
-            return None
-        return max(o.actioned_at for o in self.outcomes.values())
-
-    @property
-    def answered_at(self) -> datetime | None:
-        """When the service recorded the last item's outcome, once every item has one: what the SLA judges."""
-        if len(self.outcomes) < len(self.issued.items):
-            return None
-        return max(o.reported_at for o in self.outcomes.values())
-
-    @property
-    def declined_item_ids(self) -> tuple[str, ...]:
-        """The items whose outcome is a decline, in order."""
-        return tuple(i for i in self.item_ids if (o := self.outcomes.get(i)) is not None and o.outcome == "declined")
-
-    @property
-    def awaiting_review_since(self) -> datetime | None:
-        """Since when the order waits for the issuer: a contest, or every item answered with some declined."""
-        if self.contested_at is not None:
-            return self.contested_at
-        if self.status == "declined":
-            return self.answered_at
-        return None
-
 
 def _resting_status(state: OrderState) -> Status:
     """The status an open order returns to after a contest is upheld."""
@@ -272,11 +202,9 @@ def apply(state: OrderState | None, event: Event) -> OrderState:
         case OrderContested():
             return replace(s, contested_at=event.contested_at, contest_count=s.contest_count + 1, status="contested")
         case OrderUpheld():
-            if s.contested_at is not None:
-                paused = (event.upheld_at - s.contested_at).total_seconds() if s.notified_at else 0.0
-                resumed = replace(
-                    s, contested_at=None, upheld_at=event.upheld_at, paused_seconds=s.paused_seconds + paused
-                )
+            if (since := s.contest_pending_since) is not None:
+                paused = (event.upheld_at - since).total_seconds() if s.notified_at else 0.0
+                resumed = replace(s, upheld_at=event.upheld_at, paused_seconds=s.paused_seconds + paused)
             else:
                 # Upheld over declines: those items lose their outcome and are due again (the deadline stays).
                 outcomes = {i: o for i, o in s.outcomes.items() if i not in event.items_due_again}
@@ -285,7 +213,7 @@ def apply(state: OrderState | None, event: Event) -> OrderState:
         case OrderDeclinesAccepted():
             return replace(s, declines_accepted_at=event.accepted_at)
         case OrderWithdrawn():
-            return replace(s, withdrawn_at=event.withdrawn_at, status="withdrawn", contested_at=None)
+            return replace(s, withdrawn_at=event.withdrawn_at, status="withdrawn")
         case OrderEscalated():
             return replace(s, escalation_levels=s.escalation_levels | {event.level})
     raise ValueError(f"unknown event {event.type}")
@@ -312,7 +240,7 @@ def _require_open(state: OrderState) -> None:
 def _require_platform_turn(state: OrderState) -> None:
     """The platform acts on an open order that does not wait for the issuer."""
     _require_open(state)
-    if state.contested_at is not None:
+    if state.contest_pending_since is not None:
         raise DomainError("order-contested", "the order is contested and awaits the issuer's review")
     if state.status == "declined":
         raise DomainError("awaiting-issuer", "every item is answered; the declines await the issuer's decision")
@@ -413,7 +341,7 @@ def _contest(state: OrderState, cmd: Contest, now: datetime) -> list[Event]:
 
 def _uphold(state: OrderState, cmd: Uphold, now: datetime) -> list[Event]:
     _require_open(state)
-    if state.contested_at is not None:
+    if state.contest_pending_since is not None:
         return [OrderUpheld(reason=cmd.reason, upheld_at=now)]
     if state.status == "declined":
         # The declined items are due again against the original deadline: no time is given back.
@@ -427,7 +355,7 @@ def _escalate(state: OrderState, cmd: Escalate, now: datetime, policy: SlaPolicy
         raise DomainError("bad-level", f"escalation levels are {', '.join(map(str, ESCALATION_LEVELS))}")
     if cmd.level in state.escalation_levels:
         raise DomainError("already-escalated", f"level {cmd.level} was already escalated")
-    if state.contested_at is not None and cmd.level != REVIEW_OVERDUE:
+    if state.contest_pending_since is not None and cmd.level != REVIEW_OVERDUE:
         raise DomainError("order-contested", "the clock is paused while the order is contested")
     due = escalation_due_at(state, cmd.level, policy)
     if cmd.dead_letter and cmd.level == NOT_NOTIFIED and due is not None:

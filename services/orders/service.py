@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Select, select
 
 from services.orders import views
 from services.orders.domain import (
@@ -22,9 +22,9 @@ from services.orders.domain import (
     RecordNotice,
     apply,
     decide,
-    replay,
 )
 from services.orders.errors import IdempotencyConflict, InvalidCursor, InvalidOrder, OrderNotFound, UnknownPlatform
+from services.orders.repository import OrderRepository
 from services.orders.sla_clock import SlaPolicy
 from services.orders.visibility import visible, visible_in
 from services.registry import service as registry
@@ -32,7 +32,7 @@ from shared.auth import Principal
 from shared.bus import MessageBus, Published
 from shared.clock import Clock
 from shared.db import Database, TransientError, UniqueViolation
-from shared.events import NoticeChannel, OrderFields, Representative, load_event
+from shared.events import NoticeChannel, OrderFields, Representative
 from shared.eventstore import ConcurrencyError, EventStore, NewEvent, RecordedEvent
 from shared.ids import new_id
 from shared.logs import current_request_id
@@ -80,6 +80,14 @@ class OrderService:
     clock: Clock
     policy: SlaPolicy
     bus: MessageBus = field(default_factory=MessageBus)
+    # Order ids by SLA status, as a subquery on the SLA projection (its one owner); wired in bootstrap, because
+    # services/sla/ imports this package and not the other way round. None: `list(sla_status=...)` is refused.
+    sla_status_ids: Callable[[str], Select[Any]] | None = None
+
+    @property
+    def repository(self) -> OrderRepository:
+        """Where orders' states are loaded from (their streams, replayed)."""
+        return OrderRepository(self.store)
 
     # ------------------------------------------------------------------------------------------ writes
 
@@ -97,20 +105,20 @@ class OrderService:
         conn: Connection,
         commands: Sequence[tuple[str, Command, dict[str, Any]]],
         request_hash: str | None = None,
+        loaded: Mapping[str, OrderState] | None = None,
     ) -> list[Recorded | DomainError]:
         """Decide commands on any orders, in order, and record them in the caller's transaction.
 
         One read of the orders' events, one append, one batch of view updates, whatever the count: the
-        notifier records many attempts this way. A refused command records nothing and is returned as its
-        DomainError; the others still count. Returns each command's outcome, in the commands' order.
+        notifier records many attempts this way. `loaded`: the states the caller already loaded in this
+        transaction (the sweep), so the streams are not read again. A refused command records nothing and is
+        returned as its DomainError; the others still count. Returns each command's outcome, in the commands' order.
         """
         now = self.clock.now()
         order_ids = list(dict.fromkeys(order_id for order_id, _, _ in commands))
-        stored = self.store.read_streams(conn, order_ids, positions=False)
-        states: dict[str, OrderState | None] = {
-            order_id: replay(load_event(e.type, e.schema_version, e.data) for e in stored.get(order_id, []))
-            for order_id in order_ids
-        }
+        if loaded is None:
+            loaded = self.repository.load(conn, order_ids)
+        states: dict[str, OrderState | None] = {order_id: loaded.get(order_id) for order_id in order_ids}
         base = {order_id: state.version if state else 0 for order_id, state in states.items()}
         new_events: dict[str, list[NewEvent]] = {}
         decided: list[tuple[str, int, int] | DomainError] = []  # (order, first new event, count) or refusal
@@ -276,7 +284,9 @@ class OrderService:
         if status:
             stmt = stmt.where(o.c.status == status)
         if sla_status:
-            stmt = stmt.where(o.c.sla_status == sla_status)
+            if self.sla_status_ids is None:
+                raise TypeError("OrderService.sla_status_ids is not wired (see services/bootstrap.py)")
+            stmt = stmt.where(o.c.id.in_(self.sla_status_ids(sla_status)))
         if platform_id:
             stmt = stmt.where(o.c.platform_id == platform_id)
         if category:

@@ -5,20 +5,22 @@ The clock starts when the platform is notified, stops while a contest awaits rev
 contest is upheld: the deadline moves later by the time spent contested. Whether the deadline was met is judged
 on when the service recorded the answer (`reported_at`), never on the platform's own `actioned_at`.
 
-This module reads the order's state but does not import the aggregate at run time: the aggregate consults the
-schedule (an escalation is refused before it falls due), so the dependency points from `domain` to here.
+Every reader of SLA time (the order document, `/v1/sla/orders`, the dashboard overview) takes the status as of
+now and the remaining time from here (`status_at`, `remaining_seconds`), so they cannot disagree. It reads the
+order's state (`services.orders.state`) but not the aggregate, which consults the schedule (an escalation is
+refused before it falls due): the dependency points from `domain` to here.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
-if TYPE_CHECKING:
-    from services.orders.domain import OrderState
+from services.orders.state import OrderState
 
 SlaStatus = Literal[
     "awaiting_delivery",
@@ -32,8 +34,10 @@ SlaStatus = Literal[
     "withdrawn",
 ]
 SLA_STATUSES: tuple[str, ...] = SlaStatus.__args__  # type: ignore[attr-defined]
-# The statuses that change with time alone (the others change only with a new event).
+# The statuses of a running clock: they change with time alone (the others change only with a new event).
 RUNNING_STATUSES: tuple[str, ...] = ("on_track", "at_risk", "breached")
+# The statuses without a clock to show: not notified yet, or withdrawn.
+NO_CLOCK_STATUSES: tuple[str, ...] = ("awaiting_delivery", "withdrawn")
 
 # Escalation levels: each is recorded at most once per order.
 NOT_NOTIFIED = 1  # not notified within `notice_hours` of issue
@@ -111,23 +115,54 @@ def clock_status(due: datetime, category: str, policy: SlaPolicy, now: datetime)
     return "on_track"
 
 
+def next_status_change(status: str, due: datetime | None, category: str, policy: SlaPolicy) -> datetime | None:
+    """When a running clock's status next changes by time alone: the first instant past its threshold."""
+    if due is None:
+        return None
+    threshold = {"on_track": at_risk_from(due, category, policy), "at_risk": due}.get(status)
+    return threshold + _TICK if threshold is not None else None
+
+
+def clock_running(status: str) -> bool:
+    """Whether an order with this SLA status has a running clock: its status and remaining time move with `now`."""
+    return status in RUNNING_STATUSES
+
+
 def _clock_runs(state: OrderState) -> bool:
-    """Notified, open, owing an answer and not waiting for the issuer: the time left changes with `now`."""
+    """`clock_running` of the state's status, without computing it (notified, open, not waiting for the issuer)."""
     return state.is_open and state.notified_at is not None and state.awaiting_review_since is None
 
 
-def remaining(state: OrderState, policy: SlaPolicy, now: datetime) -> timedelta | None:
-    """Time left before the deadline (negative once breached), frozen while contested and once answered."""
-    due = deadline(state, policy)
-    if due is None or state.status == "withdrawn":
-        # Not notified yet, or withdrawn: there is no clock to show.
+def clock_stopped_at(state: OrderState) -> datetime | None:
+    """When the clock stopped: the pending contest (it resumes if upheld), else the full answer; None otherwise."""
+    return state.contest_pending_since or state.answered_at
+
+
+def status_at(status: SlaStatus, due: datetime | None, category: str, policy: SlaPolicy, now: datetime) -> SlaStatus:
+    """A status found earlier, as of `now`: a running clock's moves with time alone, the others wait for an event."""
+    if clock_running(status) and due is not None:
+        return clock_status(due, category, policy, now)
+    return status
+
+
+def remaining_seconds(status: str, due: datetime | None, stopped_at: datetime | None, now: datetime) -> int | None:
+    """Whole seconds left before the deadline, rounded down (negative from the first breached instant).
+
+    While the clock runs, until `now`; once it stopped (a pending contest, a full answer: met, met late, declined),
+    frozen at `stopped_at`, so a met order shows the time it had to spare and a late one by how much it missed.
+    None without a clock (not notified, withdrawn).
+    """
+    if due is None or status in NO_CLOCK_STATUSES:
         return None
-    if state.contested_at is not None:
-        return due - state.contested_at
-    answered = state.answered_at
-    if answered is not None:
-        return due - answered
-    return due - now
+    until = now if clock_running(status) else stopped_at
+    if until is None:
+        return None
+    return math.floor((due - until).total_seconds())
+
+
+def remaining(state: OrderState, policy: SlaPolicy, now: datetime) -> int | None:
+    """`remaining_seconds` of an order's state at `now`."""
+    return remaining_seconds(status(state, policy, now), deadline(state, policy), clock_stopped_at(state), now)
 
 
 def status(state: OrderState, policy: SlaPolicy, now: datetime) -> SlaStatus:
@@ -143,7 +178,7 @@ def status(state: OrderState, policy: SlaPolicy, now: datetime) -> SlaStatus:
         if due is None or answered is None or answered <= due:
             return "met"
         return "met_late"
-    if state.contested_at is not None:
+    if state.contest_pending_since is not None:
         return "contested"
     if due is None:
         return "awaiting_delivery"
@@ -210,7 +245,7 @@ def escalation_reason(state: OrderState, level: int, policy: SlaPolicy) -> str:
         hours = policy.still_open_hours[level - STILL_OPEN]
         return f"still without a full answer {hours:g} h after the deadline"
     if level == REVIEW_OVERDUE:
-        what = "the contest" if state.contested_at is not None else "the declined items"
+        what = "the contest" if state.contest_pending_since is not None else "the declined items"
         return f"the issuer's review of {what} is overdue ({policy.review_hours:g} h)"
     return f"escalation level {level}"
 
@@ -244,20 +279,11 @@ def due_escalations(state: OrderState, policy: SlaPolicy, now: datetime) -> list
     ]
 
 
-def next_due(state: OrderState, policy: SlaPolicy, after: datetime | None = None) -> datetime | None:
-    """The next time something is due for this order without a new event: an escalation, or a status change.
+def next_due(state: OrderState, policy: SlaPolicy) -> datetime | None:
+    """When the next escalation not yet recorded falls due (it may have passed: it stays pending until recorded).
 
-    An escalation not yet recorded counts whenever it fell due (it stays pending until recorded). A status
-    change (on_track -> at_risk -> breached) is given as the first instant of the new status and counts only if
-    it is later than `after` (pass the time the order was last looked at, so a passed threshold is not due
-    again). None: nothing will happen to this order until a new event.
+    The order view keeps it as the sweep's index. Status changes by time alone are the SLA projection's
+    (`next_status_change`), not the sweep's business here. None: nothing will escalate until a new event.
     """
     pending = _pending(state, policy)
-    times: list[datetime] = [pending[0][0]] if pending else []
-    due = deadline(state, policy)
-    if due is not None and _clock_runs(state) and state.answered_at is None:
-        for threshold in (at_risk_from(due, state.issued.category, policy), due):
-            change = threshold + _TICK
-            if after is None or change > after:
-                times.append(change)
-    return min(times, default=None)
+    return pending[0][0] if pending else None

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -19,17 +18,18 @@ from sqlalchemy import (
     select,
 )
 
-from services.orders.domain import OrderState
 from services.orders.sla_clock import (
-    RUNNING_STATUSES,
     SlaPolicy,
-    clock_status,
+    clock_running,
     deadline,
     next_due,
     remaining,
+    remaining_seconds,
     review_due,
     status,
+    status_at,
 )
+from services.orders.state import OrderState
 from shared.bulk import bulk_update
 from shared.db import UtcDateTime, metadata
 from shared.events import dump_event
@@ -46,10 +46,10 @@ orders = Table(
     Column("issued_at", UtcDateTime, nullable=False),
     Column("notified_at", UtcDateTime, nullable=True),
     Column("deadline", UtcDateTime, nullable=True),
-    # The next time something falls due without a new event (an escalation, a status change): the sweep's index.
+    # When the next escalation falls due (`sla_clock.next_due`): the sweep's index.
+    # The SLA status itself is not kept here: its one owner is the SLA projection (`services/sla/`), which the
+    # sweep moves; `?sla_status=` filters on it, and documents are refreshed on read by `sla_clock.status_at`.
     Column("next_due_at", UtcDateTime, nullable=True),
-    # The SLA status as of the last event or sweep (the filter `?sla_status=`; documents are refreshed on read).
-    Column("sla_status", String(24), nullable=True),
     Column("closed_at", UtcDateTime, nullable=True),
     Column("withdrawn_at", UtcDateTime, nullable=True),
     Column("version", Integer, nullable=False),
@@ -60,7 +60,6 @@ orders = Table(
     Index(None, "authority_id", "id"),
     Index(None, "status", "id"),
     Index(None, "next_due_at"),
-    Index(None, "sla_status", "id"),
 )
 
 # Idempotency-Key → the order it created, per issuing authority.
@@ -100,7 +99,7 @@ def render(state: OrderState, policy: SlaPolicy, now: datetime) -> dict[str, Any
         "notification": dump_event(state.notification) if state.notification else None,
         "deadline": _iso(due),
         "sla_status": status(state, policy, now),
-        "remaining_seconds": _seconds(remaining(state, policy, now)),
+        "remaining_seconds": remaining(state, policy, now),
         "review_due": _iso(review_due(state, policy)),
         "acknowledged_at": _iso(state.acknowledged_at),
         "contested_at": _iso(state.contested_at),
@@ -116,19 +115,11 @@ def render(state: OrderState, policy: SlaPolicy, now: datetime) -> dict[str, Any
 def refresh(document: dict[str, Any], policy: SlaPolicy, now: datetime) -> dict[str, Any]:
     """A stored document with its SLA status and remaining time as of `now` (both change with time alone only
     while the clock runs: on track, at risk, breached; any other status waits for the next event)."""
-    if document.get("sla_status") not in RUNNING_STATUSES or not document.get("deadline"):
-        return document
+    if not clock_running(document.get("sla_status") or "") or not document.get("deadline"):
+        return document  # a stopped clock's remaining was frozen when the document was rendered
     due = datetime.fromisoformat(document["deadline"])
-    return {
-        **document,
-        "sla_status": clock_status(due, document["category"], policy, now),
-        "remaining_seconds": _seconds(due - now),
-    }
-
-
-def _seconds(value: timedelta | None) -> int | None:
-    # Whole seconds, rounded down: a breached order shows a negative remaining from its first instant.
-    return math.floor(value.total_seconds()) if value is not None else None
+    now_status = status_at(document["sla_status"], due, document["category"], policy, now)
+    return {**document, "sla_status": now_status, "remaining_seconds": remaining_seconds(now_status, due, None, now)}
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -164,8 +155,7 @@ def save(
 def _row(state: OrderState, document: dict[str, Any], policy: SlaPolicy, now: datetime) -> dict[str, Any]:
     return {
         # Kept in the command's own transaction, so the sweep finds what falls due even while numbering waits.
-        "next_due_at": next_due(state, policy, after=now),
-        "sla_status": status(state, policy, now),
+        "next_due_at": next_due(state, policy),
         "status": state.status,
         "notified_at": state.notified_at,
         "deadline": deadline(state, policy),
@@ -188,10 +178,9 @@ def claim_due(conn: Connection, now: datetime, limit: int) -> list[str]:
     return [r.id for r in conn.execute(stmt)]
 
 
-def set_due(conn: Connection, due: Mapping[str, tuple[str | None, datetime | None]]) -> None:
-    """Set orders' SLA status and next due time as time alone moved them (the sweep found nothing to record)."""
-    rows = [{"id": o, "sla_status": sla, "next_due_at": at} for o, (sla, at) in sorted(due.items())]
-    bulk_update(conn, orders, "id", rows, keep_if_null=("sla_status",))
+def set_due(conn: Connection, due: Mapping[str, datetime | None]) -> None:
+    """Set orders' next due time (the sweep looked at them and found nothing to record)."""
+    bulk_update(conn, orders, "id", [{"id": o, "next_due_at": at} for o, at in sorted(due.items())])
 
 
 def get_row(conn: Connection, order_id: str) -> Any:

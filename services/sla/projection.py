@@ -9,24 +9,23 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
 
 from services.orders import sla_clock as sla
-from services.orders.domain import OrderState, replay
+from services.orders.repository import OrderRepository, replay_recorded
+from services.orders.state import OrderState
 from services.sla.tables import sla_answer_histogram, sla_counts, sla_orders
 from shared.bulk import bulk_insert
 from shared.clock import Clock
-from shared.events import load_event
 from shared.eventstore import EventStore, RecordedEvent
 
 NAME = "sla"
 # Histogram resolution: each bucket is 10% wider than the one before. With 5% buckets the cells a grouped summary
 # reads doubled from 10k to 1M orders (more of them fill up as data grows; bench/sla.py).
 BUCKET_GROWTH = 1.10
-_TICK = timedelta(microseconds=1)  # statuses change just past a threshold (`sla.clock_status` compares with >)
 
 
 def bucket(seconds: float) -> int:
@@ -52,12 +51,7 @@ def row_of(state: OrderState, policy: sla.SlaPolicy, now: datetime) -> dict[str,
     due = sla.deadline(state, policy)
     status = sla.status(state, policy, now)
     at_risk_at = sla.at_risk_from(due, issued.category, policy) if due is not None else None
-    answered_at = (
-        max(o.reported_at for o in state.outcomes.values())
-        if state.outcomes and len(state.outcomes) == len(issued.items)
-        else None
-    )
-    next_change_at = _next_change(status, {"at_risk_at": at_risk_at, "deadline": due})
+    answered_at = state.answered_at
     return {
         "order_id": issued.order_id,
         "platform_id": issued.platform_id,
@@ -68,18 +62,13 @@ def row_of(state: OrderState, policy: sla.SlaPolicy, now: datetime) -> dict[str,
         "deadline": due,
         "at_risk_at": at_risk_at,
         "answered_at": answered_at,
+        "clock_stopped_at": sla.clock_stopped_at(state),
         "answer_seconds": (answered_at - state.notified_at).total_seconds()
         if answered_at is not None and state.notified_at is not None
         else None,
         "status": status,
-        "next_change_at": next_change_at,
+        "next_change_at": sla.next_status_change(status, due, issued.category, policy),
     }
-
-
-def _next_change(status: str, row: Mapping[str, Any]) -> datetime | None:
-    """When a running clock next changes the status by time alone: the first instant past its threshold."""
-    threshold = {"on_track": row["at_risk_at"], "at_risk": row["deadline"]}.get(status)
-    return threshold + _TICK if threshold is not None else None
 
 
 class SlaProjection:
@@ -89,20 +78,16 @@ class SlaProjection:
 
     def __init__(self, store: EventStore, policy: sla.SlaPolicy, clock: Clock) -> None:
         self.store, self.policy, self.clock = store, policy, clock
+        self.orders = OrderRepository(store)
 
     def handle(self, conn: Connection, events: Sequence[RecordedEvent]) -> None:
         """Recompute the rows of the orders these events touched."""
         order_ids = sorted({e.stream_id for e in events if e.type.startswith("order.")})
         if not order_ids:
             return
-        streams = self.store.read_streams(conn, order_ids, positions=False)
         now = self.clock.now()
-        new_rows = {}
-        for order_id, stored in streams.items():
-            state = replay(load_event(e.type, e.schema_version, e.data) for e in stored)
-            if state is not None:
-                new_rows[order_id] = row_of(state, self.policy, now)
-        self.replace(conn, new_rows)
+        states = self.orders.load(conn, order_ids)
+        self.replace(conn, {order_id: row_of(state, self.policy, now) for order_id, state in states.items()})
 
     def replace(self, conn: Connection, new_rows: Mapping[str, dict[str, Any]]) -> None:
         """Write these orders' rows, moving their counts and histogram entries from the old rows to the new."""
@@ -141,8 +126,9 @@ class SlaProjection:
         moved: dict[str, dict[str, Any]] = {}
         for r in due:
             row = dict(r._mapping)
-            status = sla.clock_status(row["deadline"], row["category"], self.policy, now)
-            moved[row["order_id"]] = {**row, "status": status, "next_change_at": _next_change(status, row)}
+            status = sla.status_at(row["status"], row["deadline"], row["category"], self.policy, now)
+            change = sla.next_status_change(status, row["deadline"], row["category"], self.policy)
+            moved[row["order_id"]] = {**row, "status": status, "next_change_at": change}
         self.replace(conn, moved)
         return len(moved)
 
@@ -192,7 +178,6 @@ def rows_as_of(conn: Connection, store: EventStore, policy: sla.SlaPolicy, as_of
     rows = []
     for stored in by_order.values():
         stored.sort(key=lambda e: e.version)
-        state = replay(load_event(e.type, e.schema_version, e.data) for e in stored)
-        if state is not None:
+        if (state := replay_recorded(stored)) is not None:
             rows.append(row_of(state, policy, as_of))
     return rows

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, Select, and_, func, or_, select
 
 from services.orders.sla_clock import SLA_STATUSES
 from services.orders.visibility import visible_in
@@ -154,6 +154,11 @@ def orders(
     page = rows[:limit]
     next_cursor = _encode(page[-1]["deadline"], page[-1]["order_id"]) if len(rows) > limit else None
     return page, next_cursor
+
+
+def ids_with_status(status: str) -> Select[Any]:
+    """The ids of the orders with this SLA status, as a subquery (the order list's `?sla_status=`)."""
+    return select(sla_orders.c.order_id).where(sla_orders.c.status == status)
 
 
 def count(conn: Connection) -> int:

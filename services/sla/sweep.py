@@ -1,8 +1,11 @@
 """The sweep: escalates orders whose escalation fell due, and moves SLA statuses that change by time alone.
 
+SLA status over time has one owner, the SLA projection (`sla_orders`): the sweep moves it (`SlaProjection.advance`)
+and every reader shows it as of now through `sla_clock`. The order view keeps only the next escalation's time.
+
 It runs as an APScheduler interval job in every process that runs workers (an in-memory job store: instances
 never share one) and alone as `takedown scheduler`. Instances coordinate only through the database: due orders
-are claimed with `FOR UPDATE SKIP LOCKED` on the order view's `next_due_at` index (written in each command's own
+are claimed with `FOR UPDATE SKIP LOCKED` on the order view's `next_due_at` index (the next escalation) (written in each command's own
 transaction, so the sweep never waits for the sequencer), and the unique (order, level) key of `escalations`
 makes a second escalation of one level impossible whatever the number of instances. Its cost follows the number
 of due orders, not of open ones.
@@ -20,15 +23,14 @@ from prometheus_client import Counter
 from sqlalchemy import Connection
 
 from services.orders import views
-from services.orders.domain import Command, DomainError, Escalate, replay
+from services.orders.domain import Command, DomainError, Escalate
 from services.orders.service import OrderService
-from services.orders.sla_clock import SlaPolicy, due_escalations, next_due, status
+from services.orders.sla_clock import SlaPolicy, due_escalations, next_due
 from services.sla.projection import SlaProjection
 from services.sla.tables import escalations
 from shared.bus import Published
 from shared.clock import Clock
 from shared.db import Database, TransientError, UniqueViolation
-from shared.events import load_event
 from shared.eventstore import ConcurrencyError, EventStore
 
 log = logging.getLogger("takedown.sweep")
@@ -85,25 +87,26 @@ class Sweep:
         due = views.claim_due(conn, now, self.batch)
         if not due:
             return 0
-        stored = self.store.read_streams(conn, due, positions=False)
+        # One read of the claimed streams: the same states decide what is due and are handed to `record_many`.
+        states = self.orders.repository.load(conn, due)
         commands: list[tuple[str, Command, dict[str, Any]]] = []
-        quiet: dict[str, tuple[str | None, datetime | None]] = {}
+        quiet: dict[str, datetime | None] = {}
         for order_id in due:
-            state = replay(load_event(e.type, e.schema_version, e.data) for e in stored.get(order_id, []))
+            state = states.get(order_id)
             if state is None:
-                quiet[order_id] = (None, None)
+                quiet[order_id] = None
                 continue
             found = due_escalations(state, self.policy, now)
             for escalation in found:
                 commands.append((order_id, Escalate(level=escalation.level, reason=escalation.reason), _META))
             if not found:
-                quiet[order_id] = (status(state, self.policy, now), next_due(state, self.policy, after=now))
-        outcomes: Sequence[object] = self.orders.record_many(conn, commands) if commands else []
+                quiet[order_id] = next_due(state, self.policy)
+        outcomes: Sequence[object] = self.orders.record_many(conn, commands, loaded=states) if commands else []
         for (order_id, command, _), outcome in zip(commands, outcomes, strict=True):
             if isinstance(outcome, DomainError):
                 # Should not happen (the same rules chose it); look again later rather than every pass.
                 log.warning("order %s: escalation refused: %s", order_id, outcome.reason)
-                quiet[order_id] = (None, now + RETRY_REFUSED)
+                quiet[order_id] = now + RETRY_REFUSED
             elif isinstance(command, Escalate):
                 ESCALATED.labels(str(command.level)).inc()
                 log.info("order %s escalated, level %s: %s", order_id, command.level, command.reason)

@@ -1,4 +1,4 @@
-"""The SLA projection's tables: one row per order, exact counts per status and group, an answer-time histogram."""
+"""The SLA projection's tables, the one owner of each order's SLA status over time: one row per order, exact counts per status and group, an answer-time histogram."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ sla_orders = Table(
     Column("at_risk_at", UtcDateTime, nullable=True),
     Column("answered_at", UtcDateTime, nullable=True),
     Column("answer_seconds", Float, nullable=True),
+    # When the clock stopped (a pending contest, a full answer): the remaining time shown is frozen there.
+    Column("clock_stopped_at", UtcDateTime, nullable=True),
     Column("status", String(24), nullable=False),
     # When the status changes by time alone (on_track → at_risk → breached); NULL when nothing is pending.
     Column("next_change_at", UtcDateTime, nullable=True),
@@ -39,7 +41,7 @@ sla_counts = Table(
     Column("n", BigInteger, nullable=False),
 )
 
-# Time from notification to a full answer, in logarithmic buckets 5% wide, per (dimension, key).
+# Time from notification to a full answer, in logarithmic buckets 10% wide (`projection.BUCKET_GROWTH`), per (dimension, key).
 sla_answer_histogram = Table(
     "sla_answer_histogram",
     metadata,

@@ -36,16 +36,19 @@ class OrderFacts:
     item_outcomes: tuple[str, ...]
     sla_status: str | None
     answer_seconds: float | None
+    # Contested at some point, whatever the review decided: a contest that happened stays counted.
+    contested: bool = False
 
 
-def item_outcome(item: Mapping[str, Any], order_status: str) -> str:
-    """An item's outcome: the one the platform reported, else withdrawn, contested (awaiting review) or no answer."""
+def item_outcome(item: Mapping[str, Any], order_status: str, contested: bool = False) -> str:
+    """An item's outcome: the one the platform reported, else withdrawn, contested (the order was, whether the
+    contest awaits review or was upheld) or no answer."""
     reported = item.get("outcome")
     if isinstance(reported, Mapping) and reported.get("outcome") in REPORTED:
         return str(reported["outcome"])
     if order_status == "withdrawn":
         return "withdrawn"
-    if order_status == "contested":
+    if contested or order_status == "contested":
         return "contested"
     return "no_answer"
 
@@ -62,6 +65,7 @@ def from_row(row: Any) -> OrderFacts:
     doc: Mapping[str, Any] = row.document
     authority = doc.get("authority") or {}
     status = str(row.status)
+    contested = doc.get("contested_at") is not None or status == "contested"
     return OrderFacts(
         order_id=row.id,
         issued_at=row.issued_at,
@@ -71,9 +75,10 @@ def from_row(row: Any) -> OrderFacts:
         legal_basis=legal_basis_label(doc.get("legal_basis")),
         platform_id=row.platform_id,
         status=status,
-        item_outcomes=tuple(item_outcome(i, status) for i in doc.get("items") or ()),
+        item_outcomes=tuple(item_outcome(i, status, contested) for i in doc.get("items") or ()),
         sla_status=row.sla_status,
         answer_seconds=row.answer_seconds,
+        contested=contested,
     )
 
 

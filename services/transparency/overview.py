@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from services.orders.sla_clock import SLA_STATUSES
+from services.orders.sla_clock import SLA_STATUSES, SlaPolicy, remaining_seconds, status_at
 from services.orders.visibility import narrowed
 from services.registry import service as registry
 from services.sla.queries import summary_of_rows
@@ -62,10 +62,10 @@ def overview(
     authority: str | None,
     category: str | None,
     platform: str | None,
-    sla_hours: float = 24,
+    policy: SlaPolicy,
     urgent_limit: int = 100,
 ) -> dict[str, Any]:
-    """Everything the dashboard shows for one filter, as of `now`."""
+    """Everything the dashboard shows for one filter, as of `now` (the tiles: as of the sweep, as the summary)."""
     authority, platform = narrowed(principal, authority, platform)
     stmt = facts_of.filtered(
         select(sla_orders), sla_orders, start, end, authority=authority, category=category, platform=platform
@@ -82,10 +82,11 @@ def overview(
             "platform": names.get(r["platform_id"], r["platform_id"]),
             "authority_id": r["authority_id"],
             "category": r["category"],
-            "status": r["status"],
+            "status": (status := status_at(r["status"], r["deadline"], r["category"], policy, now)),
             "issued_at": r["issued_at"],
             "deadline": r["deadline"],
-            "remaining_seconds": round((r["deadline"] - now).total_seconds(), 3),
+            # The same rules as the order document and /v1/sla/orders (`sla_clock`).
+            "remaining_seconds": remaining_seconds(status, r["deadline"], r["clock_stopped_at"], now),
         }
         for r in urgent[:urgent_limit]
     ]
@@ -111,7 +112,7 @@ def overview(
         "urgent": urgent_out,
         "urgent_total": len(urgent),
         "answer_times": answer_bars([r["answer_seconds"] for r in rows if r["answer_seconds"] is not None]),
-        "sla_hours": sla_hours,
+        "sla_hours": policy.default_hours,
         "daily": [
             {
                 "day": d.isoformat(),

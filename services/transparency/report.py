@@ -118,7 +118,7 @@ def figures(facts: Iterable[OrderFacts], min_cell: int) -> Figures:
         orders=len(facts),
         items=sum(len(f.item_outcomes) for f in facts),
         outcomes=outcomes,
-        orders_contested=sum(1 for f in facts if f.status == "contested"),
+        orders_contested=sum(1 for f in facts if f.contested),
         orders_withdrawn=sum(1 for f in facts if f.status == "withdrawn"),
         sla_decided=len(decided),
         sla_met=met,

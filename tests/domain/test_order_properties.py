@@ -41,7 +41,16 @@ from services.orders.domain import (
     decide,
     replay,
 )
-from services.orders.sla_clock import DEFAULT_POLICY, due_escalations, escalation_due_at, next_due, status
+from services.orders.sla_clock import (
+    DEFAULT_POLICY,
+    _clock_runs,
+    clock_running,
+    clock_stopped_at,
+    due_escalations,
+    escalation_due_at,
+    next_due,
+    status,
+)
 from shared.events import (
     CATEGORIES,
     DeliveryAttemptFailed,
@@ -424,7 +433,10 @@ def check_invariants(log: list[Event], state: OrderState | None, stored: list[Ev
                     awaiting = "declines"
         elif isinstance(fact, OrderEscalated):
             assert awaiting is None or fact.level == REVIEW_OVERDUE
-    assert (awaiting == "contest") == (state.contested_at is not None) == (state.status == "contested")
+    assert (awaiting == "contest") == (state.contest_pending_since is not None) == (state.status == "contested")
+    # A contest that happened stays on the record after its review (upheld or withdrawn).
+    contests = [e for e in log if isinstance(e, OrderContested)]
+    assert state.contested_at == (contests[0].contested_at if contests else None)
     assert (awaiting == "declines") == (state.status == "declined")
     assert state.paused_seconds >= 0
     assert state.failed_attempts == len(indices(log, DeliveryAttemptFailed))
@@ -444,9 +456,13 @@ def check_schedule(state: OrderState | None, now: datetime) -> None:
         assert accepted == (level in due), f"level {level}: schedule says {level in due}, rule {accepted}"
         at = escalation_due_at(state, level, DEFAULT_POLICY)
         assert level not in due or (at is not None and at <= now)
-    upcoming = next_due(state, DEFAULT_POLICY, after=now)
+    upcoming = next_due(state, DEFAULT_POLICY)
     assert (upcoming is None) or state.is_open
     sla = status(state, DEFAULT_POLICY, now)
+    # "Is the clock running" has one meaning: the status's, and the schedule's reading of the state agree.
+    assert clock_running(sla) == _clock_runs(state)
+    stopped = clock_stopped_at(state)
+    assert clock_running(sla) or sla in ("awaiting_delivery", "withdrawn") or stopped is not None, sla
     assert (sla == "declined") == (state.status == "declined" or state.declines_accepted_at is not None)
     if sla in ("met", "met_late"):
         assert state.status == "closed" and not state.declined_item_ids

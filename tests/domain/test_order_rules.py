@@ -504,7 +504,8 @@ def test_uphold_resumes_and_accounts_paused_time() -> None:
     state, events = execute(state, Uphold(reason="content is illegal"), T0 + 5 * H)
     assert events == [OrderUpheld(reason="content is illegal", upheld_at=T0 + 5 * H)]
     assert state.status == "delivered"
-    assert state.contested_at is None
+    # The contest stays on the record; it no longer awaits review.
+    assert state.contested_at == T0 + 2 * H and state.contest_pending_since is None
     assert state.upheld_at == T0 + 5 * H
     assert state.paused_seconds == 3 * 3600
 
@@ -554,7 +555,9 @@ def test_withdraw_any_open_order(state_name: str) -> None:
     assert events == [OrderWithdrawn(reason="issued in error", withdrawn_at=LATER)]
     assert state.status == "withdrawn"
     assert state.withdrawn_at == LATER
-    assert state.contested_at is None
+    # Nothing awaits review any more; a contest made before the withdrawal stays on the record.
+    assert state.contest_pending_since is None
+    assert (state.contested_at is not None) == (state_name in ("contested", "upheld"))
     assert not state.is_open
 
 

@@ -37,9 +37,12 @@ from services.orders.sla_clock import (
     due_escalations,
     next_due,
     next_escalation,
+    next_status_change,
     remaining,
+    remaining_seconds,
     review_due,
     status,
+    status_at,
 )
 from shared.events import OrderEscalated
 from tests.builders import T0, execute, issue_cmd, run
@@ -64,7 +67,9 @@ def report(*items: tuple[str, datetime]) -> ReportOutcomes:
 
 
 def sla(state: OrderState, now: datetime, policy: SlaPolicy = POLICY) -> tuple[str, timedelta | None]:
-    return status(state, policy, now), remaining(state, policy, now)
+    # `remaining` is in whole seconds (rounded down); the expectations below read better as durations.
+    left = remaining(state, policy, now)
+    return status(state, policy, now), (timedelta(seconds=left) if left is not None else None)
 
 
 # -------------------------------------------------------------------------------------------------- policy
@@ -471,27 +476,20 @@ def test_nothing_escalates_once_closed_or_withdrawn() -> None:
         assert next_due(state, POLICY) is None
 
 
-def test_next_due_walks_the_status_changes_and_escalations() -> None:
+def test_next_due_is_the_next_escalation_and_stays_due_until_recorded() -> None:
     state = delivered()
-    tick = timedelta(microseconds=1)
-    at_risk = DUE - 6 * H
-    assert next_due(state, POLICY, after=NOTIFIED) == at_risk + tick
-    assert status(state, POLICY, at_risk) == "on_track"
-    assert status(state, POLICY, at_risk + tick) == "at_risk"
-    assert next_due(state, POLICY, after=at_risk + tick) == DUE  # level 2 falls due at the deadline
+    assert next_due(state, POLICY) == DUE  # level 2 falls due at the deadline
     state = run(state, (Escalate(DEADLINE_MISSED, "x"), DUE))
-    assert next_due(state, POLICY, after=DUE) == DUE + tick  # the first breached instant
-    assert status(state, POLICY, DUE + tick) == "breached"
-    assert next_due(state, POLICY, after=DUE + tick) == DUE + 24 * H
-    # An escalation not yet recorded stays due, however late the sweep looks.
-    assert next_due(state, POLICY, after=DUE + 100 * H) == DUE + 24 * H
+    assert next_due(state, POLICY) == DUE + 24 * H
+    # Status changes by time alone (at risk, breached) are the projection's: `next_status_change`.
+    assert next_status_change("on_track", DUE, "child_cyberbullying", POLICY) == DUE - 6 * H + timedelta(microseconds=1)
 
 
 def test_next_due_of_orders_waiting_for_the_issuer_is_the_review() -> None:
-    assert next_due(contested(), POLICY, after=CONTESTED) == CONTESTED + 72 * H
-    assert next_due(declined(), POLICY, after=NOTIFIED + 2 * H) == NOTIFIED + 74 * H
+    assert next_due(contested(), POLICY) == CONTESTED + 72 * H
+    assert next_due(declined(), POLICY) == NOTIFIED + 74 * H
     reviewed = run(contested(), (Escalate(REVIEW_OVERDUE, "x"), CONTESTED + 72 * H))
-    assert next_due(reviewed, POLICY, after=CONTESTED + 72 * H) is None
+    assert next_due(reviewed, POLICY) is None
 
 
 def test_a_whole_order_life_fires_each_level_once_at_its_time() -> None:
@@ -518,7 +516,7 @@ def test_a_whole_order_life_fires_each_level_once_at_its_time() -> None:
     now = T0
     fired: list[OrderEscalated] = []
     while True:
-        wake = next_due(state, policy, after=now)
+        wake = next_due(state, policy)
         step = life[0][0] if life else None
         candidates = [t for t in (wake, step) if t is not None]
         if not candidates:
@@ -553,3 +551,31 @@ def test_a_sweep_on_a_fixed_interval_fires_each_level_once_within_one_interval()
     assert set(fired) == set(expected)
     for level, due_at in expected.items():
         assert timedelta(0) <= fired[level] - due_at < step
+
+
+# ------------------------------------------------------------------ the one definition every reader uses
+
+
+def test_remaining_seconds_runs_with_now_freezes_once_stopped_and_is_none_without_a_clock() -> None:
+    stopped = DUE - 5 * H
+    for running in ("on_track", "at_risk", "breached"):
+        assert remaining_seconds(running, DUE, None, DUE - S / 2) == 0  # whole seconds, rounded down
+        assert remaining_seconds(running, DUE, None, DUE + S / 2) == -1  # negative from the first breached instant
+    for frozen in ("met", "met_late", "declined", "contested"):
+        assert remaining_seconds(frozen, DUE, stopped, DUE + 100 * H) == 5 * 3600
+    for none in ("awaiting_delivery", "withdrawn"):
+        assert remaining_seconds(none, DUE, stopped, DUE) is None
+    assert remaining_seconds("contested", None, stopped, DUE) is None  # contested before notification
+
+
+def test_status_at_moves_only_a_running_clock() -> None:
+    cat = "child_cyberbullying"
+    assert status_at("on_track", DUE, cat, POLICY, DUE - 6 * H + S) == "at_risk"
+    assert status_at("at_risk", DUE, cat, POLICY, DUE + S) == "breached"
+    assert status_at("met", DUE, cat, POLICY, DUE + 100 * H) == "met"
+    assert status_at("contested", DUE, cat, POLICY, DUE + 100 * H) == "contested"
+    tick = timedelta(microseconds=1)
+    assert next_status_change("on_track", DUE, cat, POLICY) == DUE - 6 * H + tick
+    assert next_status_change("at_risk", DUE, cat, POLICY) == DUE + tick
+    assert next_status_change("breached", DUE, cat, POLICY) is None
+    assert next_status_change("met", DUE, cat, POLICY) is None

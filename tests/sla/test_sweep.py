@@ -5,6 +5,7 @@ holds back numbering does not delay an escalation."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from sqlalchemy import create_engine, func, select, text
 from standardwebhooks import Webhook
 
 from services.bootstrap import bootstrap
+from services.http.schemas.webhooks import OrderEscalatedWebhook
 from services.notifier.outbox import SUPERVISOR
 from services.notifier.sender import transport
 from services.orders.sla_clock import DEADLINE_MISSED, NOT_NOTIFIED, REVIEW_OVERDUE, STILL_OPEN, STILL_OPEN_LONG
@@ -143,6 +145,58 @@ def test_escalations_are_pushed_signed_to_the_supervisor(api: Api) -> None:
     assert [e["type"] for e in events] == ["order.issued", "order.escalated"], "the supervisor's push adds no fact"
 
 
+def test_every_escalation_webhook_states_its_level_and_reason(api: Api) -> None:
+    supervisor_secret = "whsec_" + "c3VwZXJ2aXNvci1zZWNyZXQtZm9yLXRlc3Rz"
+    with Receiver() as receiver:
+        receiver.script("/platform", Respond(200))
+        receiver.script("/supervisor", Respond(200))
+        r = api.call(
+            "PATCH", f"/v1/platforms/{api.platform_a}", "admin", json={"webhook_url": receiver.url("/platform")}
+        )
+        assert r.status_code == 200, r.text
+        platform_secret = api.call("POST", f"/v1/platforms/{api.platform_a}/secret/rotate", "admin").json()[
+            "webhook_secret"
+        ]
+        settings = service_settings(api.container.settings.database_url).model_copy(
+            update={
+                "supervisor_webhook_url": receiver.url("/supervisor"),
+                "supervisor_webhook_secret": supervisor_secret,
+            }
+        )
+        # The receiver's signatures are checked against the real time: notified 25 h ago, swept now.
+        now = datetime.now(UTC).replace(microsecond=0)
+        api.clock.set(now - timedelta(hours=25))
+        container = bootstrap(Settings.model_validate(settings.model_dump()), clock=FrozenClock(now))
+
+        async def push(c: Any) -> None:
+            async with transport(4) as pool:
+                jobs = await asyncio.to_thread(c.notifier.claim, 10)
+                await asyncio.gather(*(c.notifier.attempt(pool, j) for j in jobs))
+
+        try:
+            oid = api.issue().json()["id"]
+            asyncio.run(push(api.container))  # order.issued answered 2xx: notified, the clock runs
+            container.sweep.run_once()  # the deadline passed an hour ago: level 2
+            asyncio.run(push(container))
+        finally:
+            container.close()
+        # The order.issued push is signed 25 h ago, too old to verify now: only the escalation's is checked.
+        pushed = {json.loads(q.body)["type"]: q for q in receiver.requests("/platform")}
+        assert set(pushed) == {"order.issued", "order.escalated"}
+        escalated = Webhook(platform_secret).verify(pushed["order.escalated"].body, pushed["order.escalated"].headers)
+        [supervisor] = [Webhook(supervisor_secret).verify(q.body, q.headers) for q in receiver.requests("/supervisor")]
+    expected = {"level": DEADLINE_MISSED, "reason": "the deadline passed without a full answer"}
+    for payload in (escalated, supervisor):
+        assert payload["type"] == "order.escalated" and payload["data"]["order"]["id"] == oid
+        assert payload["data"]["escalation"] == expected
+        OrderEscalatedWebhook.model_validate(payload)  # the body is the one the OpenAPI document describes
+    spec = api.call("GET", "/openapi.json", None).json()
+    body = spec["webhooks"]["order.escalated"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    data = spec["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]["properties"]["data"]
+    assert "escalation" in spec["components"]["schemas"][data["$ref"].rsplit("/", 1)[1]]["required"]
+    assert "escalation" not in json.loads(pushed["order.issued"].body)["data"]
+
+
 # --------------------------------------------------------------------------------------------- PostgreSQL
 
 
@@ -173,6 +227,7 @@ SWEEPER = """
 import sys
 from datetime import datetime
 from services.bootstrap import bootstrap
+from services.http.schemas.webhooks import OrderEscalatedWebhook
 from shared.clock import FrozenClock
 from tests.builders import service_settings
 container = bootstrap(service_settings(sys.argv[1]), clock=FrozenClock(datetime.fromisoformat(sys.argv[2])))
@@ -226,6 +281,9 @@ def test_orders_filter_by_sla_status_as_the_sweep_moves_them(api: Api) -> None:
     api.call("POST", f"/v1/orders/{fast}/outcomes", "platform_a", json={"outcomes": outcomes})
 
     def ids(sla_status: str) -> list[str]:
+        # The filter reads the SLA projection (the one owner of SLA status), fed by position.
+        api.container.sequencer.catch_up()
+        api.container.projections.run_once()
         r = api.call("GET", "/v1/orders", "auditor", params={"sla_status": sla_status})
         assert r.status_code == 200, r.text
         return [o["id"] for o in r.json()["items"]]

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from services.cli import cli
 from shared.eventstore import RecordedEvent
+from tests.builders import T0
 from tests.support import Api
 from tests.transparency.seed import REASONS, REP_NAME, SECRET_NAME, Seeded, project, seed
 
@@ -70,6 +71,7 @@ def expected_orders(api: Api) -> dict[str, dict[str, Any]]:
                 "items": [i["item_id"] for i in d["items"]],
                 "outcomes": {},
                 "state": "open",
+                "contested": False,
                 "notified_at": None,
             }
             continue
@@ -84,6 +86,7 @@ def expected_orders(api: Api) -> dict[str, dict[str, Any]]:
             )
         elif e.type in ("order.contested", "order.withdrawn", "order.closed"):
             o["state"] = e.type.removeprefix("order.")
+            o["contested"] = o["contested"] or e.type == "order.contested"
         elif e.type == "order.upheld":
             o["state"] = "open"
     for o in orders.values():
@@ -91,7 +94,11 @@ def expected_orders(api: Api) -> dict[str, dict[str, Any]]:
         o["item_outcomes"] = [
             outcomes[i][0]
             if i in outcomes
-            else {"withdrawn": "withdrawn", "contested": "contested"}.get(state, "no_answer")
+            else "withdrawn"
+            if state == "withdrawn"
+            else "contested"
+            if o["contested"]
+            else "no_answer"
             for i in o["items"]
         ]
         deadline = o["notified_at"] + timedelta(hours=24) if o["notified_at"] else None  # the seed upholds no contest
@@ -123,7 +130,7 @@ def expected_figures(orders: list[dict[str, Any]], reported_met: int) -> dict[st
         "orders": len(orders),
         "items": sum(len(o["items"]) for o in orders),
         "outcomes": {k: sum(o["item_outcomes"].count(k) for o in orders) for k in OUTCOMES},
-        "orders_contested": sum(1 for o in orders if o["state"] == "contested"),
+        "orders_contested": sum(1 for o in orders if o["contested"]),
         "orders_withdrawn": sum(1 for o in orders if o["state"] == "withdrawn"),
         "sla_decided": decided,
         "sla_met": reported_met,
@@ -282,3 +289,38 @@ def test_the_command_prints_the_same_report(
     ).text
     # The same rows as the API (the clock differs: the command's is the wall clock, so SLA states may have moved).
     assert [r.split(",")[:5] for r in out.read_text().splitlines()] == [r.split(",")[:5] for r in api_csv.splitlines()]
+
+
+def test_a_contest_that_happened_stays_counted_and_visible_after_its_review(api: Api) -> None:
+    api.clock.set(T0)
+    ids = []
+    for n in range(MIN_CELL):  # a published cell
+        r = api.issue(issuer_reference=f"CONTEST-{n}")
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+        assert api.call("POST", f"/v1/orders/{ids[-1]}/acknowledge", "platform_a", json={}).status_code == 200
+    upheld, withdrawn = ids[0], ids[1]
+    api.advance(hours=1)
+    contested_at = api.clock.now()
+    for oid in (upheld, withdrawn):
+        body = {"grounds": "not_illegal", "detail": "satire of a public figure"}
+        assert api.call("POST", f"/v1/orders/{oid}/contest", "platform_a", json=body).status_code == 200
+    api.advance(hours=2)
+    r = api.call("POST", f"/v1/orders/{upheld}/uphold", "issuer", json={"reason": "the content is illegal"})
+    assert r.status_code == 200, r.text
+    r = api.call("POST", f"/v1/orders/{withdrawn}/withdraw", "issuer", json={"reason": "withdrawn on review"})
+    assert r.status_code == 200, r.text
+    project(api)
+
+    document = api.call("GET", f"/v1/orders/{upheld}", "auditor").json()
+    assert document["status"] == "acknowledged" and document["sla_status"] == "on_track"
+    assert datetime.fromisoformat(document["contested_at"]) == contested_at
+    assert datetime.fromisoformat(document["upheld_at"]) == api.clock.now()
+    gone = api.call("GET", f"/v1/orders/{withdrawn}", "auditor").json()
+    assert datetime.fromisoformat(gone["contested_at"]) == contested_at
+
+    [row] = [r for r in report(api)["rows"] if r["period"] == "2026-03"]
+    figures = row["figures"]
+    assert figures["orders"] == MIN_CELL and figures["orders_contested"] == 2 and figures["orders_withdrawn"] == 1
+    # The upheld order's two items await an answer after a contest; the withdrawn order's are withdrawn.
+    assert figures["outcomes"]["contested"] == 2 and figures["outcomes"]["withdrawn"] == 2

@@ -16,7 +16,7 @@ class FiguresOut(BaseModel):
     orders: int
     items: int
     outcomes: dict[str, int] = Field(description=f"items by outcome: {', '.join(OUTCOMES)}")
-    orders_contested: int = Field(description="orders awaiting the review of a contest")
+    orders_contested: int = Field(description="orders contested, awaiting review or reviewed (upheld or withdrawn)")
     orders_withdrawn: int
     sla_decided: int = Field(description="orders whose deadline is decided: answered, declined, or breached")
     sla_met: int = Field(description="orders fully answered within the SLA")
