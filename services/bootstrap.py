@@ -17,7 +17,7 @@ from services.orders.sla_clock import SlaPolicy
 from services.registry.service import WebhookEndpoint
 from services.sla.projection import SlaProjection
 from services.sla.sweep import Scheduler, Sweep, record_escalation
-from shared.auth import Principal
+from shared.auth import KeyCache, Principal
 from shared.bus import MessageBus
 from shared.clock import Clock, SystemClock
 from shared.db import Database, make_engine
@@ -45,6 +45,7 @@ class Container:
     sla: SlaProjection
     projections: ProjectionRunner
     ledger: Ledger
+    keys: KeyCache
 
     def close(self) -> None:
         """Stop background loops and release connections."""
@@ -122,6 +123,7 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
         sla=sla,
         projections=projections,
         ledger=ledger,
+        keys=KeyCache(clock, settings.auth_cache_s),
     )
 
 
