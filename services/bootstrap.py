@@ -73,7 +73,7 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
     sequencer = Sequencer(db, store)
     orders = OrderService(db=db, store=store, clock=clock, policy=policy, bus=bus)
     notifier = Notifier(
-        db,
+        db.urgent(),  # on SQLite its claims and records go before waiting intake, or pushes fall behind
         orders.record_many,
         clock,
         NotifierConfig(
