@@ -23,7 +23,7 @@ from services.registry.service import PlatformsProjection, Registry, WebhookEndp
 from services.sla.projection import SlaProjection
 from services.sla.queries import ids_with_status
 from services.sla.sweep import Scheduler, Sweep, record_escalation
-from shared.auth import Principal
+from shared.auth import KeyCache, Principal
 from shared.bus import MessageBus
 from shared.clock import Clock, SystemClock
 from shared.db import Database, make_engine
@@ -54,6 +54,7 @@ class Container:
     projections: ProjectionRunner
     ledger: Ledger
     evidence: Evidence
+    keys: KeyCache
 
     def rebuildable(self) -> list[Projection]:
         """Every projection `takedown projections rebuild` replays: the runner's, and the registry's table (which
@@ -95,7 +96,7 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
         secret_overlap=timedelta(hours=settings.secret_overlap_hours),
     )
     notifier = Notifier(
-        db,
+        db.urgent(),  # on SQLite its claims and records go before waiting intake, or pushes fall behind
         orders.record_many,
         clock,
         NotifierConfig(
@@ -154,6 +155,7 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
         projections=projections,
         ledger=ledger,
         evidence=Evidence(db, store, clock, ledger, sources),
+        keys=KeyCache(clock, settings.auth_cache_s),
     )
 
 

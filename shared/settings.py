@@ -21,6 +21,12 @@ class Settings(BaseSettings):
     # Run the notifier and the sequencer inside the API process (the embedded default).
     embedded_workers: bool = True
     max_body_bytes: int = 256 * 1024
+    # Threads that run the API's routes (0: four per CPU). More only contend for the interpreter lock; keep the
+    # PostgreSQL pool (10 connections) at least this large, or requests open and close overflow connections.
+    http_threads: int = Field(default=0, ge=0)
+    # How long a process trusts an API key it has checked (0: check every request). A key revoked in another
+    # process stops working here within this long; in the revoking process, at once.
+    auth_cache_s: float = Field(default=5.0, ge=0)
     sla_hours: float = 24.0
     sla_category_hours: dict[str, float] = Field(default_factory=dict)
     sla_at_risk_share: float = 0.25

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
@@ -44,6 +46,9 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Sync routes run in this loop's thread pool: sized to the cores, not anyio's default of 40.
+        threads = container.settings.http_threads or 4 * (os.cpu_count() or 1)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = threads
         stop = asyncio.Event()
         notifier: asyncio.Task[None] | None = None
         if workers:

@@ -36,8 +36,12 @@ def get_principal(
     """The caller named by `Authorization: Bearer <key>`, or 401."""
     if credentials is None:
         raise Problem(401, "unauthenticated", "Unauthorized", "send Authorization: Bearer <api key>")
-    with container.db.read() as conn:
-        principal = authenticate(conn, credentials.credentials)
+
+    def load(plaintext: str) -> Principal | None:
+        with container.db.read() as conn:
+            return authenticate(conn, plaintext)
+
+    principal = container.keys.principal(credentials.credentials, load)
     if principal is None:
         raise Problem(401, "unauthenticated", "Unauthorized", "unknown or revoked API key")
     return principal

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, compile_path
+from starlette.types import ASGIApp, Receive, Scope, Send
 from typing_extensions import TypedDict  # pydantic needs this TypedDict before Python 3.12
 
 from services.ledger.errors import (
@@ -202,12 +203,25 @@ def install(app: FastAPI, routers: Iterable[APIRouter] = ()) -> None:
     """Route every error raised in the app through problem+json; a 405's Allow also reads the routes of `routers`."""
     included = list(routers)
 
-    @app.middleware("http")
-    async def _refuse_nul(request: Request, call_next: Any) -> Any:
-        # PostgreSQL text cannot hold NUL; an id or filter carrying one is a bad request, not a database error.
-        if "\x00" in request.url.path or b"%00" in request.scope.get("query_string", b"").lower():
-            return problem_response(400, "bad-request", "Bad Request", "NUL characters are not allowed in the URL")
-        return await call_next(request)
+    class _RefuseNul:
+        """PostgreSQL text cannot hold NUL; an id or filter carrying one is a bad request, not a database error.
+
+        Pure ASGI: a BaseHTTPMiddleware would run every request through an extra task and stream.
+        """
+
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"].lower()):
+                refusal = problem_response(
+                    400, "bad-request", "Bad Request", "NUL characters are not allowed in the URL"
+                )
+                await refusal(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+
+    app.add_middleware(_RefuseNul)
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:

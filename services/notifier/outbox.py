@@ -20,6 +20,8 @@ from shared.bulk import bulk_insert, bulk_update
 from shared.bus import Published
 from shared.ids import new_id
 
+_INSERT = deliveries.insert()
+
 # The events a platform is pushed; everything else it reads from its inbox (GET /v1/orders).
 WEBHOOK_TYPES = frozenset(
     {"order.issued", "order.withdrawn", "order.upheld", "order.escalated", "order.declines_accepted"}
@@ -81,7 +83,8 @@ class Outbox:
         if event.type == "order.escalated":
             payload["data"]["escalation"] = {"level": int(event.data["level"]), "reason": str(event.data["reason"])}
         conn.execute(
-            deliveries.insert().values(
+            _INSERT,  # parameters apart from the statement: its compiled form is cached, not rebuilt per event
+            dict(
                 id="msg_" + new_id().replace("-", ""),
                 order_id=event.stream_id,
                 platform_id=platform_id,
@@ -94,7 +97,7 @@ class Outbox:
                 next_attempt_at=now,
                 created_at=now,
                 request_id=event.meta.get("request_id"),
-            )
+            ),
         )
 
     def links(self, order_id: str) -> dict[str, str]:

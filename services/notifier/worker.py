@@ -133,9 +133,10 @@ class Notifier:
                     claimed = len(jobs)
                     for job in jobs:
                         self._busy[job.platform_id] += 1
-                        task = asyncio.create_task(self.attempt(pool_for(job.platform_id), job))
+                        free = self._slot(job.platform_id)
+                        task = asyncio.create_task(self.attempt(pool_for(job.platform_id), job, on_sent=free))
                         self._inflight.add(task)
-                        task.add_done_callback(self._done(job.platform_id))
+                        task.add_done_callback(self._done(free))
                 if claimed == 0 or len(self._inflight) >= self.config.total:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.config.poll_interval_s):
@@ -149,12 +150,24 @@ class Notifier:
             for pool in pools.values():
                 await pool.aclose()
 
-    def _done(self, platform_id: str) -> Callable[[asyncio.Task[None]], None]:
+    def _slot(self, platform_id: str) -> Callable[[], None]:
+        """What frees a platform's slot, once: when its request is answered, or when the attempt ends otherwise."""
+        freed = False
+
+        def free() -> None:
+            nonlocal freed
+            if not freed:
+                freed = True
+                self._busy[platform_id] -= 1
+                if self._wake is not None:
+                    self._wake.set()  # a slot freed: there may be work for that platform
+
+        return free
+
+    def _done(self, free: Callable[[], None]) -> Callable[[asyncio.Task[None]], None]:
         def callback(task: asyncio.Task[None]) -> None:
             self._inflight.discard(task)
-            self._busy[platform_id] -= 1
-            if self._wake is not None:
-                self._wake.set()  # a slot freed: there may be work for that platform
+            free()
 
         return callback
 
@@ -167,27 +180,31 @@ class Notifier:
         full = [p for p, n in self._busy.items() if n >= self.config.per_platform]
         with self.db.transaction() as conn:
             claimed = outbox.claim(conn, self.worker_id, now, lease_until, limit, full)
-            # The claimed jobs' endpoints, read here (a worker thread) instead of on the event loop per attempt.
-            found = {**registry.endpoints(conn, {c.platform_id for c in claimed}), **self.config.extra_endpoints}
-        jobs = [
-            Job(**{f.name: getattr(c, f.name) for f in fields(c)}, endpoint=found.get(c.platform_id)) for c in claimed
-        ]
-        # Per-platform cap inside one claim batch too: hand back what exceeds it.
-        kept: list[Job] = []
-        counts: Counter[str] = Counter()
-        for job in jobs:
-            if self._busy[job.platform_id] + counts[job.platform_id] < self.config.per_platform:
-                counts[job.platform_id] += 1
-                kept.append(job)
-        if len(kept) < len(jobs):
-            with self.db.transaction() as conn:
-                outbox.release(conn, self.worker_id, [j.id for j in jobs if j not in kept])
-        return kept
+            # Per-platform cap inside one claim batch too: hand back what exceeds it, in the same transaction
+            # (on SQLite a second one would wait its turn behind every writer again).
+            kept: list[Claimed] = []
+            counts: Counter[str] = Counter()
+            for c in claimed:
+                if self._busy[c.platform_id] + counts[c.platform_id] < self.config.per_platform:
+                    counts[c.platform_id] += 1
+                    kept.append(c)
+            if len(kept) < len(claimed):
+                taken = {c.id for c in kept}
+                outbox.release(conn, self.worker_id, [c.id for c in claimed if c.id not in taken])
+            # The kept jobs' endpoints, read here (a worker thread) instead of on the event loop per attempt.
+            found = {**registry.endpoints(conn, {c.platform_id for c in kept}), **self.config.extra_endpoints}
+        return [Job(**{f.name: getattr(c, f.name) for f in fields(c)}, endpoint=found.get(c.platform_id)) for c in kept]
 
     # ---------------------------------------------------------------------------------------- attempt
 
-    async def attempt(self, pool: httpx.AsyncBaseTransport, job: Job) -> None:
-        """Make one attempt at a claimed delivery: vet its destination, sign, send, and record the result."""
+    async def attempt(
+        self, pool: httpx.AsyncBaseTransport, job: Job, on_sent: Callable[[], None] | None = None
+    ) -> None:
+        """Make one attempt at a claimed delivery: vet its destination, sign, send, and record the result.
+
+        `on_sent` is called once the request is over, before the result is recorded: the per-platform cap
+        counts requests in flight, and a slot waiting for a commit would only slow the platform's queue.
+        """
         # This task's own context: every line logged during the attempt names its delivery and request.
         structlog.contextvars.bind_contextvars(**job.log_fields())
         try:
@@ -205,6 +222,8 @@ class Notifier:
                 headers = webhook_headers(endpoint.signing_secrets(now), job.id, int(now.timestamp()), job.body)
                 # Connect to the address just checked, so a second DNS answer cannot point the request elsewhere.
                 result = await send(pool, endpoint.url, headers, job.body, self.config.timeout_s, address)
+            if on_sent is not None:
+                on_sent()
             await self._recorded(job, result, now)
         except Exception:
             log.exception("attempt failed unexpectedly")

@@ -163,10 +163,13 @@ class OrderService:
         """Issue an order; a repeat (same key or issuer_reference, same order) returns the first one unchanged."""
         digest = request_hash(order)
 
-        def work(conn: Connection) -> tuple[dict[str, Any], bool]:
+        def repeat(conn: Connection) -> tuple[dict[str, Any], bool]:
             existing = self._existing(conn, principal, order.issuer_reference, idempotency_key, digest)
             if existing is not None:
                 return existing, False
+            return create(conn)  # the key or reference that tripped was not ours after all (a rolled-back race)
+
+        def create(conn: Connection) -> tuple[dict[str, Any], bool]:
             if registry.find(conn, order.platform_id) is None:
                 raise UnknownPlatform(f"no platform {order.platform_id!r} is registered")
             order_id = new_id()
@@ -178,8 +181,14 @@ class OrderService:
                 self._remember_key(conn, principal, idempotency_key, digest, order_id)
             return document, True
 
-        # A concurrent repeat that wins the race trips a unique key; the next round finds and returns its order.
-        return self.db.run(work, retry_on=(UniqueViolation, TransientError))
+        try:
+            # No read before the write: the unique keys (authority, issuer_reference) and (authority,
+            # Idempotency-Key) tell a repeat, and the transaction that trips one rolls back whole.
+            return self.db.run(create, retry_on=(TransientError,))
+        except UniqueViolation:
+            # A repeat, or a concurrent one that committed first: find it and compare. Should yet another race
+            # trip a key, the next round finds its order.
+            return self.db.run(repeat, retry_on=(UniqueViolation, TransientError))
 
     def act(self, principal: Principal, order_id: str, command: Command) -> dict[str, Any]:
         """Run a platform's or issuer's command on an order it may see; refusals (DomainError) record nothing.
