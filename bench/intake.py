@@ -376,6 +376,8 @@ end
 
 def get_script(server: Server, run: str, paths: list[str]) -> str:
     """wrk's Lua for GETs: each request one of `paths` at random (each thread seeded apart)."""
+    if not paths:
+        raise RuntimeError(f"{server.name}: nothing to read (did its POST run store no order?)")
     listed = ",\n".join(lua_string(p) for p in paths)
     return f"""
 RUN = {lua_string(run)}
