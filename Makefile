@@ -33,8 +33,10 @@ lint: install
 
 bench: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,bench]'
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/notifier.py
+	$(BIN)/python bench/intake.py
 
 clean:
 	rm -rf $(VENV) takedown.db takedown.db-wal takedown.db-shm
