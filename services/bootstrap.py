@@ -19,6 +19,7 @@ from services.notifier.worker import Notifier, NotifierConfig
 from services.orders.service import OrderService
 from services.orders.sla_clock import SlaPolicy
 from services.orders.visibility import tenant
+from services.registry import service as platforms
 from services.registry.service import PlatformsProjection, Registry, WebhookEndpoint
 from services.sla.projection import SlaProjection
 from services.sla.queries import ids_with_status
@@ -120,8 +121,8 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
     sweep = Sweep(db, store, orders, sla, policy, clock)
     sources = EvidenceSources(
         deliveries=lambda conn, order_id: delivery_log.find(conn, order_id=order_id, limit=10_000),
-        on_record=registry.on_record,
-        platform_stream=registry.stream_id,
+        on_record=platforms.on_record,
+        platform_stream=platforms.stream_id,
     )
 
     # In the command's transaction: the webhooks platforms are pushed (the transactional outbox).
