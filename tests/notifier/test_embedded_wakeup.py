@@ -12,7 +12,6 @@ from fastapi.testclient import TestClient
 
 from services.bootstrap import bootstrap
 from services.http.app import create_app
-from services.registry import service as registry
 from shared.auth import create_key
 from shared.db import WriterQueue, make_engine
 from shared.migrate import upgrade
@@ -40,9 +39,8 @@ def test_an_issued_order_is_pushed_on_commit_without_waiting_for_a_poll(tmp_path
     container.notifier.config = dataclasses.replace(container.notifier.config, poll_interval_s=3600.0)
     now = container.clock.now()
     with container.db.transaction() as conn:
-        platform, _ = registry.register(
-            conn, platform_fields("A", webhook_url=receiver.script("/hook", Respond())), now
-        )
+        fields = platform_fields("A", webhook_url=receiver.script("/hook", Respond()))
+        platform, _ = container.registry.register_in(conn, fields, now)
         key = create_key(conn, "issuer", now, authority_id="mci", authority_name="Ministry")[0]
     headers = {"Authorization": f"Bearer {key}"}
     try:
