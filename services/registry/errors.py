@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from shared.errors import ServiceError
 
-class RegistryError(Exception):
+
+class RegistryError(ServiceError):
     """Base of the registry's refusals. `code` is stable; the message is for people."""
 
     code = "registry-error"
@@ -13,9 +15,7 @@ class PlatformNotFound(RegistryError):
     """No platform has this id."""
 
     code = "not-found"
-
-    def __init__(self) -> None:
-        super().__init__("no such platform")
+    message = "no such platform"
 
 
 class PlatformNameTaken(RegistryError):
