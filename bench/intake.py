@@ -553,9 +553,9 @@ def profile_post(server: Server, duration: float, out_dir: Path) -> list[str]:
 
 SEED_ORDERS_SQL = """
 INSERT INTO orders (id, issuer_reference, authority_id, platform_id, category, status, issued_at, notified_at,
-                    deadline, next_due_at, sla_status, closed_at, withdrawn_at, version, request_hash, document)
+                    deadline, next_due_at, closed_at, withdrawn_at, version, request_hash, document)
 SELECT s.oid, s.ref, t.authority_id, t.platform_id, t.category, t.status, t.issued_at - g.i * interval '1 second',
-       t.notified_at, t.deadline, t.next_due_at, t.sla_status, t.closed_at, t.withdrawn_at, t.version, t.request_hash,
+       t.notified_at, t.deadline, t.next_due_at, t.closed_at, t.withdrawn_at, t.version, t.request_hash,
        replace(replace(t.document::text, t.id, s.oid), t.issuer_reference, s.ref)::json
 FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) AS g(i)
 CROSS JOIN LATERAL (SELECT md5('seed-o' || g.i)::uuid::text AS oid, 'SEED-' || lpad(g.i::text, 7, '0') AS ref) AS s

@@ -49,8 +49,8 @@ INSERT_EVENT = (
 )
 INSERT_ORDER = (
     "INSERT INTO orders (id, issuer_reference, authority_id, platform_id, category, status, issued_at, deadline,"
-    " next_due_at, sla_status, version, request_hash, document)"
-    " VALUES (%s, %s, %s, %s, %s, 'issued', %s, NULL, %s, 'not_notified', 1, %s, %s)"
+    " next_due_at, version, request_hash, document)"
+    " VALUES (%s, %s, %s, %s, %s, 'issued', %s, NULL, %s, 1, %s, %s)"
 )
 INSERT_DELIVERY = (
     "INSERT INTO deliveries (id, order_id, platform_id, webhook_type, event_id, payload, state, attempts, retry_base,"
@@ -59,7 +59,7 @@ INSERT_DELIVERY = (
 INSERT_KEY = (
     "INSERT INTO idempotency_keys (authority_id, key, request_hash, order_id, created_at) VALUES (%s, %s, %s, %s, %s)"
 )
-SELECT_ONE = "SELECT * FROM orders WHERE id = %s"
+SELECT_ONE = "SELECT id, document, platform_id, notified_at, status FROM orders WHERE id = %s"
 SELECT_PAGE = (
     "SELECT id, document, platform_id, notified_at, status FROM orders WHERE authority_id = %s"
     " ORDER BY id DESC LIMIT %s"
@@ -80,7 +80,7 @@ async def issue(request: Request) -> Response:
     digest = uuid.uuid5(uuid.NAMESPACE_URL, body["issuer_reference"]).hex
     issued = {**body, "order_id": order_id, "authority": AUTHORITY, "issued_at": now.isoformat()}
     document = {"id": order_id, **{k: v for k, v in issued.items() if k != "order_id"}, "status": "issued"}
-    document.update(version=1, sla_status="not_notified", deadline=None, notified_at=None)
+    document.update(version=1, sla_status="awaiting_delivery", deadline=None, notified_at=None)
     meta = {"actor": "bench", "role": "issuer"}
     payload = {"type": "order.issued", "timestamp": now.isoformat(), "data": {"order": document}}
     async with pool.connection() as conn, conn.transaction():
@@ -115,7 +115,7 @@ async def get_one(order_id: str) -> Response:
         row = await cur.fetchone()
     if row is None:
         return _json({"status": 404}, 404)
-    return _json(row[-1])
+    return _json(row[1])
 
 
 @app.get("/v1/orders")

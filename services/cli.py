@@ -23,7 +23,9 @@ import uvicorn
 from services.bootstrap import Container, bootstrap
 from services.http.app import create_app
 from services.ledger.verify import VerifyReport
+from shared import roles
 from shared.auth import ROLES, Role, create_key
+from shared.db import make_engine
 from shared.logs import configure_logging
 from shared.migrate import upgrade
 from shared.projections import rebuild as rebuild_projection
@@ -74,10 +76,16 @@ def _run_alone(part: Callable[[Container], _Worker]) -> None:
 @cli.command()
 def migrate() -> None:
     """Bring the database to the newest schema."""
-    container = _container()
-    upgrade(container.db.engine)
-    typer.echo(f"migrated {container.db.engine.url.render_as_string(hide_password=True)} to head")
-    container.close()
+    settings = _settings()
+    engine = make_engine(settings.migrate_database_url or settings.database_url)
+    passwords = {
+        role: secret.get_secret_value()
+        for role, secret in ((roles.APP, settings.app_role_password), (roles.READ, settings.read_role_password))
+        if secret is not None
+    }
+    upgrade(engine, role_passwords=passwords)
+    typer.echo(f"migrated {engine.url.render_as_string(hide_password=True)} to head")
+    engine.dispose()
 
 
 @keys.command("create")

@@ -10,7 +10,20 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, DateTime, Dialect, Engine, MetaData, TypeDecorator, create_engine, event
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    DateTime,
+    Dialect,
+    Engine,
+    MetaData,
+    Table,
+    TypeDecorator,
+    and_,
+    create_engine,
+    event,
+    true,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -26,6 +39,11 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+
+def matching(table: Table, **wanted: object) -> ColumnElement[bool]:
+    """`column == value` for every filter given (None and "" mean "any"): the list endpoints' equality filters."""
+    return and_(true(), *(table.c[name] == value for name, value in wanted.items() if value))
 
 
 def normalise_url(url: str) -> str:

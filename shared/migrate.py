@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from alembic import command
@@ -9,6 +10,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+
+from shared import roles
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -21,12 +24,13 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database to a revision (head by default)."""
+def upgrade(engine: Engine, revision: str = "head", role_passwords: Mapping[str, str] | None = None) -> None:
+    """Bring the database to a revision (head by default), then apply the roles' grants (`shared.roles`)."""
     config = alembic_config(engine)
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
+        roles.apply(conn, role_passwords)  # again after every migration: a table added since is granted too
 
 
 def current_revision(engine: Engine) -> str | None:

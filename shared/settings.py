@@ -16,6 +16,12 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "test", "production"] = "development"
     database_url: str = "sqlite:///./takedown.db"
+    # PostgreSQL: `takedown migrate` connects with this URL (the owner, or a superuser; default: database_url) and
+    # sets these login passwords for the service's roles (shared/roles.py); every other command connects with
+    # database_url, as takedown_app in production.
+    migrate_database_url: str | None = None
+    app_role_password: SecretStr | None = None
+    read_role_password: SecretStr | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     # Run the notifier and the sequencer inside the API process (the embedded default).

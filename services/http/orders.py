@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
@@ -49,6 +50,11 @@ LOCATION = {"description": "The order's URL", "schema": {"type": "string"}}
 # malformed (400), too large (413) or invalid (422), and the database may be busy (503).
 ORDER_COMMAND = {**ROLE_CHECKED, **problem_responses(400, 404, 409, 413, 422, 503)}
 ORDER_READ = {**AUTHENTICATED, **problem_responses(400, 404, 422)}
+
+
+def command(path: str, summary: str) -> Callable[[Callable[..., OrderOut]], Callable[..., OrderOut]]:
+    """A command route on one order: POST, answers the order after it, with the problems of ORDER_COMMAND."""
+    return router.post(f"/{{order_id}}/{path}", summary=summary, response_model=OrderOut, responses=ORDER_COMMAND)
 
 
 @router.post(
@@ -132,12 +138,7 @@ def order_events(order_id: OrderId, principal: Reader, c: ContainerDep) -> list[
     return [EventOut.of(e) for e in c.orders.events(principal, order_id)]
 
 
-@router.post(
-    "/{order_id}/acknowledge",
-    summary="Acknowledge receipt (platform)",
-    response_model=OrderOut,
-    responses=ORDER_COMMAND,
-)
+@command("acknowledge", "Acknowledge receipt (platform)")
 def acknowledge_order(
     order_id: OrderId, principal: PlatformRep, c: ContainerDep, body: AcknowledgeIn | None = None
 ) -> OrderOut:
@@ -145,12 +146,7 @@ def acknowledge_order(
     return OrderOut.model_validate(c.orders.act(principal, order_id, Acknowledge(note=body.note if body else None)))
 
 
-@router.post(
-    "/{order_id}/outcomes",
-    summary="Report what was done, per item (platform)",
-    response_model=OrderOut,
-    responses=ORDER_COMMAND,
-)
+@command("outcomes", "Report what was done, per item (platform)")
 def report_outcomes(order_id: OrderId, body: OutcomesIn, principal: PlatformRep, c: ContainerDep) -> OrderOut:
     """removed, restricted, not_found, or declined with a reason; the order closes when every item has one."""
     command = ReportOutcomes(
@@ -162,42 +158,25 @@ def report_outcomes(order_id: OrderId, body: OutcomesIn, principal: PlatformRep,
     return OrderOut.model_validate(c.orders.act(principal, order_id, command))
 
 
-@router.post(
-    "/{order_id}/contest", summary="Dispute the order (platform)", response_model=OrderOut, responses=ORDER_COMMAND
-)
+@command("contest", "Dispute the order (platform)")
 def contest_order(order_id: OrderId, body: ContestIn, principal: PlatformRep, c: ContainerDep) -> OrderOut:
     """Stops the SLA clock until the issuer upholds or withdraws the order."""
     return OrderOut.model_validate(c.orders.act(principal, order_id, Contest(grounds=body.grounds, detail=body.detail)))
 
 
-@router.post(
-    "/{order_id}/uphold",
-    summary="Uphold a contested order, or the items a platform declined (issuer)",
-    response_model=OrderOut,
-    responses=ORDER_COMMAND,
-)
+@command("uphold", "Uphold a contested order, or the items a platform declined (issuer)")
 def uphold_order(order_id: OrderId, body: ReviewIn, principal: Issuer, c: ContainerDep) -> OrderOut:
     """The review found the order stands: after a contest the clock resumes; declined items are due again."""
     return OrderOut.model_validate(c.orders.act(principal, order_id, Uphold(reason=body.reason)))
 
 
-@router.post(
-    "/{order_id}/declines/accept",
-    summary="Accept the platform's declines (issuer)",
-    response_model=OrderOut,
-    responses=ORDER_COMMAND,
-)
+@command("declines/accept", "Accept the platform's declines (issuer)")
 def accept_declines(order_id: OrderId, body: ReviewIn, principal: Issuer, c: ContainerDep) -> OrderOut:
     """The issuer accepts the declined items: the order closes as declined (a decline never counts as met)."""
     return OrderOut.model_validate(c.orders.act(principal, order_id, AcceptDeclines(reason=body.reason)))
 
 
-@router.post(
-    "/{order_id}/notices",
-    summary="Record a notice sent to the representative another way (admin)",
-    response_model=OrderOut,
-    responses=ORDER_COMMAND,
-)
+@command("notices", "Record a notice sent to the representative another way (admin)")
 def record_notice(order_id: OrderId, body: NoticeIn, principal: Admin, c: ContainerDep) -> OrderOut:
     """E-mail, letter or other channel, with its evidence: the platform is notified now unless it already was."""
     return OrderOut.model_validate(
@@ -205,9 +184,7 @@ def record_notice(order_id: OrderId, body: NoticeIn, principal: Admin, c: Contai
     )
 
 
-@router.post(
-    "/{order_id}/withdraw", summary="Withdraw the order (issuer)", response_model=OrderOut, responses=ORDER_COMMAND
-)
+@command("withdraw", "Withdraw the order (issuer)")
 def withdraw_order(order_id: OrderId, body: ReviewIn, principal: Issuer, c: ContainerDep) -> OrderOut:
     """Any time before the order is closed."""
     return OrderOut.model_validate(c.orders.act(principal, order_id, Withdraw(reason=body.reason)))

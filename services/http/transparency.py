@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from services.http.deps import ContainerDep
 from services.http.problems import problem_responses
@@ -21,22 +21,28 @@ def _figures(f: Figures) -> FiguresOut:
     return FiguresOut(**f.__dict__)
 
 
-def _report(c: Any, start: date | None, end: date | None, period: Period, group_by: Dimension | None) -> Report:
+From = Annotated[date | None, Query(alias="from", description="first day (a monthly report starts on the 1st)")]
+To = Annotated[date | None, Query(description="last day, inclusive (default today)")]
+Grouping = Annotated[Dimension | None, Query(description="one dimension, monthly reports only")]
+
+
+def _report(
+    c: ContainerDep, start: From = None, to: To = None, period: Period = "month", group_by: Grouping = None
+) -> Report:
+    """The report the query asks for: one dependency, so that the JSON and CSV forms take the same parameters."""
     with c.db.read() as conn:
         return make_report(
             conn,
             today=c.clock.now().date(),
             start=start,
-            end=end,
+            end=to,
             period=period,
             group_by=group_by,
             min_cell=c.settings.transparency_min_cell,
         )
 
 
-From = Annotated[date | None, Query(alias="from", description="first day (a monthly report starts on the 1st)")]
-To = Annotated[date | None, Query(description="last day, inclusive (default today)")]
-Grouping = Annotated[Dimension | None, Query(description="one dimension, monthly reports only")]
+Made = Annotated[Report, Depends(_report)]
 
 
 @router.get(
@@ -45,15 +51,8 @@ Grouping = Annotated[Dimension | None, Query(description="one dimension, monthly
     summary="Aggregates per period, authority, category, legal basis or platform (public)",
     responses=problem_responses(400, 422),
 )
-def report(
-    c: ContainerDep,
-    start: From = None,
-    to: To = None,
-    period: Period = "month",
-    group_by: Grouping = None,
-) -> ReportOut:
+def report(made: Made, c: ContainerDep) -> ReportOut:
     """Orders and items, outcome per item, share answered within the SLA, median and p90 time to answer."""
-    made = _report(c, start, to, period, group_by)
     return ReportOut(
         from_=made.start,
         to=made.end,
@@ -91,15 +90,8 @@ def report(
         **problem_responses(400, 422),
     },
 )
-def report_csv(
-    c: ContainerDep,
-    start: From = None,
-    to: To = None,
-    period: Period = "month",
-    group_by: Grouping = None,
-) -> Response:
+def report_csv(made: Made) -> Response:
     """One line per row; suppressed cells have `suppressed` = yes and empty figures."""
-    made = _report(c, start, to, period, group_by)
     name = f"transparency-{made.start.isoformat()}-{made.end.isoformat()}.csv"
     return Response(
         to_csv(made),

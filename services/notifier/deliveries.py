@@ -11,7 +11,7 @@ from sqlalchemy import Connection, select, update
 from services.notifier.errors import DeliveryNotFound, DeliveryPending
 from services.notifier.tables import deliveries, delivery_attempts
 from shared.clock import Clock
-from shared.db import Database, after_commit
+from shared.db import Database, after_commit, matching
 
 
 def view(row: Any, attempts: list[Any]) -> dict[str, Any]:
@@ -53,12 +53,7 @@ def find(
 ) -> list[dict[str, Any]]:
     """Deliveries, newest first, each with every attempt made."""
     stmt = select(deliveries).order_by(deliveries.c.id.desc()).limit(limit)
-    if order_id:
-        stmt = stmt.where(deliveries.c.order_id == order_id)
-    if platform_id:
-        stmt = stmt.where(deliveries.c.platform_id == platform_id)
-    if state:
-        stmt = stmt.where(deliveries.c.state == state)
+    stmt = stmt.where(matching(deliveries, order_id=order_id, platform_id=platform_id, state=state))
     rows = conn.execute(stmt).all()
     attempts = conn.execute(
         select(delivery_attempts)

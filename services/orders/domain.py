@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import reduce
 
 # The escalation levels are defined with the schedule that says when each falls due, and named here for callers.
 # A refusal is an OrderError like the service's own; errors.py imports nothing, so the domain stays pure.
@@ -220,10 +221,8 @@ def apply(state: OrderState | None, event: Event) -> OrderState:
 
 def replay(events: Iterable[Event]) -> OrderState | None:
     """Rebuild the state from an order's events."""
-    state: OrderState | None = None
-    for event in events:
-        state = apply(state, event)
-    return state
+    empty: OrderState | None = None
+    return reduce(apply, events, empty)
 
 
 # ------------------------------------------------------------------------------------------------- rules

@@ -31,7 +31,7 @@ from services.registry import service as registry
 from shared.auth import Principal
 from shared.bus import MessageBus, Published
 from shared.clock import Clock
-from shared.db import Database, TransientError, UniqueViolation
+from shared.db import Database, TransientError, UniqueViolation, matching
 from shared.events import NoticeChannel, OrderFields, Representative
 from shared.eventstore import ConcurrencyError, EventStore, NewEvent, RecordedEvent
 from shared.ids import new_id
@@ -289,17 +289,13 @@ class OrderService:
             .order_by(o.c.id.desc())
             .limit(limit + 1)
         )
-        stmt = stmt.where(visible_in(principal, o))
-        if status:
-            stmt = stmt.where(o.c.status == status)
+        stmt = stmt.where(
+            visible_in(principal, o), matching(o, status=status, platform_id=platform_id, category=category)
+        )
         if sla_status:
             if self.sla_status_ids is None:
                 raise TypeError("OrderService.sla_status_ids is not wired (see services/bootstrap.py)")
             stmt = stmt.where(o.c.id.in_(self.sla_status_ids(sla_status)))
-        if platform_id:
-            stmt = stmt.where(o.c.platform_id == platform_id)
-        if category:
-            stmt = stmt.where(o.c.category == category)
         if issued_from:
             stmt = stmt.where(o.c.issued_at >= issued_from)
         if issued_to:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import reduce
 from typing import Any
 
 from shared.events import (
@@ -74,10 +75,8 @@ def apply(state: PlatformState | None, event: Event) -> PlatformState:
 
 def replay(events: Iterable[Event]) -> PlatformState | None:
     """The registration after these events, oldest first (None for an empty stream)."""
-    state: PlatformState | None = None
-    for event in events:
-        state = apply(state, event)
-    return state
+    empty: PlatformState | None = None
+    return reduce(apply, events, empty)
 
 
 def changes_of(state: PlatformState, sent: dict[str, Any]) -> dict[str, Any]:
