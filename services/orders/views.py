@@ -34,18 +34,26 @@ from shared.bulk import bulk_update
 from shared.db import UtcDateTime, metadata
 from shared.events import dump_event
 
+
+def order_header() -> list[Column[Any]]:
+    """The columns every per-order read model keeps: who may see the row (`visibility.visible_in`) and its clock."""
+    return [
+        Column("platform_id", String(36), nullable=False),
+        Column("authority_id", String(64), nullable=False),
+        Column("category", String(64), nullable=False),
+        Column("issued_at", UtcDateTime, nullable=False),
+        Column("notified_at", UtcDateTime, nullable=True),
+        Column("deadline", UtcDateTime, nullable=True),
+    ]
+
+
 orders = Table(
     "orders",
     metadata,
     Column("id", String(36), primary_key=True),
     Column("issuer_reference", String(200), nullable=False),
-    Column("authority_id", String(64), nullable=False),
-    Column("platform_id", String(36), nullable=False),
-    Column("category", String(64), nullable=False),
+    *order_header(),
     Column("status", String(16), nullable=False),
-    Column("issued_at", UtcDateTime, nullable=False),
-    Column("notified_at", UtcDateTime, nullable=True),
-    Column("deadline", UtcDateTime, nullable=True),
     # When the next escalation falls due (`sla_clock.next_due`): the sweep's index.
     # The SLA status itself is not kept here: its one owner is the SLA projection (`services/sla/`), which the
     # sweep moves; `?sla_status=` filters on it, and documents are refreshed on read by `sla_clock.status_at`.
