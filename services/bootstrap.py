@@ -93,6 +93,7 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
         clock=clock,
         bus=bus,
         allow_list=tuple(settings.webhook_allow_list),
+        https_only=settings.environment == "production",
         obliged_above=settings.obliged_monthly_users,
         secret_overlap=timedelta(hours=settings.secret_overlap_hours),
     )
@@ -104,6 +105,7 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
             timeout_s=settings.webhook_timeout_s,
             lease_margin_s=settings.webhook_lease_margin_s,
             allow_list=tuple(settings.webhook_allow_list),
+            https_only=settings.environment == "production",
             total=settings.webhook_concurrency,
             per_platform=settings.webhook_per_platform,
             extra_endpoints=_supervisor(settings),

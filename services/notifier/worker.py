@@ -57,6 +57,7 @@ class NotifierConfig:
     poll_interval_s: float = 0.25
     lease_margin_s: float = 30.0
     allow_list: tuple[str, ...] = ()
+    https_only: bool = False  # production: plain http endpoints are refused at delivery too
     # Endpoints that are not platforms of the registry, by destination id (the supervisor's webhook).
     extra_endpoints: Mapping[str, WebhookEndpoint] = field(default_factory=dict)
 
@@ -230,7 +231,7 @@ class Notifier:
 
     async def _vetted(self, url: str) -> tuple[str | None, str]:
         """The address to connect to (None: refused, with why), checked against the allow-list."""
-        literal = vetted_literal(url, self.config.allow_list)
+        literal = vetted_literal(url, self.config.allow_list, self.config.https_only)
         if literal is not None:
             return literal  # an IP address: nothing to look up, the answer never changes
         try:
@@ -238,7 +239,13 @@ class Notifier:
             async with asyncio.timeout(self.config.timeout_s):
                 return await asyncio.get_running_loop().run_in_executor(
                     self._lookups,
-                    functools.partial(vetted_address, url, self.config.allow_list, resolver=self.resolver),
+                    functools.partial(
+                        vetted_address,
+                        url,
+                        self.config.allow_list,
+                        resolver=self.resolver,
+                        https_only=self.config.https_only,
+                    ),
                 )
         except TimeoutError:
             return None, "resolving the webhook host timed out"

@@ -61,11 +61,11 @@ def stream_id(platform_id: str) -> str:
     return f"{STREAM_PREFIX}{platform_id}"
 
 
-def check_webhook_url(url: str | None, allow_list: Sequence[str]) -> None:
-    """Refuse a webhook URL that is malformed or resolves to a private, loopback or link-local address."""
+def check_webhook_url(url: str | None, allow_list: Sequence[str], *, https_only: bool = False) -> None:
+    """Refuse a webhook URL that is malformed, plain http where `https_only`, or resolves to an internal address."""
     if url is None:
         return
-    ok, reason = is_allowed_destination(url, list(allow_list))
+    ok, reason = is_allowed_destination(url, list(allow_list), https_only=https_only)
     if not ok:
         raise WebhookUrlRefused(reason)
 
@@ -280,6 +280,7 @@ class Registry:
     clock: Clock
     bus: MessageBus = field(default_factory=MessageBus)
     allow_list: Sequence[str] = ()
+    https_only: bool = False  # production: webhooks are https
     obliged_above: int = OBLIGED_ABOVE_USERS
     secret_overlap: timedelta = timedelta(hours=24)
 
@@ -287,7 +288,7 @@ class Registry:
 
     def register(self, actor: str, fields: Mapping[str, Any]) -> tuple[PlatformState, str]:
         """Add a platform (name, monthly_users, representative, webhook_url); its state and secret (shown once)."""
-        check_webhook_url(fields.get("webhook_url"), self.allow_list)  # resolves the host: before the transaction
+        check_webhook_url(fields.get("webhook_url"), self.allow_list, https_only=self.https_only)  # resolves the host: before the transaction
         return self.db.run(lambda conn: self.register_in(conn, fields, self.clock.now(), actor=actor))
 
     def register_in(
@@ -318,7 +319,7 @@ class Registry:
         makes the change unlawful.
         """
         if "webhook_url" in sent:
-            check_webhook_url(sent["webhook_url"], self.allow_list)
+            check_webhook_url(sent["webhook_url"], self.allow_list, https_only=self.https_only)
         both_sent = {"monthly_users", "representative"} <= sent.keys()
 
         def work(conn: Connection) -> PlatformState:
