@@ -31,6 +31,7 @@ from services.notifier.policy import DEFAULT_POLICY, RetryPolicy
 from services.notifier.recorder import EndpointGone, OrderFacts, Recorder
 from services.notifier.sender import AttemptResult, send, transport
 from services.registry import service as registry
+from services.registry.kek import Keyring
 from services.registry.service import WebhookEndpoint
 from services.webhooks.safety import Resolver, resolve_host, vetted_address, vetted_literal
 from services.webhooks.signing import webhook_headers
@@ -77,8 +78,10 @@ class Notifier:
         resolver: Resolver = resolve_host,
         *,
         endpoint_gone: EndpointGone,
+        keyring: Callable[[], Keyring],
     ) -> None:
         self.db, self.clock = db, clock
+        self.keyring = keyring  # opens the platforms' sealed signing secrets
         self.config = config or NotifierConfig()
         self.resolver = resolver
         # Fits the 64-character lease_owner column whatever the host name's length.
@@ -193,7 +196,9 @@ class Notifier:
                 taken = {c.id for c in kept}
                 outbox.release(conn, self.worker_id, [c.id for c in claimed if c.id not in taken])
             # The kept jobs' endpoints, read here (a worker thread) instead of on the event loop per attempt.
-            found = {**registry.endpoints(conn, {c.platform_id for c in kept}), **self.config.extra_endpoints}
+            ids = {c.platform_id for c in kept}
+            opened = registry.endpoints(conn, ids, self.keyring()) if ids else {}
+            found = {**opened, **self.config.extra_endpoints}
         return [Job(**{f.name: getattr(c, f.name) for f in fields(c)}, endpoint=found.get(c.platform_id)) for c in kept]
 
     # ---------------------------------------------------------------------------------------- attempt

@@ -255,6 +255,7 @@ def test_long_host_names_still_fit_the_lease_column(api: Api) -> None:
             api.container.orders.record_many,
             api.clock,
             endpoint_gone=api.container.registry.disable_webhook,
+            keyring=api.container.registry.keyring,
         )
     assert len(worker.worker_id) <= 64
     assert worker.claim(10) == []
@@ -280,6 +281,7 @@ async def test_the_request_goes_to_the_address_that_was_checked(
         NotifierConfig(timeout_s=2, allow_list=("127.0.0.1",)),
         resolver=lambda host, port: next(answers, ["169.254.169.254"]),
         endpoint_gone=api.container.registry.disable_webhook,
+        keyring=api.container.registry.keyring,
     )
     oid = api.issue().json()["id"]
     await drain(worker, pool)
@@ -411,6 +413,7 @@ async def test_a_6to4_form_of_loopback_is_refused_at_registration_and_again_at_d
         NotifierConfig(timeout_s=2, allow_list=("127.0.0.1",)),
         resolver=lambda host, port: ["64:ff9b::7f00:1"],
         endpoint_gone=api.container.registry.disable_webhook,
+        keyring=api.container.registry.keyring,
     )
     oid = api.issue().json()["id"]
     await drain(worker, pool)

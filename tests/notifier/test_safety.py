@@ -218,7 +218,8 @@ def test_embedded_internal_ipv4_is_named_by_the_classifier(address: str, form: s
     assert reason == f"{form} address {ipaddress.ip_address(address)} embedding {inner}"
 
 
-@pytest.mark.parametrize("address", ["2002:5db8:d70e::1", "64:ff9b::5db8:d70e", PUBLIC_V4, PUBLIC_V6])
+# NAT64 of a public address stays refused: Python counts 64:ff9b::/96 within ::/8, reserved (no allow-list, no call).
+@pytest.mark.parametrize("address", ["2002:5db8:d70e::1", PUBLIC_V4, PUBLIC_V6])
 def test_forms_embedding_a_public_ipv4_and_public_addresses_are_not_internal(address: str) -> None:
     assert internal_reason(ipaddress.ip_address(address)) is None
 
