@@ -5,6 +5,7 @@ Tests swap any part here.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -20,6 +21,7 @@ from services.orders.service import OrderService
 from services.orders.sla_clock import SlaPolicy
 from services.orders.visibility import tenant
 from services.registry import service as platforms
+from services.registry.kek import keyring_from_settings
 from services.registry.service import PlatformsProjection, Registry, WebhookEndpoint
 from services.sla.projection import SlaProjection
 from services.sla.queries import ids_with_status
@@ -86,6 +88,8 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
         review_hours=settings.sla_review_hours,
     )
     sequencer = Sequencer(db, store)
+    # The webhook secrets' KEK: read (or made) once, on first use, by whichever of registry and notifier needs it.
+    keyring = functools.cache(lambda: keyring_from_settings(settings))
     orders = OrderService(db=db, store=store, clock=clock, policy=policy, bus=bus, sla_status_ids=ids_with_status)
     registry = Registry(
         db=db,
@@ -93,8 +97,10 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
         clock=clock,
         bus=bus,
         allow_list=tuple(settings.webhook_allow_list),
+        https_only=settings.production,
         obliged_above=settings.obliged_monthly_users,
         secret_overlap=timedelta(hours=settings.secret_overlap_hours),
+        keyring=keyring,
     )
     notifier = Notifier(
         db.urgent(),  # on SQLite its claims and records go before waiting intake, or pushes fall behind
@@ -104,11 +110,13 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
             timeout_s=settings.webhook_timeout_s,
             lease_margin_s=settings.webhook_lease_margin_s,
             allow_list=tuple(settings.webhook_allow_list),
+            https_only=settings.production,
             total=settings.webhook_concurrency,
             per_platform=settings.webhook_per_platform,
             extra_endpoints=_supervisor(settings),
         ),
         endpoint_gone=registry.disable_webhook,
+        keyring=keyring,
     )
 
     def order_stream_visible(principal: Principal, stream_id: str) -> bool:

@@ -5,16 +5,19 @@ from __future__ import annotations
 from ipaddress import ip_network
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     """Every knob of every service; each process reads only what it uses."""
 
-    model_config = SettingsConfigDict(env_prefix="TAKEDOWN_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TAKEDOWN_", env_file=".env", extra="ignore", populate_by_name=True)
 
-    environment: Literal["development", "test", "production"] = "development"
+    # TAKEDOWN_ENV (or TAKEDOWN_ENVIRONMENT); production refuses plain http and unsafe defaults below.
+    environment: Literal["development", "test", "production"] = Field(
+        default="development", validation_alias=AliasChoices("TAKEDOWN_ENV", "TAKEDOWN_ENVIRONMENT")
+    )
     database_url: str = "sqlite:///./takedown.db"
     # PostgreSQL: `takedown migrate` connects with this URL (the owner, or a superuser; default: database_url) and
     # sets these login passwords for the service's roles (shared/roles.py); every other command connects with
@@ -58,6 +61,12 @@ class Settings(BaseSettings):
     # Processes of `takedown notifier` (0: one per CPU). Each sends and records; the limits above are shared out.
     notifier_processes: int = Field(default=0, ge=0)
     secret_overlap_hours: float = 24.0
+    # The key-encryption key of the platforms' webhook secrets, kept outside the database: a base64 32-byte key
+    # (wins), or a file (made with mode 0600 on first use, except in production, where it must exist). The retired
+    # files only open secrets sealed before a rotation (`takedown secrets rotate-kek`).
+    secrets_kek: SecretStr | None = None
+    secrets_kek_file: str = "./secrets.kek"
+    secrets_kek_retired_files: list[str] = Field(default_factory=list)
     # Platforms with more users than this are obliged by the law to name a Kazakh-citizen representative.
     obliged_monthly_users: int = Field(default=100_000, ge=0)
     public_base_url: str = "http://127.0.0.1:8000"
@@ -67,6 +76,9 @@ class Settings(BaseSettings):
     ledger_key_file: str = "./ledger.key"
     ledger_origin: str | None = None
     ledger_checkpoint_interval_s: float = Field(default=60.0, gt=0)
+    # In production /metrics answers only with `Authorization: Bearer <metrics_key>` (and not at all without one);
+    # /docs and /redoc are off there. Elsewhere both are open, as on a developer's machine.
+    metrics_key: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # One JSON object per log line (for a log shipper) instead of lines for a console.
     log_json: bool = False
@@ -83,9 +95,19 @@ class Settings(BaseSettings):
         if self.environment == "production":
             if self.database_url.startswith("sqlite"):
                 raise ValueError("production needs PostgreSQL: set TAKEDOWN_DATABASE_URL")
+            # Links in every webhook and the ledger's origin come from it; API keys travel to it.
+            if not self.public_base_url.lower().startswith("https://"):
+                raise ValueError(f"production needs an https public base URL, not {self.public_base_url!r}")
+            if self.supervisor_webhook_url and not self.supervisor_webhook_url.lower().startswith("https://"):
+                raise ValueError("production needs an https supervisor webhook URL")
             loopback = [ip_network("127.0.0.0/8"), ip_network("::1/128"), ip_network("::ffff:127.0.0.0/104")]
             for entry in self.webhook_allow_list:
                 net = ip_network(entry, strict=False)
                 if any(net.version == lo.version and net.overlaps(lo) for lo in loopback):
                     raise ValueError(f"production must not allow-list loopback webhook destinations ({entry})")
         return self
+
+    @property
+    def production(self) -> bool:
+        """Whether this process runs in production (https only, /metrics behind its key, no /docs)."""
+        return self.environment == "production"

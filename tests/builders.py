@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import SecretStr
+
 from services.http.schemas.orders import IssueOrderIn
 from services.orders.domain import Command, IssueOrder, OrderState, apply, decide
 from services.orders.sla_clock import DEFAULT_POLICY, SlaPolicy
@@ -20,9 +22,20 @@ ISSUER_REFERENCE = "MCI-2026-0001"
 REPRESENTATIVE: dict[str, str] = {"name": "Rep", "citizenship": "KZ", "email": "rep@example.kz"}
 
 
+# The webhook secrets' KEK of every service under test (never a ./secrets.kek file); processes get it as
+# TAKEDOWN_SECRETS_KEK.
+TEST_KEK = "dGFrZWRvd24tdGVzdHMtc2VjcmV0cy1rZWstMzJieXQ="
+
+
 def service_settings(db_url: str) -> Settings:
     """Settings of a service under test: workers off (tests drive them), webhooks to 127.0.0.1 allowed."""
-    return Settings(environment="test", database_url=db_url, embedded_workers=False, webhook_allow_list=["127.0.0.1"])
+    return Settings(
+        environment="test",
+        database_url=db_url,
+        embedded_workers=False,
+        webhook_allow_list=["127.0.0.1"],
+        secrets_kek=SecretStr(TEST_KEK),
+    )
 
 
 # An issuer calling the order service directly (tests and tools that skip HTTP).

@@ -1,7 +1,7 @@
 """Least-privilege PostgreSQL roles: an owner for migrations, the service's app role, a read-only role.
 
 Revision ID: 0011
-Revises: 0007
+Revises: 0010_secrets_at_rest
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from alembic import op
 from shared import roles
 
 revision = "0011"
-down_revision = "0007"
+down_revision = "0010_secrets_at_rest"
 branch_labels = None
 depends_on = None
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio.to_thread
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from pydantic import SecretStr
 from sqlalchemy import Connection, text
 
 from services.bootstrap import Container
@@ -68,7 +70,12 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
             container.scheduler.stop()
             container.ledger.stop()
 
+    production = container.settings.production
     app = FastAPI(
+        # In production the interactive pages are off (they load their script from a CDN, and map the API for
+        # anyone who reaches the port); /openapi.json, the contract clients read, stays.
+        docs_url=None if production else "/docs",
+        redoc_url=None if production else "/redoc",
         title="Takedown orders",
         version="0.1.0",
         summary="Takedown orders to platforms: intake, signed webhooks, SLA and a tamper-evident record.",
@@ -137,10 +144,14 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
         tags=["operations"],
         summary="Prometheus metrics",
         response_class=Response,
-        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Metrics"}},
+        responses={
+            200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Metrics"},
+            **problems.problem_responses(401, 404),
+        },
     )
-    def metrics(c: ContainerDep) -> Response:
-        """Prometheus text format."""
+    def metrics(c: ContainerDep, request: Request) -> Response:
+        """Prometheus text format; in production only with `Authorization: Bearer <TAKEDOWN_METRICS_KEY>`."""
+        _check_metrics_key(c.settings.metrics_key, production, request.headers.get("authorization"))
         with contextlib.suppress(Exception), c.db.read() as conn:  # metrics must answer with the database down
             _numbering(c, conn)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
@@ -167,6 +178,18 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _check_metrics_key(key: SecretStr | None, production: bool, authorization: str | None) -> None:
+    """Refuse a scrape without the metrics key where one is needed (set, or production: off without one)."""
+    if key is None:
+        if production:
+            raise problems.Problem(404, "http", "Not Found", "metrics are off: set TAKEDOWN_METRICS_KEY")
+        return
+    scheme, _, given = (authorization or "").partition(" ")
+    expected = key.get_secret_value().encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        raise problems.Problem(401, "unauthorized", "Unauthorized", "metrics need the metrics key as a Bearer token")
 
 
 UNNUMBERED = Gauge("takedown_unnumbered_events", "Committed events still waiting for a global position")

@@ -47,8 +47,8 @@ IdempotencyKey = Annotated[
 LOCATION = {"description": "The order's URL", "schema": {"type": "string"}}
 
 # A command on one order: its id may be unknown (404), the order's rules may refuse it (409), the body may be
-# malformed (400), too large (413) or invalid (422), and the database may be busy (503).
-ORDER_COMMAND = {**ROLE_CHECKED, **problem_responses(400, 404, 409, 413, 422, 503)}
+# malformed (400), too large (413), not JSON (415) or invalid (422), and the database may be busy (503).
+ORDER_COMMAND = {**ROLE_CHECKED, **problem_responses(400, 404, 409, 413, 415, 422, 503)}
 ORDER_READ = {**AUTHENTICATED, **problem_responses(400, 404, 422)}
 
 
@@ -70,7 +70,7 @@ def command(path: str, summary: str) -> Callable[[Callable[..., OrderOut]], Call
             "headers": {"Location": LOCATION, "Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}}},
         },
         **ROLE_CHECKED,
-        **problem_responses(400, 409, 413, 422, 503),
+        **problem_responses(400, 409, 413, 415, 422, 503),
     },
 )
 def issue_order(

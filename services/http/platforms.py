@@ -34,7 +34,7 @@ def stored_representative(representative: Representative) -> dict[str, Any]:
     responses={
         201: {"description": "The platform, registered", "headers": {"Location": {"schema": {"type": "string"}}}},
         **ROLE_CHECKED,
-        **problem_responses(400, 409, 413, 422, 503),
+        **problem_responses(400, 409, 413, 415, 422, 503),
     },
 )
 def register_platform(body: PlatformIn, principal: Admin, c: ContainerDep, response: Response) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def get_platform(platform_id: PlatformId, principal: AdminOrAuditor, c: Containe
     "/{platform_id}",
     summary="Change webhook URL or representative (admin)",
     response_model=PlatformOut,
-    responses={**ROLE_CHECKED, **problem_responses(400, 404, 409, 413, 422, 503)},
+    responses={**ROLE_CHECKED, **problem_responses(400, 404, 409, 413, 415, 422, 503)},
 )
 def update_platform(platform_id: PlatformId, body: PlatformPatch, principal: Admin, c: ContainerDep) -> dict[str, Any]:
     """Only the fields sent change; `webhook_url: null` removes the webhook (the inbox remains)."""

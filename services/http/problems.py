@@ -75,6 +75,7 @@ PROBLEM_STATUSES: dict[int, str] = {
     404: "No such resource, or not one this caller may see",
     409: "Refused by the current state (the resource's rules, a duplicate, or a concurrent change)",
     413: "The request body is larger than the configured limit",
+    415: "The request body is not JSON (send Content-Type: application/json)",
     422: "The request does not match the schema (`errors` lists each issue), or refers to something unknown",
     503: "The database was busy; retry after the Retry-After seconds",
 }
@@ -199,12 +200,41 @@ def allowed_methods(routes: Iterable[BaseRoute], path: str) -> list[str]:
     return sorted(methods)
 
 
+def is_json_media_type(content_type: str) -> bool:
+    """Whether a Content-Type is JSON (application/json or application/<anything>+json, any parameters)."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _unreadable(scope: Scope) -> JSONResponse | None:
+    """The refusal of a request the app cannot read (None: it can)."""
+    if "\x00" in scope["path"] or b"%00" in scope["query_string"].lower():
+        return problem_response(
+            400, "bad-request", "Bad Request", "NUL characters are not allowed in the URL", scope["path"]
+        )
+    headers = dict(scope.get("headers") or [])
+    has_body = headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers
+    # No Content-Type at all is read as JSON, as FastAPI does; one that says otherwise is refused.
+    content_type = headers.get(b"content-type")
+    if has_body and content_type is not None and not is_json_media_type(content_type.decode("latin-1")):
+        return problem_response(
+            415,
+            "unsupported-media-type",
+            "Unsupported Media Type",
+            "request bodies are JSON: send Content-Type: application/json",
+            scope["path"],
+        )
+    return None
+
+
 def install(app: FastAPI, routers: Iterable[APIRouter] = ()) -> None:
     """Route every error raised in the app through problem+json; a 405's Allow also reads the routes of `routers`."""
     included = list(routers)
 
-    class _RefuseNul:
-        """PostgreSQL text cannot hold NUL; an id or filter carrying one is a bad request, not a database error.
+    class _RefuseUnreadable:
+        """Requests the app cannot read, refused before routing: a NUL in the URL (PostgreSQL text cannot hold it;
+        an id or filter carrying one is a bad request, not a database error) and a body that is not JSON (FastAPI
+        would hand its bytes to the schema and answer 422 for what is a wrong media type, 415).
 
         Pure ASGI: a BaseHTTPMiddleware would run every request through an extra task and stream.
         """
@@ -213,15 +243,14 @@ def install(app: FastAPI, routers: Iterable[APIRouter] = ()) -> None:
             self.app = app
 
         async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"].lower()):
-                refusal = problem_response(
-                    400, "bad-request", "Bad Request", "NUL characters are not allowed in the URL"
-                )
-                await refusal(scope, receive, send)
-                return
+            if scope["type"] == "http":
+                refusal = _unreadable(scope)
+                if refusal is not None:
+                    await refusal(scope, receive, send)
+                    return
             await self.app(scope, receive, send)
 
-    app.add_middleware(_RefuseNul)
+    app.add_middleware(_RefuseUnreadable)
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:

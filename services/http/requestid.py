@@ -1,4 +1,5 @@
-"""The request id: taken from `X-Request-Id` (or made), bound to the request's log lines, returned in the response."""
+"""The request id: taken from `X-Request-Id` (or made), bound to the request's log lines, returned in the response;
+and the headers every response carries (HSTS, nosniff), on every status, problems and refusals by middleware too."""
 
 from __future__ import annotations
 
@@ -12,6 +13,13 @@ from shared.logs import bind_request_id, unbind_request_id
 
 HEADER = b"x-request-id"
 MAX_LENGTH = 128
+# Browsers only ever reach the API over https once they have seen it (RFC 6797; ignored on plain http, as it must
+# be), and never guess a content type other than the one sent (a JSON body is never run as a script). A response
+# that sets one of these itself (the dashboard's page) keeps its own.
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"strict-transport-security", b"max-age=63072000; includeSubDomains"),
+    (b"x-content-type-options", b"nosniff"),
+)
 
 log = logging.getLogger("takedown.http")
 
@@ -28,7 +36,8 @@ def usable(value: bytes | None) -> str | None:
 
 
 class RequestIdMiddleware:
-    """Binds each HTTP request's id for its duration and logs one line per request (method, path, status, time)."""
+    """Binds each HTTP request's id for its duration and logs one line per request (method, path, status, time);
+    adds `SECURITY_HEADERS` to every response. Outermost, so that no response leaves without them."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -46,7 +55,9 @@ class RequestIdMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != HEADER]
-                message = {**message, "headers": [*headers, (HEADER, request_id.encode("ascii"))]}
+                present = {k.lower() for k, _ in headers}
+                added = [(k, v) for k, v in SECURITY_HEADERS if k not in present]
+                message = {**message, "headers": [*headers, *added, (HEADER, request_id.encode("ascii"))]}
             await send(message)
 
         started = time.perf_counter()

@@ -31,6 +31,7 @@ from services.notifier.policy import DEFAULT_POLICY, RetryPolicy
 from services.notifier.recorder import EndpointGone, OrderFacts, Recorder
 from services.notifier.sender import AttemptResult, send, transport
 from services.registry import service as registry
+from services.registry.kek import Keyring
 from services.registry.service import WebhookEndpoint
 from services.webhooks.safety import Resolver, resolve_host, vetted_address, vetted_literal
 from services.webhooks.signing import webhook_headers
@@ -57,6 +58,7 @@ class NotifierConfig:
     poll_interval_s: float = 0.25
     lease_margin_s: float = 30.0
     allow_list: tuple[str, ...] = ()
+    https_only: bool = False  # production: plain http endpoints are refused at delivery too
     # Endpoints that are not platforms of the registry, by destination id (the supervisor's webhook).
     extra_endpoints: Mapping[str, WebhookEndpoint] = field(default_factory=dict)
 
@@ -76,8 +78,10 @@ class Notifier:
         resolver: Resolver = resolve_host,
         *,
         endpoint_gone: EndpointGone,
+        keyring: Callable[[], Keyring],
     ) -> None:
         self.db, self.clock = db, clock
+        self.keyring = keyring  # opens the platforms' sealed signing secrets
         self.config = config or NotifierConfig()
         self.resolver = resolver
         # Fits the 64-character lease_owner column whatever the host name's length.
@@ -192,7 +196,9 @@ class Notifier:
                 taken = {c.id for c in kept}
                 outbox.release(conn, self.worker_id, [c.id for c in claimed if c.id not in taken])
             # The kept jobs' endpoints, read here (a worker thread) instead of on the event loop per attempt.
-            found = {**registry.endpoints(conn, {c.platform_id for c in kept}), **self.config.extra_endpoints}
+            ids = {c.platform_id for c in kept}
+            opened = registry.endpoints(conn, ids, self.keyring()) if ids else {}
+            found = {**opened, **self.config.extra_endpoints}
         return [Job(**{f.name: getattr(c, f.name) for f in fields(c)}, endpoint=found.get(c.platform_id)) for c in kept]
 
     # ---------------------------------------------------------------------------------------- attempt
@@ -230,7 +236,7 @@ class Notifier:
 
     async def _vetted(self, url: str) -> tuple[str | None, str]:
         """The address to connect to (None: refused, with why), checked against the allow-list."""
-        literal = vetted_literal(url, self.config.allow_list)
+        literal = vetted_literal(url, self.config.allow_list, self.config.https_only)
         if literal is not None:
             return literal  # an IP address: nothing to look up, the answer never changes
         try:
@@ -238,7 +244,13 @@ class Notifier:
             async with asyncio.timeout(self.config.timeout_s):
                 return await asyncio.get_running_loop().run_in_executor(
                     self._lookups,
-                    functools.partial(vetted_address, url, self.config.allow_list, resolver=self.resolver),
+                    functools.partial(
+                        vetted_address,
+                        url,
+                        self.config.allow_list,
+                        resolver=self.resolver,
+                        https_only=self.config.https_only,
+                    ),
                 )
         except TimeoutError:
             return None, "resolving the webhook host timed out"

@@ -42,3 +42,9 @@ class RepresentativeConflict(RepresentativeRefused):
     Raised when the change sends only one of `monthly_users` and `representative` and the one on record makes the
     pair unlawful; sending both that break it is the request's own fault (`RepresentativeRefused`).
     """
+
+
+class SecretsKeyError(RegistryError):
+    """The key-encryption key of the webhook secrets is missing or unusable, or a sealed secret does not open."""
+
+    code = "secrets-key"

@@ -3,12 +3,14 @@
 Event-sourced like the orders: each platform is a stream of the event store (`platform-<id>`, each fact with its
 actor), every command reads the stream, decides, appends and publishes on the bus in one transaction, and the
 `platforms` table is a projection of the streams (written in that transaction, rebuilt by `takedown projections
-rebuild`). Signing secrets are never events: they live in `platform_secrets`, state beside the projection.
+rebuild`). Signing secrets are never events: they live in `platform_secrets`, state beside the projection,
+sealed with a key-encryption key that is not in the database (`services/registry/kek.py`); a secret is shown once,
+in the answer of the command that made it, and nowhere after.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,8 +31,10 @@ from services.registry.errors import (
     PlatformNotFound,
     RepresentativeConflict,
     RepresentativeRefused,
+    SecretsKeyError,
     WebhookUrlRefused,
 )
+from services.registry.kek import Keyring
 from services.registry.tables import platform_secrets, platforms
 from services.webhooks.safety import is_allowed_destination
 from services.webhooks.signing import generate_secret
@@ -61,11 +65,11 @@ def stream_id(platform_id: str) -> str:
     return f"{STREAM_PREFIX}{platform_id}"
 
 
-def check_webhook_url(url: str | None, allow_list: Sequence[str]) -> None:
-    """Refuse a webhook URL that is malformed or resolves to a private, loopback or link-local address."""
+def check_webhook_url(url: str | None, allow_list: Sequence[str], *, https_only: bool = False) -> None:
+    """Refuse a webhook URL that is malformed, plain http where `https_only`, or resolves to an internal address."""
     if url is None:
         return
-    ok, reason = is_allowed_destination(url, list(allow_list))
+    ok, reason = is_allowed_destination(url, list(allow_list), https_only=https_only)
     if not ok:
         raise WebhookUrlRefused(reason)
 
@@ -192,8 +196,8 @@ class WebhookEndpoint:
         return [self.secret]
 
 
-def endpoints(conn: Connection, platform_ids: Iterable[str]) -> dict[str, WebhookEndpoint]:
-    """The webhook endpoints of these platforms, by platform id (unknown ids are absent)."""
+def endpoints(conn: Connection, platform_ids: Iterable[str], keyring: Keyring) -> dict[str, WebhookEndpoint]:
+    """The webhook endpoints of these platforms, by platform id, their secrets opened (unknown ids are absent)."""
     ids = set(platform_ids)
     if not ids:
         return {}
@@ -210,7 +214,46 @@ def endpoints(conn: Connection, platform_ids: Iterable[str]) -> dict[str, Webhoo
         .join(platform_secrets, platform_secrets.c.platform_id == platforms.c.id)
         .where(platforms.c.id.in_(ids))
     )
-    return {r.id: WebhookEndpoint(*r[:6], representative=representative_of(r.representative)) for r in rows}
+    return {
+        r.id: WebhookEndpoint(
+            r.id,
+            r.webhook_url,
+            r.webhook_enabled,
+            keyring.open(r.secret, r.id),
+            keyring.open(r.previous_secret, r.id) if r.previous_secret is not None else None,
+            r.previous_secret_expires_at,
+            representative=representative_of(r.representative),
+        )
+        for r in rows
+    }
+
+
+def reseal(conn: Connection, keyring: Keyring) -> int:
+    """Seal, under the keyring's current KEK, every stored secret that is not (plaintext, or an older KEK's);
+    the rows changed. In the caller's transaction: all of them or, if one does not open, none."""
+    query = select(platform_secrets).order_by(platform_secrets.c.platform_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()  # a concurrent rotation of one secret waits, and is not lost
+    changed = 0
+    for row in conn.execute(query).all():
+        values = {
+            column: keyring.seal(keyring.open(stored, row.platform_id), row.platform_id)
+            for column, stored in (("secret", row.secret), ("previous_secret", row.previous_secret))
+            if keyring.needs_sealing(stored)
+        }
+        if values:
+            # Compare and set: two processes sealing at start-up change each row once.
+            conn.execute(
+                platform_secrets.update()
+                .where(platform_secrets.c.platform_id == row.platform_id, platform_secrets.c.secret == row.secret)
+                .values(values)
+            )
+            changed += 1
+    return changed
+
+
+def _no_keyring() -> Keyring:
+    raise SecretsKeyError("no key-encryption key is configured for the webhook secrets")
 
 
 # ------------------------------------------------------------------------------------------- projection
@@ -280,14 +323,19 @@ class Registry:
     clock: Clock
     bus: MessageBus = field(default_factory=MessageBus)
     allow_list: Sequence[str] = ()
+    https_only: bool = False  # production: webhooks are https
     obliged_above: int = OBLIGED_ABOVE_USERS
     secret_overlap: timedelta = timedelta(hours=24)
+    # The webhook secrets' keyring, loaded on first use (the KEK file is made then, outside production).
+    keyring: Callable[[], Keyring] = _no_keyring
 
     # ------------------------------------------------------------------------------------------ writes
 
     def register(self, actor: str, fields: Mapping[str, Any]) -> tuple[PlatformState, str]:
         """Add a platform (name, monthly_users, representative, webhook_url); its state and secret (shown once)."""
-        check_webhook_url(fields.get("webhook_url"), self.allow_list)  # resolves the host: before the transaction
+        check_webhook_url(
+            fields.get("webhook_url"), self.allow_list, https_only=self.https_only
+        )  # resolves the host: before the transaction
         return self.db.run(lambda conn: self.register_in(conn, fields, self.clock.now(), actor=actor))
 
     def register_in(
@@ -307,7 +355,8 @@ class Registry:
         )
         state = self._record(conn, None, [registered], actor, now)
         secret = generate_secret()
-        conn.execute(platform_secrets.insert().values(platform_id=platform_id, secret=secret))
+        sealed = self.keyring().seal(secret, platform_id)
+        conn.execute(platform_secrets.insert().values(platform_id=platform_id, secret=sealed))
         return state, secret
 
     def update(self, actor: str, platform_id: str, sent: Mapping[str, Any]) -> PlatformState:
@@ -318,7 +367,7 @@ class Registry:
         makes the change unlawful.
         """
         if "webhook_url" in sent:
-            check_webhook_url(sent["webhook_url"], self.allow_list)
+            check_webhook_url(sent["webhook_url"], self.allow_list, https_only=self.https_only)
         both_sent = {"monthly_users", "representative"} <= sent.keys()
 
         def work(conn: Connection) -> PlatformState:
@@ -351,15 +400,26 @@ class Registry:
                 select(platform_secrets.c.secret).where(platform_secrets.c.platform_id == platform_id).with_for_update()
             ).scalar_one()
             secret = generate_secret()
+            keyring = self.keyring()
+            if keyring.needs_sealing(current):  # stored before sealing, or under a retired KEK
+                current = keyring.seal(keyring.open(current, platform_id), platform_id)
             conn.execute(
                 platform_secrets.update()
                 .where(platform_secrets.c.platform_id == platform_id)
-                .values(secret=secret, previous_secret=current)
+                .values(secret=keyring.seal(secret, platform_id), previous_secret=current)
             )
             rotated = PlatformSecretRotated(rotated_at=now, previous_valid_until=now + self.secret_overlap)
             return self._record(conn, state, [rotated], actor, now), secret
 
         return self.db.run(work, retry_on=(ConcurrencyError, TransientError))
+
+    def seal_stored(self) -> int:
+        """Seal every plaintext secret (stored before sealing existed) or one under a retired KEK; how many rows.
+
+        Run at the start of every process that holds the KEK, and by `takedown secrets seal`.
+        """
+        keyring = self.keyring()
+        return self.db.run(lambda conn: reseal(conn, keyring), retry_on=(TransientError,))
 
     def disable_webhook(
         self, conn: Connection, platform_id: str, reason: str, now: datetime, *, actor: str = "system"

@@ -25,11 +25,12 @@ platforms = Table(
 
 # Signing keys are never events (the ledger and every history reader would see them): they are state, like the
 # API keys, kept beside the projection and untouched by a rebuild (so no foreign key: a rebuild drops every
-# `platforms` row first). The database is the trust boundary for them.
+# `platforms` row first). Each is sealed with a key-encryption key held outside the database
+# (`services/registry/kek.py`): write access to the database alone reveals no secret.
 platform_secrets = Table(
     "platform_secrets",
     metadata,
     Column("platform_id", String(36), primary_key=True),
-    Column("secret", String(100), nullable=False),
-    Column("previous_secret", String(100), nullable=True),
+    Column("secret", String(255), nullable=False),
+    Column("previous_secret", String(255), nullable=True),
 )

@@ -87,7 +87,7 @@ def test_every_error_response_is_a_problem_and_every_success_has_a_schema(api: A
         if op.get("security"):
             assert "401" in responses, (method, path)
         if "requestBody" in op:
-            assert {"400", "413", "422"} <= set(responses), (method, path)
+            assert {"400", "413", "415", "422"} <= set(responses), (method, path)
         if "{" in path:
             assert "404" in responses, (method, path)
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import sys
+import unicodedata
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from services.http.schemas.orders import FORMAT_CHARACTERS
 from shared.eventstore.tables import events
 from tests.builders import order_body, platform_fields
 from tests.support import Api
@@ -221,3 +225,70 @@ def test_a_key_first_seen_on_a_replay_still_guards_its_body(api: Api) -> None:
     other = order_body(api.platform_a, issuer_reference="MCI-2026-0099")
     r = api.call("POST", "/v1/orders", "issuer", json=other, headers={"Idempotency-Key": "k2"})
     assert r.status_code == 409 and r.json()["type"] == "/problems/idempotency-key-reused"
+
+
+# ------------------------------------------------------------------------- Unicode format characters (Cf)
+
+# A right-to-left override, a zero-width space, a bidi isolate, a word joiner, a BOM and a tag character.
+FORMAT_SAMPLES = ["\u202e", "\u200b", "\u2066", "\u2060", "\ufeff", "\U000e0041"]
+
+
+def test_the_refused_set_covers_every_format_character_of_this_python() -> None:
+    cf = "".join(chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf")
+    refused = re.compile(f"[{FORMAT_CHARACTERS}]")
+    assert all(refused.fullmatch(c) for c in cf), [f"U+{ord(c):04X}" for c in cf if not refused.fullmatch(c)]
+    assert not refused.search("Ministry of Culture, «Қазақстан» — ок\u00a0ok")  # letters, punctuation, NBSP
+
+
+@pytest.mark.parametrize("char", FORMAT_SAMPLES, ids=[f"U+{ord(c):04X}" for c in FORMAT_SAMPLES])
+def test_format_characters_are_refused_in_every_free_text_field_naming_it(api: Api, char: str) -> None:
+    oid = api.issue().json()["id"]
+    before = stored_events(api)
+    cases: list[tuple[str, str, str, dict[str, Any], tuple[str, ...]]] = [
+        ("POST", "/v1/orders", "issuer", order_body(api.platform_a, signed_off_by=f"A{char}B"), (B, "signed_off_by")),
+        (
+            "POST",
+            "/v1/orders",
+            "issuer",
+            order_body(api.platform_a, statement_of_reasons=f"reasons {char}"),
+            (B, "statement_of_reasons"),
+        ),
+        ("POST", "/v1/orders", "issuer", order_body(api.platform_a, unit=f"Dept{char}"), (B, "unit")),
+        (
+            "POST",
+            "/v1/orders",
+            "issuer",
+            order_body(api.platform_a, legal_basis={"act": f"Law{char}", "article": "1"}),
+            (B, "legal_basis", "act"),
+        ),
+        (
+            "POST",
+            "/v1/orders",
+            "issuer",
+            order_body(api.platform_a, items=[{"url": f"https://a.example/{char}x"}]),
+            (B, "items", "0", "url"),
+        ),
+        ("POST", f"/v1/orders/{oid}/acknowledge", "platform_a", {"note": f"seen{char}"}, (B, "note")),
+        ("POST", f"/v1/orders/{oid}/contest", "platform_a", {"grounds": "other", "detail": f"x{char}"}, (B, "detail")),
+        ("POST", f"/v1/orders/{oid}/withdraw", "issuer", {"reason": f"{char}annulled"}, (B, "reason")),
+        ("POST", "/v1/platforms", "admin", platform_fields(f"Evil{char}Corp"), (B, "name")),
+        (
+            "PATCH",
+            f"/v1/platforms/{api.platform_a}",
+            "admin",
+            {"representative": {"name": f"R{char}", "email": "r@x.kz"}},
+            (B, "representative", "name"),
+        ),
+    ]
+    for method, path, who, body, location in cases:
+        r = api.call(method, path, who, json=body)
+        assert invalid_at(r) == [location], (path, location, r.text)
+        assert f"U+{ord(char):04X}" in messages(r), r.text
+    assert stored_events(api) == before
+    names = [p["name"] for p in api.call("GET", "/v1/platforms", "admin").json()]
+    assert names == ["A", "B"]
+
+
+def test_text_without_format_characters_is_accepted(api: Api) -> None:
+    r = api.issue(signed_off_by="Ә. Нұрланова", statement_of_reasons="Посттар — «қорлау»\u00a0және қауіп.")
+    assert r.status_code == 201, r.text

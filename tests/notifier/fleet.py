@@ -29,7 +29,7 @@ from services.bootstrap import Container, bootstrap
 from services.http.schemas.orders import IssueOrderIn
 from services.notifier.tables import deliveries
 from shared.auth import Principal
-from tests.builders import order_body, platform_fields, service_settings
+from tests.builders import TEST_KEK, order_body, platform_fields, service_settings
 
 from .receiver import Receiver, _head, _read_request
 
@@ -55,6 +55,7 @@ class NotifierProcess:
             "TAKEDOWN_EMBEDDED_WORKERS": "false",
             "TAKEDOWN_ENVIRONMENT": "test",
             "TAKEDOWN_NOTIFIER_PROCESSES": "1",
+            "TAKEDOWN_SECRETS_KEK": TEST_KEK,
             "PYTHONUNBUFFERED": "1",
             **env,
         }

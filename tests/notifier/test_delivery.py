@@ -255,6 +255,7 @@ def test_long_host_names_still_fit_the_lease_column(api: Api) -> None:
             api.container.orders.record_many,
             api.clock,
             endpoint_gone=api.container.registry.disable_webhook,
+            keyring=api.container.registry.keyring,
         )
     assert len(worker.worker_id) <= 64
     assert worker.claim(10) == []
@@ -280,6 +281,7 @@ async def test_the_request_goes_to_the_address_that_was_checked(
         NotifierConfig(timeout_s=2, allow_list=("127.0.0.1",)),
         resolver=lambda host, port: next(answers, ["169.254.169.254"]),
         endpoint_gone=api.container.registry.disable_webhook,
+        keyring=api.container.registry.keyring,
     )
     oid = api.issue().json()["id"]
     await drain(worker, pool)
@@ -386,3 +388,50 @@ def test_a_deadlocked_batch_is_recorded_on_the_next_try(
     assert calls == [2, 2], "the whole batch again, in one transaction"
     assert [deliveries(api, o)[0]["state"] for o in oids] == ["delivered", "delivered"]
     assert [len(deliveries(api, o)[0]["attempt_log"]) for o in oids] == [1, 1]
+
+
+async def test_a_6to4_form_of_loopback_is_refused_at_registration_and_again_at_delivery(
+    api: Api, receiver: Receiver, pool: httpx.AsyncHTTPTransport
+) -> None:
+    # 127.0.0.1 is allow-listed (the receiver); its 6to4 form reaches whatever relay answers for it, not the receiver.
+    tunnel = platform_fields("Tunnel", monthly_users=1, webhook_url="http://[2002:7f00:1::1]:9/hook")
+    r = api.call("POST", "/v1/platforms", "admin", json=tunnel)
+    assert r.status_code == 422 and r.json()["type"] == "/problems/webhook-url-refused", r.text
+    assert "6to4 address 2002:7f00:1::1 embedding loopback address 127.0.0.1" in r.json()["detail"]
+    # Registered while the name resolved to the receiver; at delivery it resolves to the NAT64 form of loopback.
+    from services.registry.tables import platforms
+
+    port = int(receiver.base_url.rsplit(":", 1)[1])
+    point_webhook(api, receiver.url("/hook"))
+    with api.container.db.transaction() as conn:
+        conn.execute(platforms.update().values(webhook_url=f"http://hook.platform.test:{port}/hook"))
+    receiver.script("/hook", Respond(200))
+    worker = Notifier(
+        api.container.db,
+        api.container.orders.record_many,
+        api.clock,
+        NotifierConfig(timeout_s=2, allow_list=("127.0.0.1",)),
+        resolver=lambda host, port: ["64:ff9b::7f00:1"],
+        endpoint_gone=api.container.registry.disable_webhook,
+        keyring=api.container.registry.keyring,
+    )
+    oid = api.issue().json()["id"]
+    await drain(worker, pool)
+    assert receiver.requests("/hook") == []
+    [attempt] = deliveries(api, oid)[0]["attempt_log"]
+    assert attempt["error_kind"] == "refused_destination"
+    assert "NAT64" in attempt["response_excerpt"], attempt
+
+
+async def test_https_only_refuses_plain_http_endpoints_at_delivery(
+    api: Api, receiver: Receiver, pool: httpx.AsyncHTTPTransport
+) -> None:
+    point_webhook(api, receiver.url("/hook"))
+    receiver.script("/hook", Respond(200))
+    notifier = api.container.notifier
+    notifier.config = NotifierConfig(timeout_s=2, allow_list=("127.0.0.1",), https_only=True)
+    oid = api.issue().json()["id"]
+    await drain(notifier, pool)
+    assert receiver.requests("/hook") == []
+    [attempt] = deliveries(api, oid)[0]["attempt_log"]
+    assert attempt["error_kind"] == "refused_destination" and "https" in attempt["response_excerpt"]

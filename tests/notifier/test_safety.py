@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 
 import pytest
 
-from services.webhooks.safety import Resolver, is_allowed_destination, resolve_host
+from services.webhooks.safety import (
+    Resolver,
+    embedded_ipv4,
+    internal_reason,
+    is_allowed_destination,
+    resolve_host,
+    same_host_ipv4,
+)
 
 PUBLIC_V4 = "93.184.215.14"
 PUBLIC_V6 = "2606:2800:21f:cb07:6820:80da:af6b:8b2c"
@@ -184,3 +192,75 @@ def test_idna_host_is_resolved_in_its_ascii_form() -> None:
 
     assert is_allowed_destination("https://bücher.example/", [], resolver=resolver)[0]
     assert seen == ["xn--bcher-kva.example"]
+
+
+# ------------------------------------------------------------------ IPv6 forms that carry an IPv4 address (pure)
+
+
+@pytest.mark.parametrize(
+    ("address", "form", "inner"),
+    [
+        ("2002:7f00:1::1", "6to4", "loopback address 127.0.0.1"),  # 6to4 of 127.0.0.1
+        ("2002:a00:1::", "6to4", "private address 10.0.0.1"),
+        ("2002:a9fe:a9fe::1", "6to4", "link-local address 169.254.169.254"),
+        # Teredo: server 65.54.227.120, client 127.0.0.1 (stored inverted: 0x80ff_fffe).
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", "Teredo", "loopback address 127.0.0.1"),
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "Teredo", "private address 10.0.0.1"),
+        ("64:ff9b::7f00:1", "NAT64", "loopback address 127.0.0.1"),
+        ("64:ff9b::c0a8:101", "NAT64", "private address 192.168.1.1"),
+        ("::ffff:127.0.0.1", "IPv4-mapped", "loopback address 127.0.0.1"),
+        ("::ffff:a9fe:a9fe", "IPv4-mapped", "link-local address 169.254.169.254"),
+        ("::127.0.0.1", "IPv4-compatible", "loopback address 127.0.0.1"),
+    ],
+)
+def test_embedded_internal_ipv4_is_named_by_the_classifier(address: str, form: str, inner: str) -> None:
+    reason = internal_reason(ipaddress.ip_address(address))
+    assert reason == f"{form} address {ipaddress.ip_address(address)} embedding {inner}"
+
+
+# NAT64 of a public address stays refused: Python counts 64:ff9b::/96 within ::/8, reserved (no allow-list, no call).
+@pytest.mark.parametrize("address", ["2002:5db8:d70e::1", PUBLIC_V4, PUBLIC_V6])
+def test_forms_embedding_a_public_ipv4_and_public_addresses_are_not_internal(address: str) -> None:
+    assert internal_reason(ipaddress.ip_address(address)) is None
+
+
+def test_local_use_nat64_is_internal_whatever_it_embeds() -> None:
+    assert (
+        internal_reason(ipaddress.ip_address("64:ff9b:1::5db8:d70e")) == "local-use NAT64 address 64:ff9b:1::5db8:d70e"
+    )
+
+
+def test_embedded_forms_are_found_and_only_mapped_or_compatible_are_the_same_host() -> None:
+    assert embedded_ipv4(ipaddress.ip_address("2002:7f00:1::1")) == ("6to4", ipaddress.IPv4Address("127.0.0.1"))
+    assert embedded_ipv4(ipaddress.ip_address("::1")) is None and embedded_ipv4(ipaddress.ip_address("::")) is None
+    assert embedded_ipv4(ipaddress.ip_address("127.0.0.1")) is None
+    assert same_host_ipv4(ipaddress.ip_address("::ffff:127.0.0.1")) == ipaddress.IPv4Address("127.0.0.1")
+    assert same_host_ipv4(ipaddress.ip_address("2002:7f00:1::1")) is None
+
+
+@pytest.mark.parametrize("address", ["2002:7f00:1::1", "2001:0:4136:e378:8000:63bf:80ff:fffe", "64:ff9b::7f00:1"])
+def test_tunnelled_forms_of_loopback_are_refused_even_with_loopback_allow_listed(address: str) -> None:
+    # The operator allowed the receiver on 127.0.0.1; a relay's address that lands there is not that receiver.
+    ok, why = check("http://receiver.test/", address, allow=["127.0.0.1"])
+    assert not ok and "embedding loopback address 127.0.0.1" in why, why
+
+
+def test_other_spellings_of_an_allow_listed_host_are_that_host() -> None:
+    assert check("http://receiver.test/", "::127.0.0.1", allow=["127.0.0.1"]) == (True, "ok")
+    assert check("http://receiver.test/", "::ffff:127.0.0.1", allow=["127.0.0.1"]) == (True, "ok")
+    assert not check("http://receiver.test/", "::127.0.0.1")[0]
+
+
+@pytest.mark.parametrize("literal", ["[2002:7f00:1::1]", "[64:ff9b::7f00:1]", "[::ffff:7f00:1]"])
+def test_literal_embedded_forms_are_refused_without_a_lookup(literal: str) -> None:
+    ok, why = is_allowed_destination(f"http://{literal}:9/hook", [])
+    assert not ok and "loopback address 127.0.0.1" in why
+
+
+def test_https_only_refuses_plain_http() -> None:
+    assert check("https://hooks.platform.example/", PUBLIC_V4, allow=[])[0]
+    ok, why = is_allowed_destination(
+        "http://hooks.platform.example/", [], resolver=resolves_to(PUBLIC_V4), https_only=True
+    )
+    assert not ok and "https" in why
+    assert is_allowed_destination("https://a.example/", [], resolver=resolves_to(PUBLIC_V4), https_only=True)[0]

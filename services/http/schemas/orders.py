@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -38,14 +39,29 @@ MAX_URL = 2048
 # as pydantic strips it (Unicode White_Space): `\s` means a different set in JSON Schema's regex dialect (ECMA-262),
 # in pydantic's (Rust) and in Python's.
 WHITESPACE = r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-NUL_FREE = r"^[^\x00]*$"
-NOT_BLANK = rf"^[{WHITESPACE}]*[^{WHITESPACE}\x00][^\x00]*$"
-# No control characters and no whitespace (Python's `str.isspace` set, which the URL check uses, is within these).
-URL_CHARACTERS = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+# Unicode format characters (general category Cf: bidi controls, zero-width joiners and spaces, tags...) make a
+# name or a reason read differently from what is stored ("Trojan Source"); they are refused in every free-text
+# field, as NUL is. Unicode 14 to 15.1 (tests/api/test_validation.py checks it against the running Python); the
+# astral ones are written as themselves, which JSON Schema's, pydantic's and Python's regex dialects all read.
+FORMAT_CHARACTERS = (
+    r"\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064"
+    r"\u2066-\u206f\ufeff\ufff9-\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    "\U000e0020-\U000e007f"
+)
+# Every free-text field: no NUL (PostgreSQL text cannot hold it) and no format character. The one definition;
+# NOT_BLANK, the e-mail pattern, URLs and `_refuse_unreadable` below are built on it.
+REFUSED_IN_TEXT = rf"\x00{FORMAT_CHARACTERS}"
+NUL_FREE = rf"^[^{REFUSED_IN_TEXT}]*$"
+NOT_BLANK = rf"^[{WHITESPACE}]*[^{WHITESPACE}{REFUSED_IN_TEXT}][^{REFUSED_IN_TEXT}]*$"
+# No control characters, no whitespace (Python's `str.isspace` set, which the URL check uses, is within these) and
+# no format characters.
+URL_CHARACTERS = rf"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000{FORMAT_CHARACTERS}]"
+_REFUSED = re.compile(f"[{REFUSED_IN_TEXT}]")
 
 
 def no_nul() -> Any:
-    """The constraint of a string that may not contain NUL."""
+    """The constraint of a free-text string: no NUL, no format character (the pattern states it to clients)."""
     return Field(pattern=NUL_FREE)
 
 
@@ -90,8 +106,13 @@ def _utc(value: datetime) -> datetime:
 
 
 def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("NUL characters are not allowed")
+    if (found := _REFUSED.search(value)) is not None:
+        char = found.group()
+        if char == "\x00":
+            raise ValueError("NUL characters are not allowed")
+        raise ValueError(
+            f"format character U+{ord(char):04X} is not allowed (Unicode Cf: bidi controls, zero-width characters)"
+        )
     return value
 
 
@@ -121,13 +142,16 @@ Territory = Annotated[
 ]
 
 
-class _Strict(BaseModel):
+class StrictIn(BaseModel):
+    """A request body: unknown fields refused, whitespace stripped, NUL and format characters refused by name."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    @field_validator("*", mode="after")
+    @field_validator("*", mode="before")
     @classmethod
-    def _refuse_nul(cls, value: Any) -> Any:
-        # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
+    def _refuse_unreadable(cls, value: Any) -> Any:
+        # PostgreSQL text cannot hold NUL, and format characters hide what a text says: refuse both, before the
+        # patterns (which say the same to clients) answer with a message nobody can read.
         if isinstance(value, str):
             _no_nul(value)
         elif isinstance(value, list):
@@ -137,29 +161,29 @@ class _Strict(BaseModel):
         return value
 
 
-class ItemIn(_Strict):
+class ItemIn(StrictIn):
     url: HttpUrl
     item_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")] | None = None
     content_id: Annotated[str, Field(max_length=200), no_nul()] | None = None
     content_type: Annotated[str, Field(max_length=64), no_nul()] | None = None
 
 
-class LegalBasisIn(_Strict):
+class LegalBasisIn(StrictIn):
     act: Text200
     article: Text200
 
 
-class RedressIn(_Strict):
+class RedressIn(StrictIn):
     instructions: Text2000
     contest_within_hours: Annotated[int, Field(ge=1, le=24 * 365)] | None = None
 
 
-class AttachmentIn(_Strict):
+class AttachmentIn(StrictIn):
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     name: Annotated[str, Field(max_length=200), no_nul()] | None = None
 
 
-class IssueOrderIn(_Strict):
+class IssueOrderIn(StrictIn):
     """An order as an issuer sends it (the authority comes from the API key).
 
     Item ids and item URLs must each be unique within the order (JSON Schema cannot say that of a property).
@@ -236,11 +260,11 @@ class IssueOrderIn(_Strict):
         return [i.item_id or next(free) for i in self.items]
 
 
-class AcknowledgeIn(_Strict):
+class AcknowledgeIn(StrictIn):
     note: Annotated[str, Field(max_length=2000), no_nul()] | None = None
 
 
-class OutcomeIn(_Strict):
+class OutcomeIn(StrictIn):
     # A declined item needs a reason: said in the schema too, so that a schema-valid report is never refused.
     model_config = ConfigDict(
         json_schema_extra={
@@ -261,16 +285,16 @@ class OutcomeIn(_Strict):
         return self
 
 
-class OutcomesIn(_Strict):
+class OutcomesIn(StrictIn):
     outcomes: Annotated[list[OutcomeIn], Field(min_length=1, max_length=MAX_ITEMS)]
 
 
-class ContestIn(_Strict):
+class ContestIn(StrictIn):
     grounds: ContestGrounds
     detail: Text2000
 
 
-class NoticeIn(_Strict):
+class NoticeIn(StrictIn):
     """A notice sent to the platform's representative by another channel than the webhook, with its evidence."""
 
     channel: NoticeChannel
@@ -278,7 +302,7 @@ class NoticeIn(_Strict):
     evidence: Text2000
 
 
-class ReviewIn(_Strict):
+class ReviewIn(StrictIn):
     reason: Text2000
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from services.http.schemas.orders import WHITESPACE, Text200, no_nul, not_sent
+from services.http.schemas.orders import REFUSED_IN_TEXT, WHITESPACE, StrictIn, Text200, no_nul, not_sent
 
 # An absolute http(s) URL with a host the notifier can call: the form the registry checks (`check_webhook_url`)
 # before it resolves the host. Resolving to an address that is not allowed is refused with 422 on top of this.
@@ -31,31 +31,30 @@ PlatformName = Text200
 MonthlyUsers = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 
-class Representative(BaseModel):
+class Representative(StrictIn):
     """The platform's local representative."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     name: Text200
     citizenship: Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")] = "KZ"
-    email: Annotated[str, Field(max_length=320, pattern=rf"^[^@{WHITESPACE}\x00]+@[^@{WHITESPACE}\x00]+$")]
+    email: Annotated[
+        str, Field(max_length=320, pattern=rf"^[^@{WHITESPACE}{REFUSED_IN_TEXT}]+@[^@{WHITESPACE}{REFUSED_IN_TEXT}]+$")
+    ]
     phone: Annotated[str, Field(max_length=40), no_nul()] | None = None
 
 
-class PlatformIn(BaseModel):
+class PlatformIn(StrictIn):
     """A platform as an admin registers it."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     name: PlatformName
     monthly_users: MonthlyUsers
     representative: Representative
     webhook_url: WebhookUrl | None = None
 
 
-class PlatformPatch(BaseModel):
+class PlatformPatch(StrictIn):
     """The registration fields to change; those not sent stay as they are, `webhook_url: null` removes the webhook."""
 
     # name, monthly_users and representative may be left out but not sent as null: the registry requires them.
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     name: PlatformName = not_sent()
     monthly_users: MonthlyUsers = not_sent()
     representative: Representative = not_sent()
