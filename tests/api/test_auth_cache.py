@@ -26,7 +26,7 @@ def _key_id(api: Api, who: str) -> str:
 def test_a_key_revoked_in_this_process_is_refused_at_once(api: Api) -> None:
     assert api.call("GET", "/v1/orders", "issuer").status_code == 200  # checked, and now cached
     with api.container.db.transaction() as conn:
-        assert api.container.keys.revoke(conn, _key_id(api, "issuer"), api.clock.now())
+        assert api.container.keys.revoke_in(conn, _key_id(api, "issuer"))
     r = api.call("GET", "/v1/orders", "issuer")  # no time has passed: the cache must not answer
     assert r.status_code == 401 and r.json()["type"] == "/problems/unauthenticated"
     assert api.call("GET", "/v1/orders", "issuer2").status_code == 200  # other keys are untouched
@@ -36,7 +36,7 @@ def test_a_revocation_that_rolls_back_revokes_nothing(api: Api) -> None:
     assert api.call("GET", "/v1/orders", "issuer").status_code == 200
     try:
         with api.container.db.transaction() as conn:
-            api.container.keys.revoke(conn, _key_id(api, "issuer"), api.clock.now())
+            api.container.keys.revoke_in(conn, _key_id(api, "issuer"))
             raise RuntimeError("the revoking transaction fails")
     except RuntimeError:
         pass
@@ -52,7 +52,7 @@ def test_another_process_sees_a_revocation_within_the_expiry(api: Api, db_url: s
         with TestClient(create_app(other, run_workers=False)) as client:
             assert client.get("/v1/orders", headers=headers).status_code == 200
             with api.container.db.transaction() as conn:
-                api.container.keys.revoke(conn, _key_id(api, "issuer"), api.clock.now())
+                api.container.keys.revoke_in(conn, _key_id(api, "issuer"))
             assert api.call("GET", "/v1/orders", "issuer").status_code == 401  # the revoking process: at once
             # The other process has not heard of it; it trusts its check until the entry expires, and no longer.
             assert client.get("/v1/orders", headers=headers).status_code == 200
@@ -69,7 +69,7 @@ def test_without_a_cache_every_request_checks_the_key(db_url: str, api: Api) -> 
         with TestClient(create_app(other, run_workers=False)) as client:
             assert client.get("/v1/orders", headers=headers).status_code == 200
             with api.container.db.transaction() as conn:
-                api.container.keys.revoke(conn, _key_id(api, "issuer"), api.clock.now())
+                api.container.keys.revoke_in(conn, _key_id(api, "issuer"))
             assert client.get("/v1/orders", headers=headers).status_code == 401
     finally:
         other.close()
