@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from sqlalchemy import Engine
 
+from services.keys.service import Keys
 from services.ledger.evidence import Evidence, EvidenceSources
 from services.ledger.service import Ledger, ledger_from_settings
 from services.notifier import deliveries as delivery_log
@@ -57,7 +58,7 @@ class Container:
     projections: ProjectionRunner
     ledger: Ledger
     evidence: Evidence
-    keys: KeyCache
+    keys: Keys
 
     def rebuildable(self) -> list[Projection]:
         """Every projection `takedown projections rebuild` replays: the runner's, and the registry's table (which
@@ -164,7 +165,13 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
         projections=projections,
         ledger=ledger,
         evidence=Evidence(db, store, clock, ledger, sources),
-        keys=KeyCache(clock, settings.auth_cache_s),
+        keys=Keys(
+            db,
+            clock,
+            KeyCache(clock, settings.auth_cache_s),
+            last_used_every=timedelta(seconds=settings.key_last_used_every_s),
+            platform_exists=lambda conn, platform_id: platforms.find(conn, platform_id) is not None,
+        ),
     )
 
 

@@ -1,4 +1,4 @@
-"""The `takedown` command: run the all-in-one service or one part of it, migrate, and make API keys."""
+"""The `takedown` command: run the all-in-one service or one part of it, migrate, and manage API keys."""
 
 from __future__ import annotations
 
@@ -7,28 +7,34 @@ import contextlib
 import ctypes
 import functools
 import gc
+import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 import typer
 import uvicorn
+from sqlalchemy.engine import make_url
 
 from services.bootstrap import Container, bootstrap
 from services.http.app import create_app
+from services.keys.errors import KeysError
+from services.keys.service import KEY_STATUSES, KeyStatus
 from services.ledger.verify import VerifyReport
 from services.registry.errors import SecretsKeyError
 from services.registry.kek import Keyring, keyring_from_settings, load_kek
 from services.registry.service import reseal
 from shared import roles
-from shared.auth import ROLES, Role, create_key
+from shared.auth import ROLES, Role
 from shared.db import make_engine
 from shared.logs import configure_logging
 from shared.migrate import upgrade
@@ -103,6 +109,27 @@ def migrate() -> None:
     engine.dispose()
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
+_MAX_LIFETIME = timedelta(days=10 * 366)
+
+
+def parse_duration(text: str) -> timedelta:
+    """A positive duration such as 30d, 12h, 90m, 45s or 2w (at most ten years)."""
+    found = re.fullmatch(r"\s*([0-9]{1,9})\s*([smhdw])\s*", text.lower())
+    if found is None or int(found[1]) == 0:
+        raise typer.BadParameter(f"{text!r}: a positive whole number and a unit, s m h d or w (e.g. 30d, 12h)")
+    lifetime = timedelta(seconds=int(found[1]) * _UNITS[found[2]])
+    if lifetime > _MAX_LIFETIME:
+        raise typer.BadParameter(f"{text!r}: at most ten years")
+    return lifetime
+
+
+def _refused(exc: KeysError) -> typer.Exit:
+    """Print a refusal; exit 1 for a key that is missing or not active, 2 for a request that cannot be met."""
+    typer.echo(f"error: {exc.reason}", err=True)
+    return typer.Exit(1 if exc.code in ("not-found", "key-not-active") else 2)
+
+
 @keys.command("create")
 def keys_create(
     role: Annotated[str, typer.Option(help=f"one of {', '.join(ROLES)}")],
@@ -110,34 +137,145 @@ def keys_create(
     authority_name: Annotated[str | None, typer.Option(help="issuer keys: the authority's full name")] = None,
     platform: Annotated[str | None, typer.Option(help="platform keys: the platform id")] = None,
     label: Annotated[str | None, typer.Option(help="a note on who holds the key")] = None,
+    expires_in: Annotated[str | None, typer.Option(help="the key expires after this long: 30d, 12h, 90m, 2w")] = None,
 ) -> None:
     """Create an API key and print it (it is stored hashed and cannot be shown again)."""
-    known: Role | None = next((r for r in ROLES if r == role), None)
-    if known is None:
-        typer.echo(f"error: role must be one of {', '.join(ROLES)}", err=True)
-        raise typer.Exit(2)
+    lifetime = parse_duration(expires_in) if expires_in is not None else None
     container = _container()
     try:
-        with container.db.transaction() as conn:
-            plaintext, _ = create_key(
-                conn,
-                known,
-                container.clock.now(),
-                authority_id=authority,
-                authority_name=authority_name,
-                platform_id=platform,
-                label=label,
-            )
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        plaintext, _ = container.keys.create(
+            role,
+            actor="cli",
+            authority_id=authority,
+            authority_name=authority_name,
+            platform_id=platform,
+            label=label,
+            expires_in=lifetime,
+        )
+    except KeysError as exc:
+        raise _refused(exc) from exc
     finally:
         container.close()
     typer.echo(plaintext)
 
 
+def _when(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%SZ") if at is not None else "-"
+
+
+@keys.command("list")
+def keys_list(
+    status: Annotated[str | None, typer.Option(help=f"only keys that are {', '.join(KEY_STATUSES)}")] = None,
+    role: Annotated[str | None, typer.Option(help=f"only keys of this role: {', '.join(ROLES)}")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON array instead of a table")] = False,
+) -> None:
+    """Every API key, newest first: id, role, tenant, status, expiry, last use. Never a key itself."""
+    wanted_status: KeyStatus | None = next((k for k in KEY_STATUSES if k == status), None)
+    wanted_role: Role | None = next((r for r in ROLES if r == role), None)
+    if (status is not None and wanted_status is None) or (role is not None and wanted_role is None):
+        typer.echo(f"error: --status is one of {', '.join(KEY_STATUSES)}; --role one of {', '.join(ROLES)}", err=True)
+        raise typer.Exit(2)
+    container = _container()
+    try:
+        found = container.keys.list(status=wanted_status, role=wanted_role)
+    finally:
+        container.close()
+    if as_json:
+        rows = [{k: v.isoformat() if isinstance(v, datetime) else v for k, v in vars(r).items()} for r in found]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    header = ("ID", "ROLE", "TENANT", "STATUS", "CREATED", "EXPIRES", "LAST USED", "LABEL")
+    table: list[tuple[str, ...]] = [header]
+    for r in found:
+        tenant = r.authority_id or r.platform_id or "-"
+        when = (_when(r.created_at), _when(r.expires_at), _when(r.last_used_at))
+        table.append((r.id, r.role, tenant, r.status, *when, r.label or "-"))
+    widths = [max(len(row[n]) for row in table) for n in range(len(header))]
+    for row in table:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+@keys.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (from `takedown keys list`)")]) -> None:
+    """Revoke an API key: running API processes refuse it within TAKEDOWN_AUTH_CACHE_S seconds."""
+    container = _container()
+    try:
+        revoked = container.keys.revoke(key_id, "cli")
+    except KeysError as exc:
+        raise _refused(exc) from exc
+    finally:
+        container.close()
+    bound = container.settings.auth_cache_s
+    typer.echo(
+        f"revoked {revoked.id} at {_when(revoked.revoked_at)}; running API processes refuse it within {bound:g} s"
+    )
+
+
+@keys.command("rotate")
+def keys_rotate(
+    key_id: Annotated[str, typer.Argument(help="the key's id (from `takedown keys list`)")],
+    expires_in: Annotated[
+        str | None, typer.Option(help="the new key's lifetime (default: the old key's): 30d, 12h")
+    ] = None,
+    overlap: Annotated[
+        str | None, typer.Option(help="the old key keeps working this long (default: revoked at once): 1h")
+    ] = None,
+) -> None:
+    """Replace a key by a new one of the same role, tenant and label; print the new key (shown only now)."""
+    lifetime = parse_duration(expires_in) if expires_in is not None else None
+    grace = parse_duration(overlap) if overlap is not None else timedelta(0)
+    container = _container()
+    try:
+        plaintext, made = container.keys.rotate(key_id, "cli", expires_in=lifetime, overlap=grace)
+    except KeysError as exc:
+        raise _refused(exc) from exc
+    finally:
+        container.close()
+    old = f"works until {_when(made.created_at + grace)}" if grace else "is revoked"
+    typer.echo(f"{key_id} {old}; its replacement is {made.id}:", err=True)
+    typer.echo(plaintext)
+
+
+# ------------------------------------------------------------------------------------------------ the demo
+
+DEMO_AUTHORITY = {"authority_id": "mci", "authority_name": "Ministry of Culture and Information"}
+
+
+def demo_keys_file(settings: Settings) -> Path:
+    """Where the demo keeps its keys' plaintexts: beside the SQLite database, else in the working directory."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        database = Path(url.database)
+        return database.with_name(database.stem + ".demo-keys.json")
+    return Path("demo-keys.json")
+
+
+def _read_demo_keys(path: Path) -> tuple[dict[str, str], bool]:
+    """The saved plaintexts by role, and whether the file was private (no access for group or others)."""
+    try:
+        private = path.stat().st_mode & 0o077 == 0
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}, True
+    if not isinstance(saved, dict):
+        return {}, True
+    return {k: v for k, v in saved.items() if isinstance(k, str) and isinstance(v, str)}, private
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file that only its owner can read (mode 0600), replacing any old one whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a leftover file
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(partial, path)
+
+
 def _demo(container: Container) -> dict[str, Any]:
-    """A demo platform and one key per role, printed at start-up."""
+    """A demo platform and one key per role, printed at start-up. The keys of the last start are reused while they
+    are valid and speak for the same tenant: their plaintexts are kept in a 0600 file (`demo_keys_file`)."""
     from services.registry import service as registry
 
     now = container.clock.now()
@@ -154,20 +292,42 @@ def _demo(container: Container) -> dict[str, Any]:
                 },
                 now,
             )
-        made = {
-            "admin": create_key(conn, "admin", now, label="demo")[0],
-            "issuer": create_key(
-                conn,
-                "issuer",
-                now,
-                authority_id="mci",
-                authority_name="Ministry of Culture and Information",
+    wanted: dict[Role, dict[str, str]] = {
+        "admin": {},
+        "issuer": DEMO_AUTHORITY,
+        "platform": {"platform_id": platform.id},
+        "auditor": {},
+    }
+    path = demo_keys_file(container.settings)
+    saved, private = _read_demo_keys(path)
+    made: dict[str, str] = {}
+    reused: list[str] = []
+    for role, tenant in wanted.items():
+        plaintext = saved.get(role)
+        principal = container.keys.valid(plaintext) if plaintext else None
+        if principal is not None and not private:
+            # Others could read the file, so its keys may have leaked: they end here and new ones are made.
+            container.keys.revoke(principal.key_id, "demo")
+            principal = None
+        same_tenant = principal is not None and (principal.authority_id, principal.platform_id) == (
+            tenant.get("authority_id"),
+            tenant.get("platform_id"),
+        )
+        if plaintext is not None and principal is not None and principal.role == role and same_tenant:
+            made[role] = plaintext
+            reused.append(role)
+        else:
+            made[role], _ = container.keys.create(
+                role,
+                actor="demo",
                 label="demo",
-            )[0],
-            "platform": create_key(conn, "platform", now, platform_id=platform.id, label="demo")[0],
-            "auditor": create_key(conn, "auditor", now, label="demo")[0],
-        }
-    return {"platform_id": platform.id, "keys": made}
+                authority_id=tenant.get("authority_id"),
+                authority_name=tenant.get("authority_name"),
+                platform_id=tenant.get("platform_id"),
+            )
+    if made != saved or not private:
+        _write_private(path, json.dumps(made, indent=2) + "\n")
+    return {"platform_id": platform.id, "keys": made, "reused": reused, "file": str(path)}
 
 
 @cli.command()
@@ -185,6 +345,7 @@ def run(
         typer.echo(f"demo platform id: {info['platform_id']}")
         for role, key in info["keys"].items():
             typer.echo(f"demo {role:<8} key: {key}")
+        typer.echo(f"demo keys kept in {info['file']} (reused: {', '.join(info['reused']) or 'none'})")
     typer.echo(f"API docs: http://{host or settings.host}:{port or settings.port}/docs")
     _serve(container, True, host or settings.host, port or settings.port)
     container.close()

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     # How long a process trusts an API key it has checked (0: check every request). A key revoked in another
     # process stops working here within this long; in the revoking process, at once.
     auth_cache_s: float = Field(default=5.0, ge=0)
+    # An API key's `last_used_at` is written at most once per this long per key (by all processes together), and
+    # only when a key is read from the table, never for a request the cache answers: precise enough to tell a key
+    # in use from an abandoned one, at one small write per active key per minute.
+    key_last_used_every_s: float = Field(default=60.0, ge=0)
     sla_hours: float = 24.0
     sla_category_hours: dict[str, float] = Field(default_factory=dict)
     sla_at_risk_share: float = 0.25

@@ -6,7 +6,7 @@ database, with the processes that use it). Rows without the `sealed:v1:` prefix 
 and sealed at the start of every process that holds the KEK, or by `takedown secrets seal`.
 
 Revision ID: 0010_secrets_at_rest
-Revises: 0007
+Revises: 0009_key_lifecycle
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_secrets_at_rest"
-down_revision = "0007"
+down_revision = "0009_key_lifecycle"
 branch_labels = None
 depends_on = None
 

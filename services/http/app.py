@@ -25,6 +25,7 @@ from services.http.dashboard import router as dashboard_router
 from services.http.deliveries import router as deliveries_router
 from services.http.deps import ContainerDep
 from services.http.evidence import router as evidence_router
+from services.http.keys import router as keys_router
 from services.http.ledger import router as ledger_router
 from services.http.orders import router as orders_router
 from services.http.platforms import router as platforms_router
@@ -93,6 +94,7 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
         evidence_router,
         transparency_router,
         dashboard_router,
+        keys_router,
     ]
     problems.install(app, routers)
     app.add_middleware(BodyLimitMiddleware, max_bytes=container.settings.max_body_bytes)
@@ -213,5 +215,6 @@ TAGS = [
     {"name": "ledger", "description": "Signed checkpoints and RFC 9162 proofs of the event log"},
     {"name": "dashboard", "description": "The dashboard page and its overview (admin, auditor, issuer for its own)"},
     {"name": "transparency", "description": "The public transparency report: aggregates only, small cells suppressed"},
+    {"name": "keys", "description": "API keys: make, list, revoke, rotate (admin); a key is shown only when made"},
     {"name": "operations", "description": "Liveness, readiness and metrics"},
 ]

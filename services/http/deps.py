@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.bootstrap import Container
 from services.http.problems import Problem, problem_responses
-from shared.auth import Principal, Role, authenticate
+from shared.auth import Principal, Role
 
 
 def get_container(request: Request) -> Container:
@@ -37,13 +37,9 @@ def get_principal(
     if credentials is None:
         raise Problem(401, "unauthenticated", "Unauthorized", "send Authorization: Bearer <api key>")
 
-    def load(plaintext: str) -> Principal | None:
-        with container.db.read() as conn:
-            return authenticate(conn, plaintext)
-
-    principal = container.keys.principal(credentials.credentials, load)
+    principal = container.keys.authenticate(credentials.credentials)
     if principal is None:
-        raise Problem(401, "unauthenticated", "Unauthorized", "unknown or revoked API key")
+        raise Problem(401, "unauthenticated", "Unauthorized", "unknown, revoked or expired API key")
     return principal
 
 
@@ -72,6 +68,7 @@ ROLE_CHECKED = problem_responses(401, 403)  # only some roles may call it
 # Ids in paths: opaque, but of the form and length the service issues (a longer one cannot exist).
 OrderId = Annotated[str, Path(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9-]+$", description="An order id")]
 PlatformId = Annotated[str, Path(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9-]+$", description="A platform id")]
+KeyId = Annotated[str, Path(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9-]+$", description="An API key's id")]
 DeliveryId = Annotated[
     str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$", description="A delivery id (its webhook-id)")
 ]

@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 from typing_extensions import TypedDict  # pydantic needs this TypedDict before Python 3.12
 
+from services.keys.errors import KeyNotActive, KeyNotFound, KeyRefused
 from services.ledger.errors import (
     EvidenceNotFound,
     InvalidRange,
@@ -70,7 +71,7 @@ class ProblemDocument(TypedDict):
 # What each status means wherever a route declares it; every one is sent as application/problem+json.
 PROBLEM_STATUSES: dict[int, str] = {
     400: "Malformed JSON, a cursor this API never returned, or a NUL character in the URL",
-    401: "No API key, or an unknown or revoked one",
+    401: "No API key, or an unknown, revoked or expired one",
     403: "The API key's role may not use this endpoint",
     404: "No such resource, or not one this caller may see",
     409: "Refused by the current state (the resource's rules, a duplicate, or a concurrent change)",
@@ -133,6 +134,7 @@ SERVICE_ERRORS: dict[type[Exception], ProblemType] = {
     OrderNotFound: ProblemType(404, "Not Found"),
     PlatformNotFound: ProblemType(404, "Not Found"),
     DeliveryNotFound: ProblemType(404, "Not Found"),
+    KeyNotFound: ProblemType(404, "Not Found"),
     PositionNotFound: ProblemType(404, "Not Found"),
     EvidenceNotFound: ProblemType(404, "Not Found"),
     NoCheckpoint: ProblemType(404, "No Checkpoint Yet"),
@@ -143,12 +145,14 @@ SERVICE_ERRORS: dict[type[Exception], ProblemType] = {
     WebhookUrlRefused: ProblemType(422, "Webhook URL refused"),
     RepresentativeRefused: ProblemType(422, "Representative refused"),
     InvalidRange: ProblemType(422, "Invalid Range"),
+    KeyRefused: ProblemType(422, "Key refused"),
     ReportError: ProblemType(422, "Invalid report"),
     IdempotencyConflict: ProblemType(409, "Idempotency conflict"),
     DomainError: ProblemType(409, "Refused by the order's rules"),
     PlatformNameTaken: ProblemType(409, "Platform name taken"),
     RepresentativeConflict: ProblemType(409, "Conflicts with the registration"),
     DeliveryPending: ProblemType(409, "Delivery still pending"),
+    KeyNotActive: ProblemType(409, "Key not active"),
     TreeTooSmall: ProblemType(409, "Tree Too Small"),
     NotYetInLedger: ProblemType(409, "Not Yet In The Ledger"),
     ConcurrencyError: ProblemType(409, "Conflict", "conflict", "the order kept changing; retry"),
