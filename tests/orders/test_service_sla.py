@@ -17,7 +17,7 @@ from tests.support import T0, Api
 
 def principal(api: Api, who: str) -> Principal:
     with api.container.db.read() as conn:
-        found = authenticate(conn, api.keys[who])
+        found = authenticate(conn, api.keys[who], api.clock.now())
     assert found is not None
     return found
 
