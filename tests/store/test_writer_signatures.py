@@ -146,3 +146,20 @@ def test_a_store_without_a_writer_leaves_events_unsealed(db: Database) -> None:
         store.append(conn, "order-1", 0, [NewEvent(type="test.fact", data={})], T0)
     with db.read() as conn:
         assert conn.execute(select(events.c.seal)).scalar_one() is None
+
+
+def test_init_ledger_makes_the_key_file_and_public_key_prints_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from services.cli import cli
+
+    path = tmp_path / "w" / "writer.key"
+    monkeypatch.setenv("TAKEDOWN_WRITER_KEY_FILE", str(path))
+    made = CliRunner().invoke(cli, ["keys", "init-ledger"])
+    assert made.exit_code == 0, made.output
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    printed = made.output.strip()
+    assert parse_public_key(printed) == WriterSigner(load_or_create_seed(path)).public_key
+    assert CliRunner().invoke(cli, ["keys", "init-ledger"]).output.strip() == printed  # made once
