@@ -85,7 +85,10 @@ class WriterSigner:
     seed: bytes
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_key", Ed25519PrivateKey.from_private_bytes(self.seed))
+        key = Ed25519PrivateKey.from_private_bytes(self.seed)
+        object.__setattr__(self, "_key", key)
+        # Computed once: the append path seals on every call.
+        object.__setattr__(self, "_kid", key_id(key.public_key().public_bytes_raw()))
 
     @property
     def public_key(self) -> bytes:
@@ -96,7 +99,8 @@ class WriterSigner:
     @property
     def key_id(self) -> str:
         """This key's id."""
-        return key_id(self.public_key)
+        kid: str = self._kid  # type: ignore[attr-defined]
+        return kid
 
     def seal(self, digests: list[bytes]) -> list[dict[str, Any]]:
         """One seal per event of a batch: key id, index, the batch's digests and one signature over them."""
