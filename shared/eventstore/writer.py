@@ -21,9 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from shared import canonical
 
 DOMAIN = b"takedown-writer-batch/1\n"
 
@@ -45,7 +46,7 @@ def canonical_event(
     """The RFC 8785 bytes a writer signs for one event."""
     if recorded_at.tzinfo is None:
         raise ValueError("naive datetimes cannot be signed: pass UTC-aware times")
-    return rfc8785.dumps(
+    return canonical.dumps(
         {
             "event_id": event_id,
             "stream_id": stream_id,
@@ -59,9 +60,9 @@ def canonical_event(
     )
 
 
-def event_digest(canonical: bytes) -> bytes:
+def event_digest(form: bytes) -> bytes:
     """SHA-256 of an event's canonical form."""
-    return hashlib.sha256(canonical).digest()
+    return hashlib.sha256(form).digest()
 
 
 def batch_message(digests: list[bytes]) -> bytes:
