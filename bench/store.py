@@ -57,7 +57,8 @@ from bench.pg import ADMIN_URL, collect, conninfo, create_db, create_migrated, d
 
 PREFIX = "bench_store_"
 WRITERS = (1, 4, 8)
-SYSTEMS = ("ours", "eventsourcing", "executemany")
+# ours_unsigned: the same store with writer signatures off, the baseline of their cost in the same run.
+SYSTEMS = ("ours", "ours_unsigned", "eventsourcing", "executemany")
 WARMUP_ORDERS = 20  # per writer, untimed
 READ_LIMITS = (1000, 5000)
 STREAM_SAMPLES = 1000
@@ -67,6 +68,7 @@ TARGETS = {
     "ours_vs_executemany_4w": ">= 0.60",
     "tail_read_vs_bare": ">= 0.8",
     "stream_read_p95_ms": "< 5",
+    "signed_vs_unsigned_4w": ">= 0.90",
 }
 
 
@@ -120,12 +122,19 @@ def order_meta(rnd: random.Random) -> dict[str, Any]:
 # Each `make_*` runs inside a writer process and returns `write(order_id, payloads, meta)` for one order.
 
 
-def make_ours(dbname: str) -> Callable[[str, list[tuple[str, dict[str, Any]]], dict[str, Any]], None]:
+def make_ours(
+    dbname: str, signed: bool = True
+) -> Callable[[str, list[tuple[str, dict[str, Any]]], dict[str, Any]], None]:
+    import hashlib
+
     from shared.db import Database, make_engine
     from shared.eventstore import EventStore, NewEvent
+    from shared.eventstore.writer import WriterSigner
 
     db = Database(make_engine(sa_url(dbname)))
-    store = EventStore("postgresql")
+    # As the service appends: every append call sealed with the writer key (one signature per call).
+    writer = WriterSigner(hashlib.sha256(b"bench writer").digest()) if signed else None
+    store = EventStore("postgresql", writer)
 
     def write(order_id: str, payloads: list[tuple[str, dict[str, Any]]], meta: dict[str, Any]) -> None:
         new = [NewEvent(type=t, data=d, meta=meta) for t, d in payloads]
@@ -232,7 +241,16 @@ def make_executemany(dbname: str) -> Callable[[str, list[tuple[str, dict[str, An
     return write
 
 
-MAKERS = {"ours": make_ours, "eventsourcing": make_eventsourcing, "executemany": make_executemany}
+def make_ours_unsigned(dbname: str) -> Callable[[str, list[tuple[str, dict[str, Any]]], dict[str, Any]], None]:
+    return make_ours(dbname, signed=False)
+
+
+MAKERS = {
+    "ours": make_ours,
+    "ours_unsigned": make_ours_unsigned,
+    "eventsourcing": make_eventsourcing,
+    "executemany": make_executemany,
+}
 
 
 def writer_process(system: str, dbname: str, index: int, orders: int, ready: Any, start: Any, done: Any) -> None:
@@ -261,7 +279,7 @@ def writer_process(system: str, dbname: str, index: int, orders: int, ready: Any
 
 
 def prepare_db(system: str, dbname: str, template: str) -> None:
-    if system == "ours":
+    if system.startswith("ours"):
         create_db(dbname, template)
     elif system == "eventsourcing":
         create_db(dbname)
@@ -277,6 +295,7 @@ def count_rows(system: str, dbname: str) -> tuple[int, int]:
     """(rows stored, highest gap-free position) for the system's table."""
     sql = {
         "ours": "SELECT (SELECT count(*) FROM events), (SELECT coalesce(max(position), 0) FROM event_positions)",
+        "ours_unsigned": "SELECT (SELECT count(*) FROM events), (SELECT coalesce(max(position), 0) FROM event_positions)",
         "eventsourcing": "SELECT count(*), coalesce(max(notification_id), 0) FROM orders_events",
         "executemany": "SELECT count(*), 0 FROM raw_events",
     }[system]
@@ -303,7 +322,7 @@ def run_writes(system: str, writers: int, orders: int, template: str) -> dict[st
         for p in procs:
             p.start()
         collect(ready, procs, system, timeout_s=300)
-        if system == "ours":
+        if system.startswith("ours"):
             from shared.db import Database, make_engine
             from shared.eventstore import EventStore
             from shared.eventstore.sequencer import Sequencer
@@ -591,7 +610,7 @@ def main() -> int:
                     extra = (
                         f"  (incl. {r['catch_up_ms']:.0f} ms of sequencer catch-up after the last commit;"
                         f" {r['sequencer_txs']:.0f} sequencer transactions)"
-                        if system == "ours"
+                        if system.startswith("ours")
                         else ""
                     )
                     say(
@@ -604,13 +623,15 @@ def main() -> int:
                     figures[f"ours_{writers}w_catch_up_ms"] = best["catch_up_ms"]
                     figures[f"ours_{writers}w_sequencer_txs"] = best["sequencer_txs"]
             ours = figures[f"ours_{writers}w_orders_per_s"]
+            figures[f"signed_vs_unsigned_{writers}w"] = ours / figures[f"ours_unsigned_{writers}w_orders_per_s"]
             es = figures[f"eventsourcing_{writers}w_orders_per_s"]
             raw = figures[f"executemany_{writers}w_orders_per_s"]
             figures[f"ours_vs_eventsourcing_{writers}w"] = ours / es
             figures[f"ours_vs_executemany_{writers}w"] = ours / raw
             say(
                 f"  {writers} writer(s)  best: ours {ours:.1f}, eventsourcing {es:.1f}, executemany {raw:.1f} orders/s;"
-                f" ours / eventsourcing = {ours / es:.2f}, ours / executemany = {ours / raw:.2f}"
+                f" ours / eventsourcing = {ours / es:.2f}, ours / executemany = {ours / raw:.2f};"
+                f" signed / unsigned = {figures[f'signed_vs_unsigned_{writers}w']:.2f}"
             )
 
         read_db = f"{PREFIX}read"
@@ -641,6 +662,7 @@ def main() -> int:
         and figures["ours_vs_executemany_4w"] >= 0.60
         and figures["tail_read_vs_bare"] >= 0.8
         and figures["stream_read_p95_ms"] < 5
+        and figures["signed_vs_unsigned_4w"] >= 0.90
     )
     report("store", figures, TARGETS, met, digits=3)
     return 0

@@ -33,6 +33,7 @@ from shared.clock import Clock, SystemClock
 from shared.db import Database, make_engine
 from shared.eventstore import EventStore
 from shared.eventstore.sequencer import Sequencer
+from shared.eventstore.writer import WriterSigner, load_or_create_seed
 from shared.projections import Projection, ProjectionRunner
 from shared.settings import Settings
 
@@ -78,7 +79,8 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
     """Build the container for these settings."""
     db = Database(engine or make_engine(settings.database_url))
     clock = clock or SystemClock()
-    store = EventStore(db.dialect)
+    # The writer key is read (or made, mode 0600) at start: every append this process makes is signed with it.
+    store = EventStore(db.dialect, WriterSigner(load_or_create_seed(settings.writer_key_file)))
     bus = MessageBus()
     policy = SlaPolicy(
         default_hours=settings.sla_hours,

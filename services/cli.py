@@ -273,6 +273,16 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
+@keys.command("init-ledger")
+def keys_init_ledger() -> None:
+    """Make the writer key file (mode 0600) if it is missing, and print the writer public key to publish."""
+    from shared.eventstore.writer import WriterSigner, load_or_create_seed, public_key_text
+
+    settings = _settings()
+    signer = WriterSigner(load_or_create_seed(settings.writer_key_file))
+    typer.echo(public_key_text(signer.public_key))
+
+
 def _demo(container: Container) -> dict[str, Any]:
     """A demo platform and one key per role, printed at start-up. The keys of the last start are reused while they
     are valid and speak for the same tenant: their plaintexts are kept in a 0600 file (`demo_keys_file`)."""
@@ -457,10 +467,14 @@ ledger_cli = typer.Typer(
 
 @ledger_cli.command("public-key")
 def public_key() -> None:
-    """Print the checkpoint verifier key (made with the signing key on first use)."""
+    """Print the checkpoint verifier key (made with the signing key on first use), then the writer key."""
+    from shared.eventstore.writer import public_key_text
+
     container = _container()
     try:
         typer.echo(container.ledger.public_key())
+        if container.store.writer is not None:
+            typer.echo(f"writer {public_key_text(container.store.writer.public_key)}")
     finally:
         container.close()
 

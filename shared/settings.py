@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     ledger_key: SecretStr | None = None
     ledger_key_file: str = "./ledger.key"
     ledger_origin: str | None = None
+    # The writer key: every append is signed with it (a base64 Ed25519 seed in a file made with mode 0600 on first
+    # use, or by `takedown keys init-ledger`). It never enters the database.
+    writer_key_file: str = "./writer.key"
     ledger_checkpoint_interval_s: float = Field(default=60.0, gt=0)
     # In production /metrics answers only with `Authorization: Bearer <metrics_key>` (and not at all without one);
     # /docs and /redoc are off there. Elsewhere both are open, as on a developer's machine.

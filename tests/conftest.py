@@ -41,6 +41,14 @@ def _admin(sql: str) -> None:
         conn.execute(text(sql))
 
 
+@pytest.fixture(autouse=True)
+def _writer_key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every container built in a test keeps its writer key in the test's own folder (never ./writer.key)."""
+    path = tmp_path / "writer.key"
+    monkeypatch.setenv("TAKEDOWN_WRITER_KEY_FILE", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
     """A migrated PostgreSQL database that each test copies (CREATE DATABASE ... TEMPLATE)."""

@@ -3,7 +3,7 @@
 Existing keys keep working: no expiry, never used (as far as the table knows), made directly.
 
 Revision ID: 0009_key_lifecycle
-Revises: 0007
+Revises: 0008_writer_signatures
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009_key_lifecycle"
-down_revision = "0007"
+down_revision = "0008_writer_signatures"
 branch_labels = None
 depends_on = None
 

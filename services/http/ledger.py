@@ -13,6 +13,7 @@ from services.http.schemas.ledger import CheckpointOut, ConsistencyOut, Inclusio
 from services.ledger.errors import PositionNotFound
 from services.ledger.service import StreamVisibility
 from shared.auth import Principal
+from shared.eventstore.writer import public_key_text
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
 
@@ -57,7 +58,13 @@ def get_checkpoint(c: ContainerDep) -> CheckpointOut:
 def get_public_key(c: ContainerDep) -> PublicKeyOut:
     """The signed-note verifier key of the checkpoint signer."""
     verifier = c.ledger.verifier
-    return PublicKeyOut(verifier_key=verifier.verifier_key, key_name=verifier.name, key_hash=verifier.key_hash.hex())
+    writers = [public_key_text(c.store.writer.public_key)] if c.store.writer is not None else []
+    return PublicKeyOut(
+        verifier_key=verifier.verifier_key,
+        key_name=verifier.name,
+        key_hash=verifier.key_hash.hex(),
+        writer_keys=writers,
+    )
 
 
 @router.get(

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from shared.bulk import bulk_insert
 from shared.events import Event, dump_event
 from shared.eventstore.tables import event_positions, events
+from shared.eventstore.writer import WriterSigner, canonical_event, event_digest
 from shared.ids import new_id
 
 # Key of the transaction-scoped advisory lock that makes one sequencer run at a time (PostgreSQL).
@@ -131,10 +132,12 @@ READ_ALL_POSTGRES_SQL = """
 class EventStore:
     """Append to and read from streams; all methods run inside the caller's transaction and never commit."""
 
-    def __init__(self, dialect: str) -> None:
+    def __init__(self, dialect: str, writer: WriterSigner | None = None) -> None:
         if dialect not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported database {dialect!r}")
         self.dialect = dialect
+        # The appending process's key (shared/eventstore/writer.py): without one, events are stored unsealed.
+        self.writer = writer
 
     def append(
         self,
@@ -201,6 +204,19 @@ class EventStore:
             for stream_id, expected, new_events in fresh
             for i, e in enumerate(new_events, start=1)
         ]
+        if self.writer is not None and rows:
+            # One signature for the whole call (one transaction's events) over the digests of their canonical forms.
+            digests = [
+                event_digest(
+                    canonical_event(
+                        e.event_id, stream_id, expected + i, e.type, e.schema_version, e.data, e.meta, recorded_at
+                    )
+                )
+                for stream_id, expected, new_events in fresh
+                for i, e in enumerate(new_events, start=1)
+            ]
+            for row, seal in zip(rows, self.writer.seal(digests), strict=True):
+                row["seal"] = seal
         try:
             # One statement, whatever the number of events; the count inserted tells a replay from a fresh append.
             inserted = bulk_insert(conn, events, rows, skip_conflicts_on="event_id")

@@ -31,6 +31,8 @@ events = Table(
     Column("data", JSON, nullable=False),
     Column("meta", JSON, nullable=False),
     Column("recorded_at", UtcDateTime, nullable=False),
+    # The writer's signature over the event's canonical form (shared/eventstore/writer.py); NULL: not sealed.
+    Column("seal", JSON, nullable=True),
     # PostgreSQL: the writing transaction's id (the migration sets DEFAULT pg_current_xact_id()). The
     # sequencer orders committed events by it; SQLite leaves it NULL because it assigns positions inline.
     Column("tx_id", BigInteger, nullable=True),

@@ -108,3 +108,24 @@ def test_openapi_declares_models_and_problem_responses(api: Api) -> None:
     }.items():
         for status in statuses:
             assert "application/problem+json" in ops[op_id]["responses"][status]["content"], (op_id, status)
+
+
+def test_the_served_writer_key_verifies_the_seal_of_every_event_the_api_wrote(api: Api) -> None:
+    from sqlalchemy import select
+
+    from shared.eventstore.tables import events
+    from shared.eventstore.writer import canonical_event, check_seal, event_digest, parse_public_key
+
+    _orders(api)
+    served = api.call("GET", "/v1/ledger/public-key", None).json()["writer_keys"]
+    assert len(served) == 1
+    public = parse_public_key(served[0])
+    known = {served[0].split("+")[0]: public}
+    with api.container.db.read() as conn:
+        rows = conn.execute(select(events)).all()
+    assert rows
+    for r in rows:
+        digest = event_digest(
+            canonical_event(r.event_id, r.stream_id, r.version, r.type, r.schema_version, r.data, r.meta, r.recorded_at)
+        )
+        assert check_seal(r.seal, digest, known) is None, r

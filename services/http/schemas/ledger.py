@@ -24,6 +24,9 @@ class PublicKeyOut(BaseModel):
     key_name: str
     key_hash: str
     algorithm: str = "ed25519"
+    writer_keys: list[str] = Field(
+        default_factory=list, description="the writers' Ed25519 keys that seal events: '<key id>+<base64 key>'"
+    )
 
 
 class ConsistencyOut(BaseModel):

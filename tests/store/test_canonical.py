@@ -1,0 +1,46 @@
+"""The fast canonical JSON writes exactly the bytes of the RFC 8785 library, whatever the value."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.canonical import dumps
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
+values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4)
+)
+
+
+@settings(max_examples=500)
+@given(values)
+def test_the_same_bytes_as_the_library(value: Any) -> None:
+    try:
+        expected = rfc8785.dumps(value)
+    except Exception as exc:  # noqa: BLE001 - whatever the library refuses, the fast path refuses the same way
+        try:
+            dumps(value)
+        except type(exc):
+            return
+        raise AssertionError(f"accepted what the library refuses: {value!r}") from None
+    assert dumps(value) == expected
+
+
+def test_keys_outside_the_bmp_sort_by_utf16_code_units() -> None:
+    value = {"\U0001f600": 1, "\uffff": 2}  # code points order them the other way
+    assert dumps(value) == rfc8785.dumps(value) == '{"\U0001f600":1,"\uffff":2}'.encode()
+
+
+def test_floats_and_big_integers_take_the_library_s_form() -> None:
+    for value in ({"x": 1.0}, {"x": 1e21}, {"x": 2**53 - 1}, {"x": 0.1}, ["1.5e3", 5]):
+        assert dumps(value) == rfc8785.dumps(value)

@@ -1,0 +1,165 @@
+"""Writer signatures: pure signing and verification, and every append sealed by the store (both backends)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from shared.db import Database
+from shared.eventstore import EventStore, NewEvent
+from shared.eventstore.tables import events
+from shared.eventstore.writer import (
+    WriterKeyError,
+    WriterSigner,
+    canonical_event,
+    check_seal,
+    event_digest,
+    load_or_create_seed,
+    parse_public_key,
+    public_key_text,
+)
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+SIGNER = WriterSigner(hashlib.sha256(b"writer tests").digest())
+OTHER = WriterSigner(hashlib.sha256(b"another writer").digest())
+KNOWN = {SIGNER.key_id: SIGNER.public_key}
+
+
+def _digest(version: int, data: dict[str, object], meta: dict[str, object] | None = None) -> bytes:
+    return event_digest(canonical_event("e1", "order-1", version, "test.fact", 1, data, meta or {}, T0))
+
+
+def test_a_batch_seal_verifies_each_event_alone() -> None:
+    digests = [_digest(v, {"n": v}) for v in (1, 2, 3, 4)]
+    seals = SIGNER.seal(digests)
+    assert len({s["sig"] for s in seals}) == 1  # one signature per append call
+    for digest, seal in zip(digests, seals, strict=True):
+        assert check_seal(seal, digest, KNOWN) is None
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ("data", "forged"),
+        ("meta", "forged"),
+        ("index", "forged"),
+        ("signature", "forged"),
+        ("batch", "forged"),
+        ("missing", "missing"),
+        ("unknown key", "unknown key"),
+    ],
+)
+def test_a_changed_event_or_seal_is_refused(change: str, reason: str) -> None:
+    digests = [_digest(1, {"n": 1}), _digest(2, {"n": 2})]
+    seal = SIGNER.seal(digests)[0]
+    digest = digests[0]
+    if change == "data":
+        digest = _digest(1, {"n": 9})
+    elif change == "meta":
+        digest = _digest(1, {"n": 1}, {"actor": "intruder"})
+    elif change == "index":
+        seal = {**seal, "i": 1}
+    elif change == "signature":
+        raw = bytearray(base64.b64decode(seal["sig"]))
+        raw[0] ^= 1
+        seal = {**seal, "sig": base64.b64encode(bytes(raw)).decode()}
+    elif change == "batch":
+        forged = _digest(1, {"n": 9})
+        seal = {**seal, "batch": [base64.b64encode(forged).decode(), seal["batch"][1]]}
+        digest = forged
+    elif change == "missing":
+        seal = None
+    else:
+        seal = OTHER.seal(digests)[0]
+    assert check_seal(seal, digest, KNOWN) == reason
+
+
+def test_the_canonical_form_is_rfc8785_and_refuses_naive_times() -> None:
+    one = canonical_event("e", "s", 1, "t", 1, {"b": 1.0, "a": "x"}, {}, T0)
+    assert one == canonical_event("e", "s", 1, "t", 1, {"a": "x", "b": 1}, {}, T0)
+    assert b'"recorded_at":"2026-03-02T09:00:00.000000Z"' in one and b'"meta":{}' in one
+    with pytest.raises(ValueError):
+        canonical_event("e", "s", 1, "t", 1, {}, {}, datetime(2026, 3, 2, 9, 0))
+
+
+def test_the_public_key_text_round_trips_and_names_its_id() -> None:
+    text = public_key_text(SIGNER.public_key)
+    assert text.startswith(f"{SIGNER.key_id}+") and parse_public_key(text) == SIGNER.public_key
+    with pytest.raises(WriterKeyError):
+        parse_public_key(f"{OTHER.key_id}+{text.split('+')[1]}")
+
+
+def test_the_key_file_is_made_once_with_owner_only_permissions(tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "writer.key"
+    seed = load_or_create_seed(path)
+    assert len(seed) == 32 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_or_create_seed(path) == seed
+    (tmp_path / "bad.key").write_text("c2hvcnQ=\n")
+    with pytest.raises(WriterKeyError):
+        load_or_create_seed(tmp_path / "bad.key")
+
+
+def test_every_appended_event_is_sealed_by_the_writer(db: Database) -> None:
+    store = EventStore(db.dialect, SIGNER)
+    with db.transaction() as conn:
+        store.append(
+            conn,
+            "order-1",
+            0,
+            [NewEvent(type="test.fact", data={"n": n, "r": n / 7}, meta={"actor": "a"}) for n in range(4)],
+            T0,
+        )
+        store.append_many(
+            conn,
+            [("order-2", 0, [NewEvent(type="test.fact", data={"n": 9})]), ("order-3", 0, [NewEvent("x", {})])],
+            T0,
+        )
+    with db.read() as conn:
+        rows = conn.execute(select(events).order_by(events.c.id)).all()
+    assert len(rows) == 6
+    for row in rows:
+        digest = event_digest(
+            canonical_event(
+                row.event_id,
+                row.stream_id,
+                row.version,
+                row.type,
+                row.schema_version,
+                row.data,
+                row.meta,
+                row.recorded_at,
+            )
+        )
+        assert check_seal(row.seal, digest, KNOWN) is None, row
+    assert len({r.seal["sig"] for r in rows}) == 2  # one signature per append call
+
+
+def test_a_store_without_a_writer_leaves_events_unsealed(db: Database) -> None:
+    store = EventStore(db.dialect)
+    with db.transaction() as conn:
+        store.append(conn, "order-1", 0, [NewEvent(type="test.fact", data={})], T0)
+    with db.read() as conn:
+        assert conn.execute(select(events.c.seal)).scalar_one() is None
+
+
+def test_init_ledger_makes_the_key_file_and_public_key_prints_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from services.cli import cli
+
+    path = tmp_path / "w" / "writer.key"
+    monkeypatch.setenv("TAKEDOWN_WRITER_KEY_FILE", str(path))
+    made = CliRunner().invoke(cli, ["keys", "init-ledger"])
+    assert made.exit_code == 0, made.output
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    printed = made.output.strip()
+    assert parse_public_key(printed) == WriterSigner(load_or_create_seed(path)).public_key
+    assert CliRunner().invoke(cli, ["keys", "init-ledger"]).output.strip() == printed  # made once
