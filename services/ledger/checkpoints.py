@@ -7,9 +7,6 @@ never enters the database: whoever can rewrite the database must still not be ab
 
 from __future__ import annotations
 
-import base64
-import os
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,8 +18,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.ledger import tree
 from services.ledger.errors import NoCheckpoint, SigningKeyError
-from services.ledger.note import CheckpointBody, NoteError, NoteSigner, b64decode_strict, sign_checkpoint
+from services.ledger.note import CheckpointBody, NoteSigner, sign_checkpoint
 from services.ledger.tables import ledger_checkpoints
+from shared import keyfile
 
 
 @dataclass(frozen=True)
@@ -38,33 +36,12 @@ class Checkpoint:
 
 def load_or_create_seed(key_b64: str | None, key_file: str | Path) -> bytes:
     """The signing seed: from the base64 value if given, else from the key file (made, mode 0600, if missing)."""
-    if key_b64:
-        return _decode_seed(key_b64.strip(), "TAKEDOWN_LEDGER_KEY")
-    path = Path(key_file)
     try:
-        return _decode_seed(path.read_text().strip(), str(path))
-    except FileNotFoundError:
-        pass
-    seed = secrets.token_bytes(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        # O_EXCL: two processes starting together must not each write a different key; the loser reads the winner's.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _decode_seed(path.read_text().strip(), str(path))
-    with os.fdopen(fd, "w") as handle:
-        handle.write(base64.b64encode(seed).decode() + "\n")
-    return seed
-
-
-def _decode_seed(text: str, source: str) -> bytes:
-    try:
-        seed = b64decode_strict(text)
-    except NoteError as exc:
-        raise SigningKeyError(f"{source}: the ledger key is not base64") from exc
-    if len(seed) != 32:
-        raise SigningKeyError(f"{source}: the ledger key is a 32-byte Ed25519 seed, not {len(seed)} bytes")
-    return seed
+        if key_b64:
+            return keyfile.decode_key(key_b64, 32, "TAKEDOWN_LEDGER_KEY")
+        return keyfile.read_or_create(key_file, 32, create=True)
+    except ValueError as exc:
+        raise SigningKeyError(f"{exc} (the ledger key is a base64 32-byte Ed25519 seed)") from exc
 
 
 def make_checkpoint(conn: Connection, signer: NoteSigner, origin: str, now: datetime) -> Checkpoint:

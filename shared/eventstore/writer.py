@@ -13,8 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +22,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from shared import canonical
+from shared import canonical, keyfile
 
 DOMAIN = b"takedown-writer-batch/1\n"
 
@@ -153,28 +151,7 @@ def check_seal(seal: Any, digest: bytes, known: Mapping[str, bytes]) -> str | No
 
 def load_or_create_seed(key_file: str | Path) -> bytes:
     """The writer seed from its file (base64 on one line), made with mode 0600 if missing."""
-    path = Path(key_file)
     try:
-        return _decode(path.read_text().strip(), path)
-    except FileNotFoundError:
-        pass
-    seed = secrets.token_bytes(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        # O_EXCL: two processes starting together must not each write a different key; the loser reads the winner's.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _decode(path.read_text().strip(), path)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(_b64(seed) + "\n")
-    return seed
-
-
-def _decode(text: str, path: Path) -> bytes:
-    try:
-        seed = base64.b64decode(text, validate=True)
-    except binascii.Error as exc:
-        raise WriterKeyError(f"{path}: the writer key is not base64") from exc
-    if len(seed) != 32:
-        raise WriterKeyError(f"{path}: the writer key is a 32-byte Ed25519 seed, not {len(seed)} bytes")
-    return seed
+        return keyfile.read_or_create(key_file, 32, create=True)
+    except ValueError as exc:
+        raise WriterKeyError(f"{exc} (the writer key is a base64 32-byte Ed25519 seed)") from exc
