@@ -20,10 +20,11 @@ NEVER_AT_THE_EDGE = {
     "services.ledger.errors.SigningKeyError",  # refuses to start the app without a usable key
     "services.ledger.merkle.ProofError",  # a proof that does not verify: the offline verifier's verdict
     "services.ledger.note.NoteError",  # a note that does not verify: the offline verifier's verdict
-    "services.ledger.bundle._Invalid",
+    "services.ledger.bundle._Invalid",  # a bundle that does not verify: the offline verifier's verdict
     # A missing or wrong KEK: every serving process opens it when it starts (sealing plaintext secrets) and stops.
-    "services.registry.errors.SecretsKeyError",  # a bundle that does not verify: the offline verifier's verdict
+    "services.registry.errors.SecretsKeyError",
     "shared.eventstore.store.DuplicateEventError",  # an event id reused with other content: a programming error
+    "shared.eventstore.writer.WriterKeyError",  # an unusable writer key stops the process at start-up
 }
 
 
