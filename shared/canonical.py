@@ -23,6 +23,23 @@ _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 _NUMBER_TO_CHECK = re.compile(r"\d[.eE]|\d{16}")
 
 
+_ESCAPE = json.encoder.encode_basestring  # in C: escapes exactly what JCS escapes, in the same forms
+_SAFE_INT = 2**53
+
+
+def string(value: str) -> bytes:
+    """The RFC 8785 bytes of one string: `dumps` without the scan that only numbers and keys need."""
+    try:
+        return _ESCAPE(value).encode()
+    except UnicodeEncodeError:  # a lone surrogate: the library says what to do with it
+        return rfc8785.dumps(value)
+
+
+def integer(value: int) -> bytes:
+    """The RFC 8785 bytes of one integer (ES6 writes one below 2**53 as Python does)."""
+    return b"%d" % value if -_SAFE_INT < value < _SAFE_INT else rfc8785.dumps(value)
+
+
 def dumps(value: Any) -> bytes:
     """The RFC 8785 bytes of a JSON value."""
     try:

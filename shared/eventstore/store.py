@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from shared.bulk import bulk_insert
 from shared.events import Event, dump_event
 from shared.eventstore.tables import event_positions, events
-from shared.eventstore.writer import WriterSigner, canonical_event, event_digest
+from shared.eventstore.writer import WriterSigner, batch_digests
 from shared.ids import new_id
 
 # Key of the transaction-scoped advisory lock that makes one sequencer run at a time (PostgreSQL).
@@ -206,15 +206,14 @@ class EventStore:
         ]
         if self.writer is not None and rows:
             # One signature for the whole call (one transaction's events) over the digests of their canonical forms.
-            digests = [
-                event_digest(
-                    canonical_event(
-                        e.event_id, stream_id, expected + i, e.type, e.schema_version, e.data, e.meta, recorded_at
-                    )
-                )
-                for stream_id, expected, new_events in fresh
-                for i, e in enumerate(new_events, start=1)
-            ]
+            digests = batch_digests(
+                (
+                    (e.event_id, stream_id, expected + i, e.type, e.schema_version, e.data, e.meta)
+                    for stream_id, expected, new_events in fresh
+                    for i, e in enumerate(new_events, start=1)
+                ),
+                recorded_at,
+            )
             for row, seal in zip(rows, self.writer.seal(digests), strict=True):
                 row["seal"] = seal
         try:

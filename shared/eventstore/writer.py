@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +31,10 @@ class WriterKeyError(ValueError):
     """The writer key file is unreadable or malformed."""
 
 
+# (event_id, stream_id, version, type, schema_version, data, meta): what `batch_digests` reads of each event.
+EventFields = tuple[str, str, int, str, int, Mapping[str, Any], Mapping[str, Any]]
+
+
 def canonical_event(
     event_id: str,
     stream_id: str,
@@ -42,20 +46,61 @@ def canonical_event(
     recorded_at: datetime,
 ) -> bytes:
     """The RFC 8785 bytes a writer signs for one event."""
+    return _envelope(
+        event_id,
+        stream_id,
+        version,
+        type,
+        schema_version,
+        canonical.dumps(data),
+        canonical.dumps(meta),
+        _stamp(recorded_at),
+    )
+
+
+def batch_digests(events: Iterable[EventFields], recorded_at: datetime) -> list[bytes]:
+    """The digests of one append call's events (their canonical forms, as `canonical_event` writes them).
+
+    The time is formatted once and each distinct meta encoded once: a command's events share both, and they were
+    a third of the cost of sealing a 4-event order.
+    """
+    stamp = _stamp(recorded_at)
+    metas: dict[int, bytes] = {}
+    digests = []
+    for event_id, stream_id, version, type, schema_version, data, meta in events:
+        meta_form = metas.get(id(meta))
+        if meta_form is None:
+            meta_form = metas[id(meta)] = canonical.dumps(meta)
+        form = _envelope(event_id, stream_id, version, type, schema_version, canonical.dumps(data), meta_form, stamp)
+        digests.append(hashlib.sha256(form).digest())
+    return digests
+
+
+def _stamp(recorded_at: datetime) -> bytes:
     if recorded_at.tzinfo is None:
         raise ValueError("naive datetimes cannot be signed: pass UTC-aware times")
-    return canonical.dumps(
-        {
-            "event_id": event_id,
-            "stream_id": stream_id,
-            "version": version,
-            "type": type,
-            "schema_version": schema_version,
-            "data": data,
-            "meta": meta,
-            "recorded_at": recorded_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        }
-    )
+    return recorded_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
+
+
+def _envelope(
+    event_id: str, stream_id: str, version: int, type: str, schema_version: int, data: bytes, meta: bytes, stamp: bytes
+) -> bytes:
+    # The RFC 8785 form of {event_id, stream_id, version, type, schema_version, data, meta, recorded_at}, written
+    # around the canonical data and meta: its keys are fixed and ASCII, so their sorted order is fixed too
+    # (tests/store/test_writer_signatures.py checks it against canonical.dumps of the whole object).
+    return b"".join(
+        (
+            b'{"data":', data,
+            b',"event_id":', canonical.string(event_id),
+            b',"meta":', meta,
+            b',"recorded_at":"', stamp,
+            b'","schema_version":', canonical.integer(schema_version),
+            b',"stream_id":', canonical.string(stream_id),
+            b',"type":', canonical.string(type),
+            b',"version":', canonical.integer(version),
+            b"}",
+        )
+    )  # fmt: skip
 
 
 def event_digest(form: bytes) -> bytes:

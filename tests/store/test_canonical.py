@@ -8,7 +8,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.canonical import dumps
+from shared.canonical import dumps, integer, string
 
 scalars = (
     st.none()
@@ -44,3 +44,18 @@ def test_keys_outside_the_bmp_sort_by_utf16_code_units() -> None:
 def test_floats_and_big_integers_take_the_library_s_form() -> None:
     for value in ({"x": 1.0}, {"x": 1e21}, {"x": 2**53 - 1}, {"x": 0.1}, ["1.5e3", 5]):
         assert dumps(value) == rfc8785.dumps(value)
+
+
+@settings(max_examples=300)
+@given(st.text() | st.integers(min_value=-(2**64), max_value=2**64))
+def test_one_string_or_integer_takes_the_library_s_form(value: str | int) -> None:
+    fast = string if isinstance(value, str) else integer
+    try:
+        expected = rfc8785.dumps(value)
+    except Exception as exc:  # noqa: BLE001 - what the library refuses, the fast form refuses the same way
+        try:
+            fast(value)  # type: ignore[arg-type]
+        except type(exc):
+            return
+        raise AssertionError(f"accepted what the library refuses: {value!r}") from None
+    assert fast(value) == expected  # type: ignore[arg-type]

@@ -9,14 +9,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select
 
+from shared import canonical
 from shared.db import Database
 from shared.eventstore import EventStore, NewEvent
 from shared.eventstore.tables import events
 from shared.eventstore.writer import (
     WriterKeyError,
     WriterSigner,
+    batch_digests,
     canonical_event,
     check_seal,
     event_digest,
@@ -86,6 +90,47 @@ def test_the_canonical_form_is_rfc8785_and_refuses_naive_times() -> None:
     assert b'"recorded_at":"2026-03-02T09:00:00.000000Z"' in one and b'"meta":{}' in one
     with pytest.raises(ValueError):
         canonical_event("e", "s", 1, "t", 1, {}, {}, datetime(2026, 3, 2, 9, 0))
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(
+    event_id=st.text(),
+    stream_id=st.text(),
+    version=st.integers(min_value=1),
+    type_=st.text(),
+    data=st.dictionaries(st.text(), _JSON, max_size=4),
+    meta=st.dictionaries(st.text(), _JSON, max_size=3),
+    microsecond=st.integers(0, 999_999),
+)
+def test_the_envelope_is_the_canonical_form_of_the_whole_event(
+    event_id: str, stream_id: str, version: int, type_: str, data: dict, meta: dict, microsecond: int
+) -> None:
+    at = T0.replace(microsecond=microsecond)
+    whole = {
+        "event_id": event_id,
+        "stream_id": stream_id,
+        "version": version,
+        "type": type_,
+        "schema_version": 1,
+        "data": data,
+        "meta": meta,
+        "recorded_at": at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    }
+    try:
+        expected = canonical.dumps(whole)
+    except Exception as refused:  # noqa: BLE001 - a lone surrogate has no UTF-8 form: both paths refuse it
+        with pytest.raises(type(refused)):
+            canonical_event(event_id, stream_id, version, type_, 1, data, meta, at)
+        return
+    assert canonical_event(event_id, stream_id, version, type_, 1, data, meta, at) == expected
+    fields = (event_id, stream_id, version, type_, 1, data, meta)
+    assert batch_digests([fields, fields], at) == [hashlib.sha256(expected).digest()] * 2
 
 
 def test_the_public_key_text_round_trips_and_names_its_id() -> None:
