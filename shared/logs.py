@@ -22,7 +22,9 @@ from shared.settings import Settings
 _request_id: ContextVar[str | None] = ContextVar("takedown_request_id", default=None)
 
 # Libraries that log one INFO line per request they make (httpx: every webhook attempt); our own lines say more.
-_CHATTY = ("httpx", "httpcore")
+# Loggers that speak at INFO about routine work: httpx one line per webhook attempt, APScheduler two per job run
+# ("Running job", "executed successfully"), every 15 s in every process. Their warnings still show.
+_CHATTY = ("httpx", "httpcore", "apscheduler")
 _LEADING = ("time", "level", "logger", "message", "request_id")
 
 

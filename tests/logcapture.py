@@ -33,7 +33,7 @@ def json_logs(level: str = "INFO") -> Iterator[Lines]:
     """Configure logging as a process with TAKEDOWN_LOG_JSON=true would, into a buffer; undo it afterwards."""
     stream = io.StringIO()
     root = logging.getLogger()
-    chatty = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
+    chatty = {name: logging.getLogger(name).level for name in ("httpx", "httpcore", "apscheduler")}
     saved = root.level
     configure_logging(Settings(log_json=True, log_level=level), stream=stream)
     try:

@@ -45,6 +45,30 @@ def test_each_record_is_one_json_object_with_time_level_logger_message_and_the_r
     assert third["message"] == "after the request" and "request_id" not in third
 
 
+def test_a_scheduler_job_run_writes_no_line_at_info_but_its_failure_does() -> None:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    ran, failed = threading.Event(), threading.Event()
+
+    def fails() -> None:
+        failed.set()
+        raise RuntimeError("the job failed")
+
+    with json_logs() as lines:
+        scheduler = BackgroundScheduler()
+        scheduler.add_job(ran.set, "date", run_date=datetime.now(UTC))
+        scheduler.add_job(fails, "date", run_date=datetime.now(UTC))
+        scheduler.start()
+        try:
+            assert ran.wait(5) and failed.wait(5)
+            time.sleep(0.2)  # the executor logs a job's outcome after it returns
+        finally:
+            scheduler.shutdown(wait=True)
+    logged = [line for line in lines.all() if line["logger"].startswith("apscheduler")]
+    assert [line["level"] for line in logged] == ["error"], logged
+    assert "the job failed" in logged[0]["exception"]
+
+
 def test_a_request_returns_its_x_request_id_and_its_log_line_and_events_carry_it(api: Api) -> None:
     with json_logs() as lines:
         r = api.call(
