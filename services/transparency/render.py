@@ -15,6 +15,7 @@ COLUMNS: tuple[str, ...] = (
     "group",
     "label",
     "suppressed",
+    "provisional",
     "orders",
     "items",
     *(f"items_{o}" for o in OUTCOMES),
@@ -52,7 +53,7 @@ def _figures(f: Figures | None) -> dict[str, Any]:
 
 def records(report: Report) -> list[dict[str, Any]]:
     """Every row, then the range total, as flat records with the COLUMNS keys."""
-    rows = [*report.rows, Row("total", None, None, None, False, report.total)]
+    rows = [*report.rows, Row("total", None, None, None, False, report.total, report.provisional)]
     out = []
     for row in rows:
         record: dict[str, Any] = dict.fromkeys(COLUMNS)
@@ -62,6 +63,7 @@ def records(report: Report) -> list[dict[str, Any]]:
             group=row.group,
             label=row.label,
             suppressed=row.suppressed,
+            provisional=row.provisional,
             **_figures(row.figures),
         )
         out.append(record)

@@ -74,6 +74,7 @@ class Row:
     label: str | None
     suppressed: bool
     figures: Figures | None
+    provisional: bool = False  # the period has not ended: its figures still grow
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,11 @@ class Report:
     rows: list[Row]
     total: Figures
     suppressed_cells: int
+
+    @property
+    def provisional(self) -> bool:
+        """Whether a row's period has not ended yet."""
+        return any(r.provisional for r in self.rows)
 
     @property
     def rule(self) -> str:
@@ -163,6 +169,11 @@ def _periods(start: date, end: date, period: Period) -> list[date]:
     return found
 
 
+def last_finished_day(today: date, period: Period) -> date:
+    """The last day of the last period that has ended (a report's default end)."""
+    return (month_of(today) if period == "month" else today) - timedelta(days=1)
+
+
 def _label(period: Period, at: date) -> str:
     return at.strftime("%Y-%m") if period == "month" else at.isoformat()
 
@@ -186,11 +197,12 @@ def build(
     group_by: Dimension | None,
     min_cell: int,
     label: Callable[[Dimension, str], str] | None = None,
+    today: date | None = None,
 ) -> Report:
     """The report of [start, end] (whole days; a monthly report covers the whole months touched).
 
     `facts` must hold every order issued in the calendar months the range touches (days are protected against
-    their whole month).
+    their whole month). Rows of the period holding `today` are marked provisional.
     """
     if end < start:
         raise ReportError("`to` is before `from`")
@@ -226,7 +238,8 @@ def build(
         members = by_month.get(at, []) if period == "month" else by_day.get(at, [])
         hidden = month_hidden(at) if period == "month" else at in hidden_days
         name = _label(period, at)
-        rows.append(Row(name, None, None, None, hidden, None if hidden else figures(members, min_cell)))
+        unfinished = today is not None and at == (month_of(today) if period == "month" else today)
+        rows.append(Row(name, None, None, None, hidden, None if hidden else figures(members, min_cell), unfinished))
         suppressed += hidden
         if not hidden:
             published += members
@@ -239,7 +252,8 @@ def build(
         for key in sorted(cells):
             off = key in withheld
             shown = label(group_by, key) if label else key
-            rows.append(Row(name, group_by, key, shown, off, None if off else figures(cells[key], min_cell)))
+            cell = None if off else figures(cells[key], min_cell)
+            rows.append(Row(name, group_by, key, shown, off, cell, unfinished))
             suppressed += off
     return Report(
         start=start,

@@ -9,7 +9,7 @@ from sqlalchemy import Connection
 from services.registry import service as registry
 from services.transparency import facts as facts_of
 from services.transparency.errors import ReportError
-from services.transparency.report import Dimension, Period, Report, build, covering_months
+from services.transparency.report import Dimension, Period, Report, build, covering_months, last_finished_day
 
 
 def _at(day: date) -> datetime:
@@ -26,9 +26,15 @@ def make_report(
     group_by: Dimension | None = None,
     min_cell: int = 5,
 ) -> Report:
-    """The report of [start, end] (default: the last twelve months, this one included); the future is never reported."""
-    end = min(end or today, today)
-    # Default: the twelve calendar months up to this one.
+    """The report of [start, end]; the future is never reported, the current period is marked provisional.
+
+    Default end: the last finished period (a published figure should not move under its reader), or today when
+    `start` falls in the current period; default start: the twelve calendar months up to the end.
+    """
+    if end is None:
+        finished = last_finished_day(today, period)
+        end = today if start is not None and start > finished else finished
+    end = min(end, today)
     start = start or date(end.year - (end.month < 12), (end.month % 12) + 1, 1)
     if start > end:
         raise ReportError("`from` is after `to` (or in the future)")
@@ -44,4 +50,6 @@ def make_report(
             return authorities.get(key, key)
         return key
 
-    return build(loaded, start=start, end=end, period=period, group_by=group_by, min_cell=min_cell, label=label)
+    return build(
+        loaded, start=start, end=end, period=period, group_by=group_by, min_cell=min_cell, label=label, today=today
+    )

@@ -34,6 +34,7 @@ class RowOut(BaseModel):
     group: str | None
     label: str | None
     suppressed: bool
+    provisional: bool = Field(description="the period has not ended: its figures still grow")
     figures: FiguresOut | None
 
 
@@ -44,6 +45,7 @@ class ReportOut(BaseModel):
     to: date
     period: Period
     group_by: Dimension | None
+    provisional: bool = Field(description="the range holds the current, unfinished period")
     generated_at: datetime
     min_cell: int = Field(description="cells with fewer orders than this are suppressed")
     suppressed_cells: int
