@@ -1,9 +1,9 @@
 FROM python:3.11-slim
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY shared shared
 COPY services services
 COPY migrations migrations
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir -c constraints.txt .
 EXPOSE 8000
 CMD ["takedown", "api", "--host", "0.0.0.0"]
