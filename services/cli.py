@@ -623,10 +623,10 @@ def notifier(
     if count > 1 and settings.database_url.startswith("sqlite"):
         typer.echo("SQLite: one notifier process (several need PostgreSQL's row locks)", err=True)
         count = 1
-    # Each process needs at least one request of each limit, so that the limits hold for all of them together.
-    cap = min(settings.webhook_per_platform, settings.webhook_concurrency)
+    # The per-platform cap is counted in PostgreSQL, fleet-wide; the total is split, and each process needs one.
+    cap = settings.webhook_concurrency
     if count > cap:
-        typer.echo(f"{count} processes asked for; {cap}, as each needs one of the per-platform limit", err=True)
+        typer.echo(f"{count} processes asked for; {cap}, as each needs one of the total concurrency", err=True)
         count = cap
     if count == 1:
         _notifier_process(settings)
@@ -670,7 +670,8 @@ def _supervise(settings: Settings, count: int) -> int:
     """
 
     def share(limit: int, n: int) -> str:
-        # The configured limits are the whole notifier's: split exactly, the remainder to the first processes.
+        # The total is the whole notifier's: split exactly, the remainder to the first processes (the per-platform
+        # cap needs no split: every process counts the fleet's leases).
         return str(limit // count + (1 if n < limit % count else 0))
 
     stopping = threading.Event()
@@ -683,7 +684,6 @@ def _supervise(settings: Settings, count: int) -> int:
                 **os.environ,
                 "TAKEDOWN_NOTIFIER_PROCESSES": "1",
                 "TAKEDOWN_WEBHOOK_CONCURRENCY": share(settings.webhook_concurrency, n),
-                "TAKEDOWN_WEBHOOK_PER_PLATFORM": share(settings.webhook_per_platform, n),
             },
             preexec_fn=functools.partial(_die_with_parent, os.getpid()),
         )

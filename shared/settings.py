@@ -59,10 +59,11 @@ class Settings(BaseSettings):
     # A claimed delivery's lease lasts webhook_timeout_s plus this margin; a dead worker's deliveries are taken
     # over by another worker once it runs out.
     webhook_lease_margin_s: float = 30.0
-    # Requests in flight at once, across all of a `takedown notifier`'s processes: in all, and per platform.
+    # Requests in flight at once: in all, across one `takedown notifier`'s processes; and to one platform, across
+    # every notifier process on PostgreSQL (the live leases are counted at each claim).
     webhook_concurrency: int = Field(default=64, ge=1)
     webhook_per_platform: int = Field(default=4, ge=1)
-    # Processes of `takedown notifier` (0: one per CPU). Each sends and records; the limits above are shared out.
+    # Processes of `takedown notifier` (0: one per CPU). Each sends and records; the total above is shared out.
     notifier_processes: int = Field(default=0, ge=0)
     secret_overlap_hours: float = 24.0
     # The key-encryption key of the platforms' webhook secrets, kept outside the database: a base64 32-byte key

@@ -1,7 +1,8 @@
 """The transactional outbox: deliveries queued in the events' own transaction, then claimed and settled by workers.
 
 A claim is a row lease taken with `FOR UPDATE SKIP LOCKED`, so any number of notifier processes share one
-PostgreSQL; a delivery is settled only by the worker still holding its lease.
+PostgreSQL; a delivery is settled only by the worker still holding its lease. The live leases are also what the
+per-platform cap counts, so the cap holds for every notifier process on every host together.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Text, cast, select, text, update
+from collections import Counter
+
+from sqlalchemy import Connection, Text, cast, func, select, text, update
 
 from services.ledger.leaf import receipt
 from services.notifier.tables import deliveries, delivery_attempts
@@ -131,6 +134,27 @@ class Claimed:
         if self.request_id is not None:
             fields["request_id"] = self.request_id
         return fields
+
+
+# Claims on PostgreSQL take turns under this transaction-level advisory lock (any constant the service owns), so
+# the leases counted by `in_flight` stay true until the claim commits. A claim is one short transaction.
+_CLAIM_LOCK = 0x74616B65646F776E  # "takedown"
+
+
+def in_flight(conn: Connection, now: datetime) -> Counter[str]:
+    """Live leases per platform: deliveries being sent by any notifier process (PostgreSQL: fleet-wide, exact).
+
+    Call it first in the claiming transaction: on PostgreSQL it waits for the other claims in progress, so two
+    processes cannot both see a free slot and fill it twice. An expired lease (its worker died) counts no more.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CLAIM_LOCK})
+    rows = conn.execute(
+        select(deliveries.c.platform_id, func.count())
+        .where(deliveries.c.lease_owner.is_not(None), deliveries.c.lease_expires_at >= now)
+        .group_by(deliveries.c.platform_id)
+    )
+    return Counter({platform_id: int(n) for platform_id, n in rows})
 
 
 def claim(

@@ -48,6 +48,13 @@ deliveries = Table(
         postgresql_where=text("state = 'pending'"),
         sqlite_where=text("state = 'pending'"),
     ),
+    # The leases in flight, which the per-platform cap counts at every claim: a few rows, never the whole table.
+    Index(
+        "ix_deliveries_leased",
+        "platform_id",
+        postgresql_where=text("lease_owner IS NOT NULL"),
+        sqlite_where=text("lease_owner IS NOT NULL"),
+    ),
     Index(None, "order_id"),
 )
 

@@ -3,7 +3,8 @@
 Any number of notifier processes may run on one PostgreSQL: a claim is a row lease, and an attempt is recorded
 only by the worker that still holds the lease, under a unique (delivery, attempt) row. A killed worker's leases
 expire and another worker resumes its deliveries. One slow or dead platform cannot hold up the others: each
-platform has a small concurrency cap, and a worker does not claim work for a platform whose slots are full.
+platform has a small concurrency cap, and a worker does not claim work for a platform whose slots are full; on
+PostgreSQL the cap counts the live leases of every notifier process, so it holds across hosts.
 """
 
 from __future__ import annotations
@@ -181,15 +182,19 @@ class Notifier:
         """Lease up to `limit` due deliveries, skipping rows other workers hold and platforms at their cap."""
         now = self.clock.now()
         lease_until = now + timedelta(seconds=self.config.timeout_s + self.config.lease_margin_s)
-        full = [p for p, n in self._busy.items() if n >= self.config.per_platform]
+        cap = self.config.per_platform
         with self.db.transaction() as conn:
+            # PostgreSQL: the fleet's live leases (this process's among them), as the cap is the platform's,
+            # whoever sends. SQLite has one notifier process: its own requests in flight are the whole count.
+            busy = outbox.in_flight(conn, now) if conn.dialect.name == "postgresql" else self._busy
+            full = [p for p, n in busy.items() if n >= cap]
             claimed = outbox.claim(conn, self.worker_id, now, lease_until, limit, full)
             # Per-platform cap inside one claim batch too: hand back what exceeds it, in the same transaction
             # (on SQLite a second one would wait its turn behind every writer again).
             kept: list[Claimed] = []
             counts: Counter[str] = Counter()
             for c in claimed:
-                if self._busy[c.platform_id] + counts[c.platform_id] < self.config.per_platform:
+                if busy[c.platform_id] + counts[c.platform_id] < cap:
                     counts[c.platform_id] += 1
                     kept.append(c)
             if len(kept) < len(claimed):
