@@ -44,6 +44,7 @@ class Container:
 
     settings: Settings
     db: Database
+    read_db: Database  # the read side's: a streaming replica when READ_DATABASE_URL names one, else `db`
     clock: Clock
     store: EventStore
     bus: MessageBus
@@ -73,11 +74,14 @@ class Container:
         self.scheduler.stop()
         self.ledger.stop()
         self.db.engine.dispose()
+        if self.read_db is not self.db:
+            self.read_db.engine.dispose()
 
 
 def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | None = None) -> Container:
     """Build the container for these settings."""
     db = Database(engine or make_engine(settings.database_url))
+    read_db = Database(make_engine(settings.read_database_url)) if settings.read_database_url else db
     clock = clock or SystemClock()
     # The writer key is read (or made, mode 0600) at start: every append this process makes is signed with it.
     store = EventStore(db.dialect, WriterSigner(load_or_create_seed(settings.writer_key_file)))
@@ -152,6 +156,7 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
     return Container(
         settings=settings,
         db=db,
+        read_db=read_db,
         clock=clock,
         store=store,
         bus=bus,
@@ -166,7 +171,9 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
         sla=sla,
         projections=projections,
         ledger=ledger,
-        evidence=Evidence(db, store, clock, ledger, sources),
+        # The bundle's facts from the read side; its proofs from the ledger on the primary, whose tree holds
+        # every event a replica has (a replica only lags).
+        evidence=Evidence(read_db, store, clock, ledger, sources),
         keys=Keys(
             db,
             clock,

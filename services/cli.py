@@ -586,7 +586,7 @@ def report(
         raise typer.Exit(2)
     container = _container()
     try:
-        with container.db.read() as conn:
+        with container.read_db.read() as conn:
             made = make_report(
                 conn,
                 today=container.clock.now().date(),

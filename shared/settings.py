@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     # sets these login passwords for the service's roles (shared/roles.py); every other command connects with
     # database_url, as takedown_app in production.
     migrate_database_url: str | None = None
+    # A streaming replica for the read side (dashboard, /v1/sla/*, the transparency report, evidence bundles);
+    # default: the primary. Commands, and a client's read of what it just wrote, always go to database_url.
+    read_database_url: str | None = None
     app_role_password: SecretStr | None = None
     read_role_password: SecretStr | None = None
     host: str = "127.0.0.1"

@@ -42,10 +42,10 @@ class Api:
 
 
 @contextmanager
-def make_api(db_url: str) -> Iterator[Api]:
-    """Start the app on a migrated database with two platforms and one key per role."""
+def make_api(db_url: str, **settings: Any) -> Iterator[Api]:
+    """Start the app on a migrated database with two platforms and one key per role (`settings`: overrides)."""
     clock = FrozenClock(T0)
-    container = bootstrap(service_settings(db_url), clock=clock)
+    container = bootstrap(service_settings(db_url).model_copy(update=settings), clock=clock)
     app = create_app(container, run_workers=False)
     with container.db.transaction() as conn:
         a, _ = container.registry.register_in(conn, platform_fields("A"), T0)

@@ -139,7 +139,11 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
         if current != head:
             response.status_code = 503
             return {"status": "unavailable", "migrations": {"current": current, "head": head}}
-        return {"status": "ok", "migrations": {"current": current, "head": head}, "numbering": numbering}
+        ready: dict[str, Any] = {"status": "ok", "migrations": {"current": current, "head": head}}
+        ready["numbering"] = numbering
+        if c.read_db is not c.db:
+            ready["read_replica"] = _replica(c)
+        return ready
 
     @app.get(
         "/metrics",
@@ -156,6 +160,8 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
         _check_metrics_key(c.settings.metrics_key, production, request.headers.get("authorization"))
         with contextlib.suppress(Exception), c.db.read() as conn:  # metrics must answer with the database down
             _numbering(c, conn)
+        if c.read_db is not c.db:
+            _replica(c)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     def openapi() -> dict[str, Any]:
@@ -196,6 +202,28 @@ def _check_metrics_key(key: SecretStr | None, production: bool, authorization: s
 
 UNNUMBERED = Gauge("takedown_unnumbered_events", "Committed events still waiting for a global position")
 NUMBERING_LAG = Gauge("takedown_numbering_lag_seconds", "Age of the oldest committed event without a global position")
+REPLICA_LAG = Gauge("takedown_read_replica_lag_seconds", "How far the read side's replica is behind (NaN: unreachable)")
+
+
+def _replica(c: Container) -> dict[str, Any]:
+    """The read side's lag, as /readyz details it and the gauge reports it: how old the oldest event is that the
+    replica does not hold yet (0 when it holds every numbered event), so what a dashboard reader misses.
+
+    Counted in events, not WAL: a standby's own replay delay reads the cluster's WAL, which every database on the
+    server and every checkpoint add to; this service's readers care only about its events.
+    """
+    try:
+        with c.read_db.read() as conn:
+            seen = c.store.head(conn)
+    except Exception as exc:  # noqa: BLE001 - reported, never raised: the primary still takes commands
+        REPLICA_LAG.set(float("nan"))
+        return {"lag_seconds": None, "events_behind": None, "error": type(exc).__name__}
+    with c.db.read() as conn:
+        head = c.store.head(conn)
+        missing = c.store.read_all(conn, after=seen, limit=1) if head > seen else []
+    lag = max(0.0, (c.clock.now() - missing[0].recorded_at).total_seconds()) if missing else 0.0
+    REPLICA_LAG.set(lag)
+    return {"lag_seconds": lag, "events_behind": max(0, head - seen)}
 
 
 def _numbering(c: Container, conn: Connection) -> dict[str, Any]:

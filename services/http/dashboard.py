@@ -66,7 +66,7 @@ def get_overview(
     now = c.clock.now()
     begin = _at(now.date() - timedelta(days=days - 1)) if days else (_at(start) if start else None)
     end = _at(to + timedelta(days=1)) if to else None
-    with c.db.read() as conn:
+    with c.read_db.read() as conn:
         made: dict[str, Any] = make_overview(
             conn,
             principal,

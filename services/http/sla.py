@@ -31,7 +31,7 @@ def sla_summary(
     as_of: UtcTime | None = None,
 ) -> SlaSummary:
     """Exact counts from the projection; with `as_of`, replayed from the events recorded by then."""
-    with c.db.read() as conn:
+    with c.read_db.read() as conn:
         if as_of is None:
             groups = queries.summary(conn, principal, group_by)
         else:
@@ -64,7 +64,7 @@ def sla_orders(
 ) -> SlaOrderPage:
     """Soonest deadline first (breached orders, most overdue, lead); follow `next_cursor`."""
     now = c.clock.now()
-    with c.db.read() as conn:
+    with c.read_db.read() as conn:
         rows, next_cursor = queries.orders(
             conn,
             principal,

@@ -31,7 +31,7 @@ def _report(
     c: ContainerDep, start: From = None, to: To = None, period: Period = "month", group_by: Grouping = None
 ) -> Report:
     """The report the query asks for: one dependency, so that the JSON and CSV forms take the same parameters."""
-    with c.db.read() as conn:
+    with c.read_db.read() as conn:
         return make_report(
             conn,
             today=c.clock.now().date(),

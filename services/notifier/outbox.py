@@ -8,12 +8,11 @@ per-platform cap counts, so the cap holds for every notifier process on every ho
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
-from collections import Counter
 
 from sqlalchemy import Connection, Text, cast, func, select, text, update
 

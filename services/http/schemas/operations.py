@@ -29,6 +29,16 @@ class Numbering(BaseModel):
     lag_seconds: float | None = Field(description="age of the oldest committed event without a position")
 
 
+class ReadReplica(BaseModel):
+    """The read side's database, when it is a streaming replica (detail: it never makes a process unready)."""
+
+    lag_seconds: float | None = Field(
+        description="age of the oldest event the replica does not hold yet (0: it holds every one); null: unreachable"
+    )
+    events_behind: int | None = Field(description="events numbered on the primary and not yet on the replica")
+    error: Annotated[str, Field(description="why it cannot be reached")] = not_sent()
+
+
 class Readiness(BaseModel):
     """Ready (`ok`) when the database answers and is at the newest migration; otherwise why not."""
 
@@ -36,3 +46,4 @@ class Readiness(BaseModel):
     database: Annotated[str, Field(description="why the database cannot be reached")] = not_sent()
     migrations: Migrations = not_sent()
     numbering: Numbering = not_sent()
+    read_replica: ReadReplica = not_sent()
