@@ -395,3 +395,36 @@ def test_a_format_1_bundle_still_verifies(api: Api) -> None:
 def test_key_chain_single() -> None:
     a = parse_verifier_key(NoteSigner(ORIGIN, SEED).verifier.verifier_key)
     assert KeyChain.single(a).key_for(0) == a == KeyChain.single(a).current
+
+
+def test_a_rotation_interrupted_before_the_key_files_moved_signs_with_the_staged_key(
+    db: Database, tmp_path: Path
+) -> None:
+    """The chain names the new key but the process died before renaming: the key is read from '<file>.next'."""
+    from services.ledger.checkpoints import next_key_file, read_seeds, stage_new_seed
+
+    key_file = tmp_path / "keys" / "ledger.key"
+    ledger = Ledger(
+        db,
+        EventStore(db.dialect, WRITER),
+        FrozenClock(T0),
+        origin=ORIGIN,
+        seed=lambda: read_seeds(None, key_file),
+        stream_visible=lambda principal, stream_id: False,
+    )
+    sealed_events(db, 2)
+    ledger.checkpoint()
+    rotated = ledger.rotate_key(stage_new_seed(key_file))
+    assert next_key_file(key_file).exists()  # not promoted: as after a crash
+    sealed_events(db, 2, start=2)
+    restarted = Ledger(
+        db,
+        EventStore(db.dialect, WRITER),
+        FrozenClock(T0),
+        origin=ORIGIN,
+        seed=lambda: read_seeds(None, key_file),
+        stream_visible=lambda principal, stream_id: False,
+    )
+    made = restarted.checkpoint()
+    open_checkpoint(made.note, rotated.new, ORIGIN)
+    assert restarted.verify(trusted=rotated.old).ok
