@@ -466,17 +466,68 @@ ledger_cli = typer.Typer(
 
 
 @ledger_cli.command("public-key")
-def public_key() -> None:
-    """Print the checkpoint verifier key (made with the signing key on first use), then the writer key."""
+def public_key(
+    chain: Annotated[bool, typer.Option("--chain", help="also print every key of the chain and its rotation")] = False,
+) -> None:
+    """Print the checkpoint verifier key in force (made with the signing key on first use), then the writer key.
+
+    The key's name and the origin are the ones stored when the ledger was created, whatever PUBLIC_BASE_URL says.
+    """
     from shared.eventstore.writer import public_key_text
 
     container = _container()
     try:
-        typer.echo(container.ledger.public_key())
+        stored = container.ledger.stored_keys()
+        typer.echo(stored[-1].verifier.verifier_key)
         if container.store.writer is not None:
             typer.echo(f"writer {public_key_text(container.store.writer.public_key)}")
+        if chain:
+            for key in stored:
+                typer.echo(f"key {key.seq} from tree size {key.from_size}: {key.verifier.verifier_key}")
+                if key.statement is not None:
+                    typer.echo(key.statement, nl=False)
     finally:
         container.close()
+
+
+@ledger_cli.command("identity")
+def identity() -> None:
+    """Store the ledger's identity if it has none yet (origin, key name, first key), and print it."""
+    container = _container()
+    try:
+        ledger = container.ledger
+        stored = ledger.stored_keys()
+        typer.echo(f"origin {ledger.origin}")
+        typer.echo(f"key name {ledger.identity().key_name}")
+        typer.echo(f"first key {stored[0].verifier.verifier_key}")
+        typer.echo(f"key in force {stored[-1].verifier.verifier_key} (from tree size {stored[-1].from_size})")
+    finally:
+        container.close()
+
+
+@ledger_cli.command("rotate-key")
+def rotate_key() -> None:
+    """Make a new checkpoint key; the old one signs a last checkpoint and a statement naming the new key.
+
+    The new key replaces the key file (TAKEDOWN_LEDGER_KEY_FILE); the old file is kept as "<file>.retired-<size>"
+    for its owner to destroy. Running processes pick the new key up at their next checkpoint.
+    """
+    from services.ledger.checkpoints import promote_staged_seed, stage_new_seed
+
+    settings = _settings()
+    if settings.ledger_key is not None:
+        typer.echo("refused: the key is given in TAKEDOWN_LEDGER_KEY; rotation replaces a key file", err=True)
+        raise typer.Exit(2)
+    container = bootstrap(settings)
+    try:
+        container.sequencer.catch_up()
+        rotated = container.ledger.rotate_key(stage_new_seed(settings.ledger_key_file))
+    finally:
+        container.close()
+    retired = promote_staged_seed(settings.ledger_key_file, rotated.from_size)
+    typer.echo(f"rotated: {rotated.old.verifier_key} -> {rotated.new.verifier_key}")
+    typer.echo(f"the new key signs checkpoints from tree size {rotated.from_size}; old key file kept as {retired}")
+    typer.echo(rotated.statement, nl=False)
 
 
 @ledger_cli.command("checkpoint")
@@ -498,6 +549,8 @@ def print_report(report: VerifyReport) -> None:
             f"ok: {report.events_checked} events, {report.nodes_checked} tree nodes and {report.checkpoints_checked}"
             f" checkpoints verified (tree size {report.tree_size}; {report.pending_events} events not yet in the ledger)"
         )
+        if report.trusted_key is not None:
+            typer.echo(f"key chain: {report.keys_followed} keys followed from {report.trusted_key}")
         return
     where = report.first_bad_position
     typer.echo(f"FAILED: first bad position {where}" if where is not None else "FAILED", err=True)
@@ -506,11 +559,28 @@ def print_report(report: VerifyReport) -> None:
 
 
 @ledger_cli.command("verify")
-def verify() -> None:
+def verify(
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="the key you trust (the ledger's first, or a later one), or a file holding it; default: the stored"
+            " first key, which is only the database's word",
+        ),
+    ] = None,
+) -> None:
     """Recompute every leaf from the stored events, rebuild the tree, check every checkpoint; exit 1 on any fault."""
+    from services.ledger.note import NoteError, parse_verifier_key
+
+    trusted = None
+    if key is not None:
+        try:
+            trusted = parse_verifier_key(_verifier_key(key))
+        except NoteError as exc:
+            raise typer.BadParameter(f"--key: {exc}") from exc
     container = _container()
     try:
-        report = container.ledger.verify()
+        report = container.ledger.verify(trusted)
     finally:
         container.close()
     print_report(report)
@@ -532,10 +602,29 @@ def _verifier_key(key: str) -> str:
 @ledger_cli.command("verify-bundle")
 def verify_bundle(
     file: Annotated[str, typer.Argument(help="the evidence bundle (JSON), '-' for standard input")],
-    key: Annotated[str, typer.Option("--key", help="the ledger's verifier key, or a file holding it")],
+    key: Annotated[
+        str,
+        typer.Option("--key", help="the ledger's verifier key you trust (its first, or later), or a file holding it"),
+    ],
+    writer_key: Annotated[
+        list[str] | None,
+        typer.Option("--writer-key", help="a writer key ('<key id>+<base64>') whose seals to check; repeatable"),
+    ] = None,
 ) -> None:
-    """Check an evidence bundle offline with only the verifier key; exit 1 naming every check that failed."""
+    """Check an evidence bundle offline with only the verifier key; exit 1 naming every check that failed.
+
+    The bundle's key rotations are followed from the key given. With --writer-key, every event's seal must be a
+    valid signature by one of those writer keys; without, a seal must at least name its event's digest.
+    """
     from services.ledger.bundle import verify_bundle as check_bundle
+    from shared.eventstore.writer import WriterKeyError, key_id, parse_public_key
+
+    writers: dict[str, bytes] | None = None
+    if writer_key:
+        try:
+            writers = {key_id(raw): raw for raw in map(parse_public_key, writer_key)}
+        except WriterKeyError as exc:
+            raise typer.BadParameter(str(exc)) from exc
 
     if file == "-":
         raw = sys.stdin.buffer.read()
@@ -545,7 +634,7 @@ def verify_bundle(
                 raw = handle.read()
         except OSError as exc:
             raise typer.BadParameter(f"cannot read {file}: {exc}") from exc
-    report = check_bundle(raw, _verifier_key(key))
+    report = check_bundle(raw, _verifier_key(key), writers)
     if report.ok:
         typer.echo(
             f"ok: order {report.order_id}: {report.events_checked} events proven against the signed checkpoint"

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 
 from services.http.deps import ContainerDep, require
 from services.http.problems import problem_responses
-from services.http.schemas.ledger import CheckpointOut, ConsistencyOut, InclusionOut, PublicKeyOut
+from services.http.schemas.ledger import ChainKeyOut, CheckpointOut, ConsistencyOut, InclusionOut, PublicKeyOut
 from services.ledger.errors import PositionNotFound
 from services.ledger.service import StreamVisibility
 from shared.auth import Principal
@@ -56,13 +56,19 @@ def get_checkpoint(c: ContainerDep) -> CheckpointOut:
 
 @router.get("/public-key", operation_id="ledger_public_key", summary="The checkpoint verifier key (public)")
 def get_public_key(c: ContainerDep) -> PublicKeyOut:
-    """The signed-note verifier key of the checkpoint signer."""
-    verifier = c.ledger.verifier
+    """The signed-note verifier key of the checkpoint signer, and the chain of keys with their rotations."""
+    chain = c.ledger.stored_keys()
+    verifier = chain[-1].verifier
     writers = [public_key_text(c.store.writer.public_key)] if c.store.writer is not None else []
     return PublicKeyOut(
         verifier_key=verifier.verifier_key,
         key_name=verifier.name,
         key_hash=verifier.key_hash.hex(),
+        origin=c.ledger.origin,
+        key_chain=[
+            ChainKeyOut(verifier_key=k.verifier.verifier_key, from_tree_size=k.from_size, rotation=k.statement)
+            for k in chain
+        ],
         writer_keys=writers,
     )
 

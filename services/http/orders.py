@@ -135,7 +135,9 @@ def get_order(order_id: OrderId, principal: Reader, c: ContainerDep) -> OrderOut
 )
 def order_events(order_id: OrderId, principal: Reader, c: ContainerDep) -> list[EventOut]:
     """Every recorded fact about the order, oldest first."""
-    return [EventOut.of(e) for e in c.orders.events(principal, order_id)]
+    found = c.orders.events(principal, order_id)
+    formats = c.ledger.leaf_formats()
+    return [EventOut.of(e, formats) for e in found]
 
 
 @command("acknowledge", "Acknowledge receipt (platform)")

@@ -2,7 +2,9 @@
 
 A bundle is one JSON document about one order (`FORMAT`):
 
-    format, order_id, generated_at, verifier_key,
+    format, order_id, generated_at,
+    verifier_key     the key in force when the bundle was made (it signs the attestation)
+    key_rotations    the signed rotation statements from the ledger's first key to verifier_key (rotation.py)
     checkpoint       {origin, tree_size, root_hash, note}: one signed checkpoint (C2SP note)
     events           the order's events, version 1..n, each {position, leaf_hash, leaf, envelope, proof}
     platform_events  the platform's registry events up to the order's delivery (same shape)
@@ -21,6 +23,13 @@ under a signed checkpoint, so they stand even against the service itself. The de
 details (response excerpts, durations of successful attempts, worker names) are the service's word, signed
 with the same key (the attestation), which also makes any change to any part of the bundle detectable.
 The attestation's note text can never parse as a checkpoint (its second line is not a tree size).
+
+The verifier is given the key it trusts (the ledger's first key, or a later one) and follows `key_rotations`
+from it; the checkpoint must be signed by the key in force at its tree size, the attestation by verifier_key,
+which must be the chain's last. An envelope is in leaf format 1 or 2 (leaf.py); a format 2 envelope carries the
+event's meta and the writer's seal, and a seal must name this event's digest (writer.py) at its index: with the
+writer keys given, its signature is checked too. Bundles of format "takedown-evidence/1" (before key rotation:
+no key_rotations, format 1 envelopes only) verify as they always did.
 """
 
 from __future__ import annotations
@@ -30,12 +39,13 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import rfc8785
 
 from services.ledger import merkle
-from services.ledger.leaf import StoredEvent, envelope, leaf_bytes
+from services.ledger.leaf import V2, StoredEvent, envelope, leaf_bytes
 from services.ledger.note import (
     NoteError,
     NoteSigner,
@@ -45,9 +55,12 @@ from services.ledger.note import (
     open_note,
     parse_verifier_key,
 )
+from services.ledger.rotation import KeyChain, follow
+from shared.eventstore import writer
 
-FORMAT = "takedown-evidence/1"
-TOP_LEVEL = (
+FORMAT = "takedown-evidence/2"
+FORMAT_V1 = "takedown-evidence/1"
+TOP_LEVEL_V1 = (
     "format",
     "order_id",
     "generated_at",
@@ -59,8 +72,10 @@ TOP_LEVEL = (
     "deliveries",
     "attestation",
 )
+TOP_LEVEL = (*TOP_LEVEL_V1[:4], "key_rotations", *TOP_LEVEL_V1[4:])
 EVENT_ENTRY = ("position", "leaf_hash", "leaf", "envelope", "proof")
 ENVELOPE = ("event_id", "stream_id", "version", "type", "schema_version", "data", "recorded_at")
+ENVELOPE_V2 = ("leaf_format", *ENVELOPE, "meta", "seal")
 CHECKPOINT = ("origin", "tree_size", "root_hash", "note")
 ON_RECORD_FIELDS = ("name", "monthly_users", "representative", "webhook_url")
 
@@ -73,14 +88,14 @@ def b64(raw: bytes) -> str:
 # ----------------------------------------------------------------------------------------------- building
 
 
-def event_entry(event: StoredEvent, position: int, proof: Sequence[bytes]) -> dict[str, Any]:
-    """One event of a bundle: envelope, canonical leaf, leaf hash, position and inclusion proof."""
-    leaf = leaf_bytes(event)
+def event_entry(event: StoredEvent, position: int, proof: Sequence[bytes], fmt: int) -> dict[str, Any]:
+    """One event of a bundle: envelope (in its leaf's format), canonical leaf, leaf hash, position and proof."""
+    leaf = leaf_bytes(event, fmt)
     return {
         "position": position,
         "leaf_hash": b64(merkle.leaf_hash(leaf)),
         "leaf": leaf.decode("utf-8"),
-        "envelope": envelope(event),
+        "envelope": envelope(event, fmt),
         "proof": [b64(h) for h in proof],
     }
 
@@ -199,10 +214,56 @@ def _hash(value: Any, what: str) -> bytes:
     return raw
 
 
-def _check_event(entry: Any, what: str, size: int, root: bytes) -> dict[str, Any]:
+def _check_seal(env: dict[str, Any], what: str, writer_keys: Mapping[str, bytes] | None) -> None:
+    """A format 2 envelope's seal must vouch for this very event (and, with the writer keys, be theirs)."""
+    seal = env["seal"]
+    if seal is None:
+        return
+    meta = env["meta"]
+    if not isinstance(meta, dict) or not isinstance(env["data"], dict):
+        raise _Invalid(f"{what}: the envelope's data and meta are objects")
+    try:
+        at = datetime.strptime(_str(env["recorded_at"], f"{what}: recorded_at"), "%Y-%m-%dT%H:%M:%S.%fZ")
+        digest = writer.event_digest(
+            writer.canonical_event(
+                env["event_id"],
+                env["stream_id"],
+                env["version"],
+                env["type"],
+                env["schema_version"],
+                env["data"],
+                meta,
+                at.replace(tzinfo=UTC),
+            )
+        )
+    except (ValueError, TypeError, rfc8785.CanonicalizationError) as exc:
+        raise _Invalid(f"{what}: the envelope cannot be put in the writer's canonical form: {exc}") from exc
+    if writer_keys is None:
+        # Without the writer keys only the seal's own claim can be checked: it names this event's digest.
+        try:
+            named = base64.b64decode(seal["batch"][seal["i"]], validate=True)
+        except (KeyError, IndexError, TypeError, ValueError):
+            named = b""
+        if named != digest:
+            raise _Invalid(f"{what}: the writer's seal does not name this event")
+        return
+    why = writer.check_seal(seal, digest, writer_keys)
+    if why is not None:
+        raise _Invalid(f"{what}: the writer's seal is {why}")
+
+
+def _check_event(
+    entry: Any, what: str, size: int, root: bytes, v2: bool, writer_keys: Mapping[str, bytes] | None
+) -> dict[str, Any]:
     """Recompute one event's leaf from its envelope and walk its proof to the checkpoint's root; its envelope."""
     entry = _object(entry, EVENT_ENTRY, what)
-    env = _object(entry["envelope"], ENVELOPE, f"{what}: the envelope")
+    raw_env = entry["envelope"]
+    if v2 and isinstance(raw_env, dict) and "leaf_format" in raw_env:
+        env = _object(raw_env, ENVELOPE_V2, f"{what}: the envelope")
+        if env["leaf_format"] != V2 or isinstance(env["leaf_format"], bool):
+            raise _Invalid(f"{what}: leaf_format {env['leaf_format']!r} is not a known leaf format")
+    else:
+        env = _object(raw_env, ENVELOPE, f"{what}: the envelope")
     position = _int(entry["position"], f"{what}: position")
     try:
         canonical = rfc8785.dumps(env)
@@ -220,11 +281,20 @@ def _check_event(entry: Any, what: str, size: int, root: bytes) -> dict[str, Any
         merkle.verify_inclusion(position - 1, size, hashed, proof, root)
     except merkle.ProofError as exc:
         raise _Invalid(f"{what}: not in the checkpoint's tree ({exc})") from exc
+    if "seal" in env:
+        _check_seal(env, what, writer_keys)  # after the proof: a changed event is first of all not in the tree
     return env
 
 
 def _events(
-    entries: Any, section: str, stream_id: str | None, size: int, root: bytes, report: BundleReport
+    entries: Any,
+    section: str,
+    stream_id: str | None,
+    size: int,
+    root: bytes,
+    report: BundleReport,
+    v2: bool = False,
+    writer_keys: Mapping[str, bytes] | None = None,
 ) -> list[dict[str, Any]] | None:
     """Check every event of a section; its envelopes (None if any failed), in order."""
     found: list[dict[str, Any]] = []
@@ -232,7 +302,7 @@ def _events(
     for n, entry in enumerate(_list(entries, section)):
         what = f"{section}[{n}]"
         try:
-            env = _check_event(entry, what, size, root)
+            env = _check_event(entry, what, size, root, v2, writer_keys)
             if stream_id is not None and env["stream_id"] != stream_id:
                 raise _Invalid(f"{what}: belongs to stream {env['stream_id']!r}, not {stream_id!r}")
             if env["version"] != n + 1:
@@ -246,10 +316,14 @@ def _events(
     return None if failed else found
 
 
-def _checkpoint(value: Any, verifier: Verifier, report: BundleReport) -> tuple[int, bytes]:
+def _checkpoint(value: Any, chain: KeyChain, origin: str, report: BundleReport) -> tuple[int, bytes]:
     cp = _object(value, CHECKPOINT, "checkpoint")
+    size = _int(cp["tree_size"], "checkpoint: tree_size")
+    verifier = chain.key_for(size)
+    if verifier is None:
+        raise _Invalid(f"checkpoint: tree size {size} is before the trusted key signed (from {chain.first_size})")
     try:
-        body = open_checkpoint(_str(cp["note"], "checkpoint: note"), verifier, verifier.name)
+        body = open_checkpoint(_str(cp["note"], "checkpoint: note"), verifier, origin)
     except NoteError as exc:
         raise _Invalid(f"checkpoint: {exc}") from exc
     if (cp["origin"], cp["tree_size"], cp["root_hash"]) != (body.origin, body.size, b64(body.root)):
@@ -301,21 +375,25 @@ def _deliveries(value: Any, order_id: str, events: list[dict[str, Any]]) -> None
             raise _Invalid(f"deliveries: the attempt recorded by event {e['event_id']} has another status code")
 
 
-def verify_bundle(raw: bytes | str, verifier_key: str) -> BundleReport:
-    """Check a bundle with nothing but the verifier key: every signature, leaf, proof and cross-check.
+def verify_bundle(raw: bytes | str, verifier_key: str, writer_keys: Mapping[str, bytes] | None = None) -> BundleReport:
+    """Check a bundle with nothing but a trusted verifier key: every signature, leaf, proof and cross-check.
 
-    Every problem found is reported (not just the first); the bundle is good only if `ok`.
+    The key is the ledger's first key or any later one; the bundle's key rotations lead from it to the key in
+    force. With `writer_keys` ({key id: public key}), every seal's signature is checked too. Every problem found is
+    reported (not just the first); the bundle is good only if `ok`.
     """
     report = BundleReport()
     try:
-        verifier = parse_verifier_key(verifier_key)
+        trusted = parse_verifier_key(verifier_key)
     except NoteError as exc:
         report.problems.append(f"verifier key: {exc}")
         return report
     try:
-        bundle = _object(parse(raw), TOP_LEVEL, "the bundle")
-        if bundle["format"] != FORMAT:
-            raise _Invalid(f"format: not {FORMAT}")
+        parsed = parse(raw)
+        if not isinstance(parsed, dict) or parsed.get("format") not in (FORMAT, FORMAT_V1):
+            raise _Invalid(f"format: neither {FORMAT} nor {FORMAT_V1}")
+        v2 = parsed["format"] == FORMAT
+        bundle = _object(parsed, TOP_LEVEL if v2 else TOP_LEVEL_V1, "the bundle")
         order_id = report.order_id = _str(bundle["order_id"], "order_id")
         _str(bundle["generated_at"], "generated_at")
     except _Invalid as exc:
@@ -329,13 +407,24 @@ def verify_bundle(raw: bytes | str, verifier_key: str) -> BundleReport:
             report.problems.append(str(exc))
             return None
 
+    origin = trusted.name
+    chain = KeyChain.single(trusted)
+    if v2:
+        try:
+            statements = [_str(n, "key_rotations[]") for n in _list(bundle["key_rotations"], "key_rotations")]
+            chain = follow(trusted, origin, statements)
+        except (_Invalid, NoteError) as exc:
+            report.problems.append(f"key_rotations: {exc}")
+    verifier = chain.current
     if bundle["verifier_key"] != verifier.verifier_key:
         report.problems.append("verifier_key: the bundle names another key than the one given")
-    tree = check(_checkpoint, bundle["checkpoint"], verifier, report)
+    tree = check(_checkpoint, bundle["checkpoint"], chain, origin, report)
     if tree is not None:
         size, root = tree
-        events = check(_events, bundle["events"], "events", order_id, size, root, report)
-        platform = check(_events, bundle["platform_events"], "platform_events", None, size, root, report)
+        events = check(_events, bundle["events"], "events", order_id, size, root, report, v2, writer_keys)
+        platform = check(
+            _events, bundle["platform_events"], "platform_events", None, size, root, report, v2, writer_keys
+        )
         if events is not None and platform is not None:
             check(_on_record, bundle, events, platform)
             check(_deliveries, bundle["deliveries"], order_id, events)

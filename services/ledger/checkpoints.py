@@ -3,10 +3,19 @@
 The key is an Ed25519 seed, read from TAKEDOWN_LEDGER_KEY (base64 of the 32 bytes) if set, otherwise from the
 file TAKEDOWN_LEDGER_KEY_FILE (the same base64 on one line), which is created with mode 0600 on first use. It
 never enters the database: whoever can rewrite the database must still not be able to sign a new history.
+
+Rotation (`takedown ledger rotate-key`, services/ledger/rotation.py for the statement): the new seed is written to
+"<key file>.next" (0600), the old key signs the rotation statement in the same transaction that stores it, then
+the old file is renamed "<key file>.retired-<from size>" (destroy it once nothing needs it) and ".next" becomes the
+key file. A process that still holds the old key notices at its next checkpoint (the chain's key for that tree size
+is not its own) and reads the key file again; should it crash between the commit and the renames, the key is in
+".next" and is read from there. A key given in TAKEDOWN_LEDGER_KEY cannot be rotated this way.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from services.ledger import tree
 from services.ledger.errors import NoCheckpoint, SigningKeyError
 from services.ledger.note import CheckpointBody, NoteSigner, sign_checkpoint
-from services.ledger.tables import ledger_checkpoints
+from services.ledger.tables import ledger_checkpoints, ledger_head
 from shared import keyfile
 
 
@@ -44,13 +53,25 @@ def load_or_create_seed(key_b64: str | None, key_file: str | Path) -> bytes:
         raise SigningKeyError(f"{exc} (the ledger key is a base64 32-byte Ed25519 seed)") from exc
 
 
-def make_checkpoint(conn: Connection, signer: NoteSigner, origin: str, now: datetime) -> Checkpoint:
-    """Sign the current tree head and store it (the one already stored for this size, if any, is returned)."""
-    current = tree.head(conn)
+def lock_for_signing(conn: Connection) -> tree.TreeHead:
+    """The tree head, locked until commit (PostgreSQL; SQLite's write lock is the transaction's): while a
+    checkpoint is signed or the key rotated, neither the tree nor the key chain moves."""
+    stmt = select(ledger_head.c.tree_size, ledger_head.c.root_hash).where(ledger_head.c.id == 1)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = conn.execute(stmt).first()
+    return tree.head(conn) if row is None else tree.TreeHead(int(row.tree_size), bytes(row.root_hash))
+
+
+def make_checkpoint(
+    conn: Connection, signer_for: Callable[[int], NoteSigner], origin: str, now: datetime
+) -> Checkpoint:
+    """Sign the current tree head with the key in force at its size and store it (or return the stored one)."""
+    current = lock_for_signing(conn)
     existing = checkpoint_at(conn, current.size)
     if existing is not None:
         return existing
-    note = sign_checkpoint(CheckpointBody(origin, current.size, current.root), signer)
+    note = sign_checkpoint(CheckpointBody(origin, current.size, current.root), signer_for(current.size))
     values = {"tree_size": current.size, "root_hash": current.root, "origin": origin, "note": note, "created_at": now}
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     # Two processes may sign the same size at once; the signatures are identical (Ed25519 is deterministic).
@@ -87,3 +108,36 @@ def latest(conn: Connection) -> Checkpoint:
 def all_checkpoints(conn: Connection) -> list[Checkpoint]:
     """Every stored checkpoint, smallest tree first."""
     return [_row(r) for r in conn.execute(select(ledger_checkpoints).order_by(ledger_checkpoints.c.tree_size))]
+
+
+def next_key_file(key_file: str | Path) -> Path:
+    """Where a rotation writes the new seed before the chain names it."""
+    return Path(f"{key_file}.next")
+
+
+def read_seeds(key_b64: str | None, key_file: str | Path) -> list[bytes]:
+    """The seeds this process may sign with: the key (made if missing), then a rotation's ".next" key if present."""
+    seeds = [load_or_create_seed(key_b64, key_file)]
+    staged = next_key_file(key_file)
+    if key_b64 is None and staged.exists():
+        try:
+            seeds.append(keyfile.read_or_create(staged, 32, create=False))
+        except (ValueError, FileNotFoundError) as exc:
+            raise SigningKeyError(f"{staged}: {exc}") from exc
+    return seeds
+
+
+def stage_new_seed(key_file: str | Path) -> bytes:
+    """A new seed for a rotation, in "<key file>.next" (mode 0600; an unfinished rotation's seed is reused)."""
+    try:
+        return keyfile.read_or_create(next_key_file(key_file), 32, create=True)
+    except ValueError as exc:
+        raise SigningKeyError(f"{exc} (the staged ledger key is a base64 32-byte Ed25519 seed)") from exc
+
+
+def promote_staged_seed(key_file: str | Path, from_size: int) -> Path:
+    """After the rotation is committed: retire the old key file and make the staged one the key file."""
+    current, retired = Path(key_file), Path(f"{key_file}.retired-{from_size}")
+    os.replace(current, retired)
+    os.replace(next_key_file(key_file), current)
+    return retired

@@ -74,3 +74,9 @@ class EvidenceNotFound(LedgerError):
 
     code = "not-found"
     message = "no such order"
+
+
+class LedgerIdentityError(LedgerError):
+    """The configured origin is not the one the ledger was created with, or the key is not the chain's."""
+
+    code = "ledger-identity"

@@ -52,6 +52,7 @@ class EvidenceDocument(TypedDict):
     order_id: str
     generated_at: str
     verifier_key: str
+    key_rotations: list[str]
     checkpoint: CheckpointEntry
     events: list[dict[str, Any]]
     platform_events: list[dict[str, Any]]
@@ -85,10 +86,13 @@ class Evidence:
             raise NotYetInLedger("an event of the order was recorded but has no global position yet")
         checkpoint = self.ledger.checkpoint_covering(max(positions))
         paths = self.ledger.audit_paths(positions, checkpoint.tree_size)
+        formats = self.ledger.leaf_formats()
 
         def entries(chosen: list[RecordedEvent]) -> list[dict[str, Any]]:
             return [
-                bundle.event_entry(e, e.position, paths[e.position].proof) for e in chosen if e.position is not None
+                bundle.event_entry(e, e.position, paths[e.position].proof, formats.of_position(e.position))
+                for e in chosen
+                if e.position is not None
             ]
 
         document = EvidenceDocument(
@@ -96,6 +100,7 @@ class Evidence:
             order_id=order_id,
             generated_at=rfc3339_utc(self.clock.now()),
             verifier_key=self.ledger.public_key(),
+            key_rotations=self.ledger.rotation_statements(),
             checkpoint=CheckpointEntry(
                 origin=checkpoint.origin,
                 tree_size=checkpoint.tree_size,

@@ -1,16 +1,27 @@
 """The ledger's leaf: the canonical bytes of one stored event, and its position in the tree.
 
-Leaf bytes are the RFC 8785 (JSON Canonicalization Scheme) encoding of the envelope
+Leaf bytes are the RFC 8785 (JSON Canonicalization Scheme) encoding of the event's envelope, in one of two
+formats. Format 1 (the ledger's first):
 
     {"event_id": str, "stream_id": str, "version": int, "type": str, "schema_version": int,
      "data": object, "recorded_at": "YYYY-MM-DDTHH:MM:SS.ffffffZ"}
 
-that is: keys sorted by UTF-16 code units, no whitespace, strings in UTF-8 with JSON's minimal escaping,
-numbers in ECMAScript form (so 1.0 and 1 are the same leaf, as a JSON column may hand either back).
-`recorded_at` is RFC 3339 in UTC, always with six fraction digits and "Z", the precision both databases keep.
-The event's `meta` (request id, actor) is operational and not part of the leaf. The leaf hash is RFC 9162's
-SHA-256(0x00 || leaf bytes); it depends only on the event, so it is known as soon as the event is appended,
-before the event has a global position.
+Format 2 adds what format 1 left out, so that the database cannot change it unseen either:
+
+    {"leaf_format": 2, ...the format 1 fields..., "meta": object, "seal": object or null}
+
+`meta` is the event's request id and actor; `seal` is the writer's signature of the event (the `seal` column,
+shared/eventstore/writer.py), null for an event stored unsealed. `leaf_format` keeps a format 2 leaf from ever
+reading as a format 1 one. RFC 8785: keys sorted by UTF-16 code units, no whitespace, strings in UTF-8 with JSON's
+minimal escaping, numbers in ECMAScript form (so 1.0 and 1 are the same leaf, as a JSON column may hand either
+back). `recorded_at` is RFC 3339 in UTC, always with six fraction digits and "Z", the precision both databases
+keep. The leaf hash is RFC 9162's SHA-256(0x00 || leaf bytes); it depends only on the event and the format, so
+it is known as soon as the event is appended, before the event has a global position.
+
+Which leaf has which format: `ledger_leaf_formats` holds one row per format after the first, (format, from
+size): every leaf index at or above `from_size` has that format (migration 0013 recorded format 2 from the tree
+size it found, so the leaves fed before keep format 1 and verify as they were written). `LeafFormats` is that
+table in memory.
 
 Receipts: wherever the service hands out a leaf hash (webhook payloads, event listings, evidence bundles, the
 proofs API) it is the standard base64 (with padding) of the 32 bytes, as in checkpoint notes: `receipt`.
@@ -22,12 +33,12 @@ n leaves holds exactly the events at positions 1..n, so "tree size" and "last po
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import rfc8785
-
 from services.ledger.merkle import leaf_hash as hash_leaf_bytes
+from shared import canonical
 
 
 class StoredEvent(Protocol):
@@ -46,7 +57,37 @@ class StoredEvent(Protocol):
     @property
     def data(self) -> dict[str, Any]: ...
     @property
+    def meta(self) -> dict[str, Any]: ...
+    @property
     def recorded_at(self) -> datetime: ...
+    @property
+    def seal(self) -> dict[str, Any] | None: ...
+
+
+V1, V2 = 1, 2
+CURRENT = V2  # the format new leaves are written in
+FORMATS = (V1, V2)
+
+
+@dataclass(frozen=True)
+class LeafFormats:
+    """Which format each leaf index was written in: (from index, format) switch-overs, ascending; before any: v1."""
+
+    switches: tuple[tuple[int, int], ...] = ()
+
+    def at(self, index: int) -> int:
+        """The format of the leaf at this index."""
+        found = V1
+        for start, fmt in self.switches:
+            if index >= start:
+                found = fmt
+        return found
+
+    def of_position(self, position: int | None) -> int:
+        """The format of the event at this global position (an unnumbered event is new: the newest format)."""
+        if position is None:
+            return self.switches[-1][1] if self.switches else V1
+        return self.at(leaf_index(position))
 
 
 def rfc3339_utc(moment: datetime) -> str:
@@ -56,9 +97,9 @@ def rfc3339_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def envelope(event: StoredEvent) -> dict[str, Any]:
-    """The fields of an event that the ledger commits to."""
-    return {
+def envelope(event: StoredEvent, fmt: int) -> dict[str, Any]:
+    """The fields of an event that a leaf of this format commits to."""
+    fields: dict[str, Any] = {
         "event_id": event.event_id,
         "stream_id": event.stream_id,
         "version": event.version,
@@ -67,21 +108,26 @@ def envelope(event: StoredEvent) -> dict[str, Any]:
         "data": event.data,
         "recorded_at": rfc3339_utc(event.recorded_at),
     }
+    if fmt == V1:
+        return fields
+    if fmt == V2:
+        return {"leaf_format": V2, **fields, "meta": event.meta, "seal": event.seal}
+    raise ValueError(f"unknown leaf format {fmt}")
 
 
-def leaf_bytes(event: StoredEvent) -> bytes:
-    """The canonical leaf bytes of an event (RFC 8785 JSON of its envelope)."""
-    return rfc8785.dumps(envelope(event))
+def leaf_bytes(event: StoredEvent, fmt: int) -> bytes:
+    """The canonical leaf bytes of an event in this format (RFC 8785 JSON of its envelope)."""
+    return canonical.dumps(envelope(event, fmt))  # RFC 8785, fast path for the common values (shared/canonical.py)
 
 
-def leaf_hash(event: StoredEvent) -> bytes:
+def leaf_hash(event: StoredEvent, fmt: int) -> bytes:
     """RFC 9162 leaf hash of an event: usable at send time, before the event has a position."""
-    return hash_leaf_bytes(leaf_bytes(event))
+    return hash_leaf_bytes(leaf_bytes(event, fmt))
 
 
-def receipt(event: StoredEvent) -> str:
-    """The event's leaf hash as the service hands it out: standard base64 of the 32 bytes."""
-    return base64.b64encode(leaf_hash(event)).decode()
+def receipt(event: StoredEvent, fmt: int = CURRENT) -> str:
+    """The event's leaf hash as the service hands it out (standard base64); new events are in the current format."""
+    return base64.b64encode(leaf_hash(event, fmt)).decode()
 
 
 def leaf_index(position: int) -> int:

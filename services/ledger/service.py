@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from services.ledger import bundle, checkpoints, tree
-from services.ledger.checkpoints import Checkpoint, load_or_create_seed
-from services.ledger.errors import NoCheckpoint, NotYetInLedger
-from services.ledger.leaf import leaf_index
+from services.ledger.checkpoints import Checkpoint, read_seeds
+from services.ledger.errors import LedgerIdentityError, NoCheckpoint, NotYetInLedger
+from services.ledger.identity import (
+    Identity,
+    StoredKey,
+    add_key,
+    ensure_identity,
+    leaf_formats,
+    stored_chain,
+    stored_keys,
+)
+from services.ledger.leaf import LeafFormats, leaf_index
 from services.ledger.note import NoteSigner, Verifier, check_key_name
+from services.ledger.rotation import KeyChain, RotationError, follow, sign_rotation
 from services.ledger.tree import AuditPath, ConsistencyProof, InclusionProof, LedgerFeeder, TreeHead
 from services.ledger.verify import VerifyReport, verify_ledger
 from shared.auth import Principal
@@ -20,6 +32,8 @@ from shared.clock import Clock
 from shared.db import Database
 from shared.eventstore import EventStore
 from shared.settings import Settings
+
+log = logging.getLogger("takedown.ledger")
 
 # Whether a caller may see the events of a stream; given by the wiring (for orders: the order's platform or issuer).
 StreamVisibility = Callable[[Principal, str], bool]
@@ -32,7 +46,13 @@ def default_origin(public_base_url: str) -> str:
 
 
 class Ledger:
-    """Everything the API, the CLI and the workers ask of the ledger; each call owns its transaction."""
+    """Everything the API, the CLI and the workers ask of the ledger; each call owns its transaction.
+
+    `origin` is what a new ledger's identity is made of; once stored (services/ledger/identity.py) the stored one
+    is the origin. `origin_pinned`: the origin was configured explicitly, so a stored one that differs is refused
+    (LedgerIdentityError) rather than silently used; a derived one (from PUBLIC_BASE_URL) only draws a warning.
+    `seed` gives the seed(s) this process may sign with (the key file's, then a rotation's staged one).
+    """
 
     def __init__(
         self,
@@ -41,37 +61,135 @@ class Ledger:
         clock: Clock,
         *,
         origin: str,
-        seed: Callable[[], bytes],
+        seed: Callable[[], bytes | Sequence[bytes]],
         stream_visible: StreamVisibility,
         checkpoint_interval_s: float = 60.0,
+        origin_pinned: bool = True,
     ) -> None:
         self.db, self.store, self.clock = db, store, clock
-        self.origin = check_key_name(origin)
+        self._proposed = check_key_name(origin)
+        self._origin_pinned = origin_pinned
         self.stream_visible = stream_visible
         self.checkpoint_interval_s = checkpoint_interval_s
         self._seed = seed
-        self._signer: NoteSigner | None = None
+        self._identity: Identity | None = None
+        self._signers: dict[str, NoteSigner] = {}
         self._signer_lock = threading.Lock()
         self._last_checkpoint = float("-inf")
         self.feeder = LedgerFeeder(db, store, now=clock.now, on_idle=self._scheduled_checkpoint)
 
+    # ------------------------------------------------------------------------------------------- identity and keys
+
+    def identity(self) -> Identity:
+        """The stored origin and key name (stored now if this is the ledger's first use)."""
+        if self._identity is None:
+            with self.db.transaction() as conn:
+                found = ensure_identity(conn, self._proposed, self.clock.now())
+            if found.origin != self._proposed:
+                if self._origin_pinned:
+                    raise LedgerIdentityError(
+                        f"TAKEDOWN_LEDGER_ORIGIN is {self._proposed!r}, but this ledger was created as"
+                        f" {found.origin!r}: an origin never changes (unset it, or set it to the stored one)"
+                    )
+                log.warning(
+                    "ledger origin %r is the stored one (%r derives from the settings)", found.origin, self._proposed
+                )
+            self._identity = found
+        return self._identity
+
+    @property
+    def origin(self) -> str:
+        """The checkpoint origin, as stored when the ledger was created."""
+        return self.identity().origin
+
+    def _seeds(self) -> list[bytes]:
+        found = self._seed()
+        return [found] if isinstance(found, bytes) else list(found)
+
+    def _signer_for(self, key: Verifier | None) -> NoteSigner:
+        """The signer of this key, from the seeds this process holds; LedgerIdentityError if it holds none."""
+        if key is None:
+            raise LedgerIdentityError("no key of the chain is in force at this tree size")
+        with self._signer_lock:
+            signer = self._signers.get(key.verifier_key)
+            if signer is None:
+                # The key file may have changed under us (a rotation by another process): read it again.
+                for seed in self._seeds():
+                    candidate = NoteSigner(self.identity().key_name, seed)
+                    self._signers[candidate.verifier.verifier_key] = candidate
+                signer = self._signers.get(key.verifier_key)
+            if signer is None:
+                raise LedgerIdentityError(
+                    f"the ledger key file does not hold the key in force, {key.verifier_key}"
+                    " (the chain in ledger_keys names it; restore that key file)"
+                )
+            return signer
+
+    def key_chain(self) -> KeyChain:
+        """The stored chain of checkpoint keys; on first use, the key file's key becomes its first key."""
+        identity = self.identity()  # every use of a key settles (or checks) the identity first
+        with self.db.read() as conn:
+            chain = stored_chain(conn)
+        if chain is not None:
+            return chain
+        first = NoteSigner(identity.key_name, self._seeds()[0])
+        with self.db.transaction() as conn:
+            add_key(conn, 0, first.verifier, 0, None, self.clock.now())
+            chain = stored_chain(conn)
+        assert chain is not None
+        return chain
+
+    def stored_keys(self) -> list[StoredKey]:
+        """Every key of the chain as stored, with its rotation statement (made on first use, as `key_chain`)."""
+        self.key_chain()
+        with self.db.read() as conn:
+            return stored_keys(conn)
+
+    def rotation_statements(self) -> list[str]:
+        """The signed rotation statements, oldest first (what a verifier follows from the first key)."""
+        return [k.statement for k in self.stored_keys() if k.statement is not None]
+
     # The key is read (or made) on first use, not at wiring: tests and tools that never sign touch no file.
     @property
     def signer(self) -> NoteSigner:
-        """The checkpoint signer (loads or creates the key on first use)."""
-        with self._signer_lock:
-            if self._signer is None:
-                self._signer = NoteSigner(self.origin, self._seed())
-            return self._signer
+        """The signer of the key in force now (loads or creates the key on first use)."""
+        return self._signer_for(self.key_chain().current)
 
     @property
     def verifier(self) -> Verifier:
-        """The public half of the signing key."""
-        return self.signer.verifier
+        """The public half of the key in force now."""
+        return self.key_chain().current
 
     def public_key(self) -> str:
         """The note verifier key that clients pin."""
         return self.verifier.verifier_key
+
+    def rotate_key(self, new_seed: bytes) -> Rotated:
+        """Sign a last checkpoint with the current key, then have it sign a statement naming the new key."""
+        self.feed()
+        chain = self.key_chain()
+        new = NoteSigner(self.identity().key_name, new_seed)
+        if any(new.verifier == key for _, key in chain.keys):
+            raise LedgerIdentityError("the new key is already in the chain: a rotation needs a key never used")
+        with self.db.transaction() as conn:
+            head = checkpoints.lock_for_signing(conn)
+            chain = stored_chain(conn) or chain
+            old = self._signer_for(chain.current)
+            checkpoints.make_checkpoint(
+                conn, lambda size: self._signer_for(chain.key_for(size)), self.origin, self.clock.now()
+            )
+            from_size = head.size + 1
+            if from_size <= chain.keys[-1][0]:
+                raise LedgerIdentityError(
+                    f"the key in force signs from tree size {chain.keys[-1][0]} and the tree has not reached it:"
+                    " rotate again once the ledger has grown"
+                )
+            statement = sign_rotation(old, self.origin, new.verifier, from_size)
+            if not add_key(conn, len(chain.keys), new.verifier, from_size, statement, self.clock.now()):
+                raise LedgerIdentityError("another rotation was stored at the same time; nothing was changed")
+        with self._signer_lock:
+            self._signers[new.verifier.verifier_key] = new
+        return Rotated(old.verifier, new.verifier, from_size, statement)
 
     def head(self) -> TreeHead:
         """The current tree head."""
@@ -85,20 +203,33 @@ class Ledger:
     def checkpoint(self) -> Checkpoint:
         """Feed what is sequenced, then sign and store a checkpoint of the tree head (on demand)."""
         self.feed()
-        signer = self.signer
-        with self.db.transaction() as conn:
-            made = checkpoints.make_checkpoint(conn, signer, self.origin, self.clock.now())
+        made = self._sign_head()
         self._last_checkpoint = time.monotonic()
         return made
+
+    def _sign_head(self) -> Checkpoint:
+        """Sign the tree head with the key the stored chain puts in force at its size (read under the head's lock)."""
+        self.key_chain()
+        origin = self.origin
+        with self.db.transaction() as conn:
+
+            def signer_for(size: int) -> NoteSigner:
+                chain = stored_chain(conn)
+                return self._signer_for(chain.key_for(size) if chain is not None else None)
+
+            return checkpoints.make_checkpoint(conn, signer_for, origin, self.clock.now())
 
     def _scheduled_checkpoint(self) -> None:
         """Called by the feeder loop when idle: a checkpoint every `checkpoint_interval_s`, if the tree grew."""
         if time.monotonic() - self._last_checkpoint < self.checkpoint_interval_s:
             return
-        signer = self.signer
-        with self.db.transaction() as conn:
-            checkpoints.make_checkpoint(conn, signer, self.origin, self.clock.now())
+        self._sign_head()
         self._last_checkpoint = time.monotonic()
+
+    def leaf_formats(self) -> LeafFormats:
+        """Which leaf has which format (to hand out the right receipt for an event listed)."""
+        with self.db.read() as conn:
+            return leaf_formats(conn)
 
     def latest_checkpoint(self) -> Checkpoint:
         """The newest stored checkpoint (NoCheckpoint if none)."""
@@ -140,19 +271,53 @@ class Ledger:
         with self.db.read() as conn:
             return tree.consistency_proof(conn, first, second)
 
-    def verify(self) -> VerifyReport:
-        """Recompute every leaf and node from the stored events and check every checkpoint."""
-        verifier = self.verifier
+    def verify(self, trusted: Verifier | None = None) -> VerifyReport:
+        """Recompute every leaf and node from the stored events and check every checkpoint against the key chain.
+
+        The chain is followed from `trusted` (the key a verifier pinned); without it, from the stored first key,
+        which is only the database's word (the report says so in `trusted_key`).
+        """
+        stored = self.stored_keys()
+        origin = self.origin
+        first = trusted if trusted is not None else stored[0].verifier
+        statements = [k.statement for k in stored if k.statement is not None]
+        problems: list[str] = []
+        try:
+            chain = follow(first, origin, statements)
+        except RotationError as exc:
+            problems.append(str(exc))
+            chain = follow(first, origin, statements[: exc.index])
+        followed = {key.verifier_key: start for start, key in chain.keys}
+        for key in stored:
+            start = followed.get(key.verifier.verifier_key)
+            if start is not None and start != key.from_size and key.statement is not None:
+                problems.append(f"ledger_keys row {key.seq}: from size {key.from_size}, its statement says {start}")
         with self.db.read() as conn:
-            return verify_ledger(conn, self.store, verifier, self.origin)
+            report = verify_ledger(conn, self.store, chain, origin)
+        for problem in problems:
+            report.bad(None, problem)
+        report.trusted_key = first.verifier_key
+        report.keys_followed = len(chain.keys)
+        return report
 
     def start(self) -> None:
-        """Run the feeder (and the checkpoint schedule) in the background."""
+        """Run the feeder (and the checkpoint schedule) in the background, once the identity is settled."""
+        self.identity()
         self.feeder.start()
 
     def stop(self) -> None:
         """Stop the background feeder."""
         self.feeder.stop()
+
+
+@dataclass(frozen=True)
+class Rotated:
+    """A finished key rotation: the old and new keys, the first tree size the new key signs, the statement."""
+
+    old: Verifier
+    new: Verifier
+    from_size: int
+    statement: str
 
 
 def ledger_from_settings(
@@ -165,7 +330,8 @@ def ledger_from_settings(
         store,
         clock,
         origin=settings.ledger_origin or default_origin(settings.public_base_url),
-        seed=lambda: load_or_create_seed(key, settings.ledger_key_file),
+        origin_pinned=settings.ledger_origin is not None,
+        seed=lambda: read_seeds(key, settings.ledger_key_file),
         stream_visible=stream_visible,
         checkpoint_interval_s=settings.ledger_checkpoint_interval_s,
     )

@@ -1,8 +1,8 @@
-"""The ledger's tables: complete subtree hashes, the tree head (also the feeder's tracking position), checkpoints."""
+"""The ledger's tables: subtree hashes, the tree head (also the feeder's position), checkpoints, identity, keys, formats."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, LargeBinary, SmallInteger, String, Table, Text
+from sqlalchemy import BigInteger, CheckConstraint, Column, Integer, LargeBinary, SmallInteger, String, Table, Text
 
 from shared.db import UtcDateTime, metadata
 
@@ -37,4 +37,36 @@ ledger_checkpoints = Table(
     Column("origin", String(200), nullable=False),
     Column("note", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+)
+
+# The ledger's identity, written once when the ledger is first used (first start, `takedown keys init-ledger` or
+# any ledger command) and never changed: the checkpoint origin and the signing key's name. One row.
+ledger_identity = Table(
+    "ledger_identity",
+    metadata,
+    Column("id", SmallInteger, primary_key=True, autoincrement=False),
+    Column("origin", String(200), nullable=False),
+    Column("key_name", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    CheckConstraint("id = 1", name="single_row"),
+)
+
+# The chain of checkpoint keys (services/ledger/rotation.py): seq 0 is the first key, each later one was named by
+# a rotation statement signed by the key before it; a key signs the checkpoints of tree sizes from `from_size` on.
+ledger_keys = Table(
+    "ledger_keys",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("verifier_key", Text, nullable=False),
+    Column("from_size", BigInteger, nullable=False),
+    Column("statement", Text, nullable=True),  # the signed rotation note; NULL for the first key
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Leaf formats after the first (services/ledger/leaf.py): leaf indexes from `from_size` on have this format.
+ledger_leaf_formats = Table(
+    "ledger_leaf_formats",
+    metadata,
+    Column("format", SmallInteger, primary_key=True, autoincrement=False),
+    Column("from_size", BigInteger, nullable=False),
 )

@@ -17,7 +17,8 @@ from sqlalchemy import Connection, and_, select, tuple_, update
 
 from services.ledger import merkle
 from services.ledger.errors import InvalidRange, LedgerGap, PositionNotFound, TreeTooSmall
-from services.ledger.leaf import leaf_hash, leaf_index
+from services.ledger.identity import leaf_formats
+from services.ledger.leaf import LeafFormats, leaf_hash, leaf_index
 from services.ledger.tables import ledger_head, ledger_nodes
 from shared.db import Database
 from shared.eventstore import EventStore, RecordedEvent
@@ -248,12 +249,14 @@ class LedgerFeeder(TailingReader):
         current = lock_head(conn)
         if current is None:
             return 0
-        batch: list[RecordedEvent] = self.store.read_all(conn, after=current.size, limit=self.batch)
+        batch: list[RecordedEvent] = self.store.read_all(conn, after=current.size, limit=self.batch, seals=True)
+        # Each leaf in the format its index was assigned (services/ledger/leaf.py); read only when there is work.
+        formats = leaf_formats(conn) if batch else LeafFormats()
         hashes = []
         for expected, event in enumerate(batch, start=current.size + 1):
             if event.position != expected:
                 raise LedgerGap(expected, event.position or 0)
-            hashes.append(leaf_hash(event))
+            hashes.append(leaf_hash(event, formats.at(expected - 1)))
         append(conn, current, hashes, self.now() if self.now else None)
         return len(hashes)
 

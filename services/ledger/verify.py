@@ -8,8 +8,10 @@ from sqlalchemy import Connection, and_, select
 
 from services.ledger import merkle, tree
 from services.ledger.checkpoints import all_checkpoints
+from services.ledger.identity import leaf_formats
 from services.ledger.leaf import leaf_hash
 from services.ledger.note import NoteError, Verifier, open_checkpoint
+from services.ledger.rotation import KeyChain
 from services.ledger.tables import ledger_nodes
 from shared.eventstore import EventStore
 
@@ -25,6 +27,8 @@ class VerifyReport:
     pending_events: int = 0
     first_bad_position: int | None = None
     problems: list[str] = field(default_factory=list)
+    trusted_key: str | None = None  # the key the chain was followed from
+    keys_followed: int = 1  # how many keys that chain holds
 
     @property
     def ok(self) -> bool:
@@ -76,10 +80,16 @@ def _compare(conn: Connection, made: list[tuple[int, int, bytes]], report: Verif
 
 
 def verify_ledger(
-    conn: Connection, store: EventStore, verifier: Verifier, origin: str, batch: int = 5000
+    conn: Connection, store: EventStore, verifier: Verifier | KeyChain, origin: str, batch: int = 5000
 ) -> VerifyReport:
-    """Check every event against the tree and every checkpoint against its signature and the rebuilt roots."""
+    """Check every event against the tree and every checkpoint against its signature and the rebuilt roots.
+
+    Each checkpoint must be signed by the key the chain puts in force at its tree size (services/ledger/rotation.py);
+    each leaf is recomputed in the format it was written in (services/ledger/leaf.py).
+    """
     report = VerifyReport()
+    chain = verifier if isinstance(verifier, KeyChain) else KeyChain.single(verifier)
+    formats = leaf_formats(conn)
     # Checkpoints before the head: a checkpoint made meanwhile is then never beyond the head read next.
     checkpoints = all_checkpoints(conn)
     current = tree.head(conn)
@@ -87,8 +97,12 @@ def verify_ledger(
     roots: dict[int, list[tuple[int, bytes]]] = {}
     for cp in checkpoints:
         report.checkpoints_checked += 1
+        key = chain.key_for(cp.tree_size)
+        if key is None:
+            report.bad(None, f"checkpoint at tree size {cp.tree_size}: before the trusted key's first tree size")
+            continue
         try:
-            body = open_checkpoint(cp.note, verifier, origin)
+            body = open_checkpoint(cp.note, key, origin)
         except NoteError as exc:
             report.bad(None, f"checkpoint at tree size {cp.tree_size}: {exc}")
             continue
@@ -112,14 +126,14 @@ def verify_ledger(
     frontier: dict[int, bytes] = {}
     size = 0
     while size < current.size:
-        events = store.read_all(conn, after=size, limit=min(batch, current.size - size))
+        events = store.read_all(conn, after=size, limit=min(batch, current.size - size), seals=True)
         made: list[tuple[int, int, bytes]] = []
         gap: str | None = None
         for event in events:
             if event.position != size + 1:
                 gap = f"position {size + 1}: missing from the event store (the next stored is {event.position})"
                 break
-            made.extend(merkle.append_leaf(frontier, size, leaf_hash(event)))
+            made.extend(merkle.append_leaf(frontier, size, leaf_hash(event, formats.at(size))))
             size += 1
             report.events_checked += 1
             check_roots(size, merkle.frontier_root(frontier))

@@ -112,10 +112,13 @@ class RecordedEvent(NamedTuple):
     meta: dict[str, Any]
     recorded_at: datetime
     position: int | None
+    # The writer's seal (shared/eventstore/writer.py): read where asked for (the ledger's leaf commits to it).
+    seal: dict[str, Any] | None = None
 
 
-# A RecordedEvent's columns in its field order; each query adds `position` last, so a row maps onto it positionally.
-_columns = tuple(events.c[name] for name in RecordedEvent._fields[:-1])
+# A RecordedEvent's columns in its field order; each query adds `position` and `seal` last, so a row maps onto it
+# positionally.
+_columns = tuple(events.c[name] for name in RecordedEvent._fields[:-2])
 
 
 # The tailing read on PostgreSQL; bench/store.py times this same statement with nothing between it and the driver.
@@ -127,6 +130,8 @@ READ_ALL_POSTGRES_SQL = """
     ORDER BY p.position
     LIMIT %s
 """
+# The same with each event's seal, for the ledger (decoding seals costs the other readers time they need not spend).
+READ_ALL_SEALED_POSTGRES_SQL = READ_ALL_POSTGRES_SQL.replace("p.position\n", "p.position, e.seal::text\n", 1)
 
 
 class EventStore:
@@ -244,6 +249,9 @@ class EventStore:
                 )
                 positions[stream_id] = list(range(last + 1, last + 1 + len(new_events)))
                 last += len(new_events)
+        rows_of: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            rows_of.setdefault(str(row["stream_id"]), []).append(row)
         by_stream: dict[str, list[RecordedEvent]] = {}
         for stream_id, expected, new_events in todo:
             if stream_id in replayed:
@@ -261,8 +269,11 @@ class EventStore:
                     meta=e.meta,
                     recorded_at=recorded_at,
                     position=pos,
+                    seal=row.get("seal"),
                 )
-                for i, (e, pos) in enumerate(zip(new_events, numbers, strict=True), start=1)
+                for i, (e, pos, row) in enumerate(
+                    zip(new_events, numbers, rows_of.get(stream_id, ()), strict=True), start=1
+                )
             ]
         return [by_stream.get(s, []) if evs else [] for s, _, evs in appends]
 
@@ -302,7 +313,7 @@ class EventStore:
     def read_stream(self, conn: Connection, stream_id: str, after_version: int = 0) -> list[RecordedEvent]:
         """All events of one stream after a version, in version order."""
         stmt = (
-            select(*_columns, event_positions.c.position)
+            select(*_columns, event_positions.c.position, events.c.seal)
             .outerjoin(event_positions, event_positions.c.event_pk == events.c.id)
             .where(events.c.stream_id == stream_id, events.c.version > after_version)
             .order_by(events.c.version)
@@ -317,7 +328,7 @@ class EventStore:
         With `positions=False` the global positions are not looked up (left None): enough to replay a state.
         """
         position = event_positions.c.position if positions else null().label("position")
-        stmt = select(*_columns, position).where(events.c.stream_id.in_(list(stream_ids)))
+        stmt = select(*_columns, position, events.c.seal).where(events.c.stream_id.in_(list(stream_ids)))
         if positions:
             stmt = stmt.outerjoin(event_positions, event_positions.c.event_pk == events.c.id)
         stmt = stmt.order_by(events.c.stream_id, events.c.version)
@@ -334,12 +345,15 @@ class EventStore:
             ).scalar_one()
         )
 
-    def read_all(self, conn: Connection, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
-        """Sequenced events with a global position above `after`, in position order."""
+    def read_all(
+        self, conn: Connection, after: int = 0, limit: int = 1000, *, seals: bool = False
+    ) -> list[RecordedEvent]:
+        """Sequenced events with a global position above `after`, in position order (with their seals if asked)."""
         if self.dialect == "postgresql":
-            return self._read_all_postgres(conn, after, limit)
+            return self._read_all_postgres(conn, after, limit, seals)
+        seal = events.c.seal if seals else null().label("seal")
         stmt = (
-            select(*_columns, event_positions.c.position)
+            select(*_columns, event_positions.c.position, seal)
             .join(events, events.c.id == event_positions.c.event_pk)
             .where(event_positions.c.position > after)
             .order_by(event_positions.c.position)
@@ -347,12 +361,13 @@ class EventStore:
         )
         return [RecordedEvent._make(r) for r in conn.execute(stmt)]
 
-    def _read_all_postgres(self, conn: Connection, after: int, limit: int) -> list[RecordedEvent]:
+    def _read_all_postgres(self, conn: Connection, after: int, limit: int, seals: bool) -> list[RecordedEvent]:
         # The tailing read is the hot path of every projection: straight to the driver (prepared, one fetch),
         # JSON decoded from text, rows built positionally. SQLAlchemy's per-row processing cost 2x here.
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]  # None only once invalidated
         try:
-            cursor.execute(READ_ALL_POSTGRES_SQL, (after, limit), prepare=True)
+            sql = READ_ALL_SEALED_POSTGRES_SQL if seals else READ_ALL_POSTGRES_SQL
+            cursor.execute(sql, (after, limit), prepare=True)
             rows = cursor.fetchall()
         finally:
             cursor.close()
@@ -362,6 +377,13 @@ class EventStore:
         paused = gc.isenabled()
         gc.disable()
         try:
+            if seals:
+                return [
+                    RecordedEvent(
+                        eid, sid, ver, typ, sv, loads(data), loads(meta), at.astimezone(UTC), pos, loads(seal or "null")
+                    )
+                    for eid, sid, ver, typ, sv, data, meta, at, pos, seal in rows
+                ]
             return [
                 RecordedEvent(eid, sid, ver, typ, sv, loads(data), loads(meta), at.astimezone(UTC), pos)
                 for eid, sid, ver, typ, sv, data, meta, at, pos in rows

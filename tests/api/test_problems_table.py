@@ -20,6 +20,10 @@ NEVER_AT_THE_EDGE = {
     "services.ledger.errors.SigningKeyError",  # refuses to start the app without a usable key
     "services.ledger.merkle.ProofError",  # a proof that does not verify: the offline verifier's verdict
     "services.ledger.note.NoteError",  # a note that does not verify: the offline verifier's verdict
+    "services.ledger.rotation.RotationError",  # a key rotation that does not verify: the verifier's verdict
+    # A configured origin that is not the stored one, or a key file that is not the chain's key: resolved when the
+    # ledger starts (Ledger.start, every ledger command), a misconfiguration that stops the process.
+    "services.ledger.errors.LedgerIdentityError",
     "services.ledger.bundle._Invalid",  # a bundle that does not verify: the offline verifier's verdict
     # A missing or wrong KEK: every serving process opens it when it starts (sealing plaintext secrets) and stops.
     "services.registry.errors.SecretsKeyError",

@@ -61,7 +61,9 @@ def test_leaf_hash_of_an_event_is_what_the_ledger_proves(api: Api) -> None:
     p = api.call(
         "GET", "/v1/ledger/proofs/inclusion", "auditor", params={"position": event.position, "tree_size": size}
     )
-    assert _b(p.json()["leaf_hash"]) == leaf_hash(event)
+    assert _b(p.json()["leaf_hash"]) == leaf_hash(
+        event, api.container.ledger.leaf_formats().of_position(event.position)
+    )
 
 
 def _problem(r: Any, status: int) -> dict[str, Any]:

@@ -105,21 +105,21 @@ def _event(**changes: object) -> RecordedEvent:
 
 def test_leaf_bytes_are_rfc8785_of_the_envelope() -> None:
     assert (
-        leaf.leaf_bytes(_event())
+        leaf.leaf_bytes(_event(), leaf.V1)
         == (
             '{"data":{"a":"é\u2028","list":[3,2.5],"n":null,"z":1},"event_id":"0190a1b2-0000-7000-8000-000000000001",'
             '"recorded_at":"2026-03-02T09:00:00.120000Z","schema_version":1,"stream_id":"order-1","type":"order.issued",'
             '"version":1}'
         ).encode()
     )
-    assert leaf.leaf_hash(_event()) == hashlib.sha256(b"\x00" + leaf.leaf_bytes(_event())).digest()
+    assert leaf.leaf_hash(_event(), leaf.V1) == hashlib.sha256(b"\x00" + leaf.leaf_bytes(_event(), leaf.V1)).digest()
 
 
 def test_leaf_ignores_position_and_meta_but_not_content() -> None:
-    base = leaf.leaf_hash(_event())
-    assert leaf.leaf_hash(_event(position=None, meta={})) == base  # known at send time, before numbering
+    base = leaf.leaf_hash(_event(), leaf.V1)
+    assert leaf.leaf_hash(_event(position=None, meta={}), leaf.V1) == base  # known at send time, before numbering
     same_instant = datetime(2026, 3, 2, 14, 0, 0, 120000, tzinfo=timezone(timedelta(hours=5)))
-    assert leaf.leaf_hash(_event(recorded_at=same_instant)) == base
+    assert leaf.leaf_hash(_event(recorded_at=same_instant), leaf.V1) == base
     for change in (
         {"event_id": "0190a1b2-0000-7000-8000-000000000002"},
         {"stream_id": "order-2"},
@@ -129,9 +129,9 @@ def test_leaf_ignores_position_and_meta_but_not_content() -> None:
         {"data": {"z": 1.5}},
         {"recorded_at": datetime(2026, 3, 2, 9, 0, 0, 120001, tzinfo=UTC)},
     ):
-        assert leaf.leaf_hash(_event(**change)) != base, change
+        assert leaf.leaf_hash(_event(**change), leaf.V1) != base, change
     with pytest.raises(ValueError):
-        leaf.leaf_hash(_event(recorded_at=datetime(2026, 3, 2, 9, 0)))
+        leaf.leaf_hash(_event(recorded_at=datetime(2026, 3, 2, 9, 0)), leaf.V1)
 
 
 def test_position_and_index() -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime, timedelta, timezone
 
-from services.ledger.leaf import leaf_hash, receipt
+from services.ledger.leaf import V1, V2, leaf_hash, receipt
 from shared.db import Database
 from shared.eventstore import EventStore, NewEvent
 from shared.eventstore.sequencer import Sequencer
+from shared.eventstore.writer import WriterSigner
 
 # Microseconds that a float or a millisecond column would lose, and a time given in another zone.
 TIMES = [
@@ -32,7 +33,7 @@ DATA = {
 
 
 def test_the_leaf_built_at_append_is_the_leaf_read_back(db: Database) -> None:
-    store = EventStore(db.dialect)
+    store = EventStore(db.dialect, WriterSigner(bytes(range(32))))  # sealed: a format 2 leaf commits to the seal
     appended = []
     for n, at in enumerate(TIMES):
         with db.transaction() as conn:
@@ -42,9 +43,14 @@ def test_the_leaf_built_at_append_is_the_leaf_read_back(db: Database) -> None:
     Sequencer(db, store).catch_up()
     with db.read() as conn:
         by_stream = store.read_stream(conn, "receipts")
-        by_position = store.read_all(conn, after=0, limit=100)
+        by_position = store.read_all(conn, after=0, limit=100, seals=True)
+        unsealed = store.read_all(conn, after=0, limit=100)
     assert len(appended) == len(by_stream) == len(by_position) == len(TIMES)
-    for at_append, read, tailed in zip(appended, by_stream, by_position, strict=True):
-        assert leaf_hash(at_append) == leaf_hash(read) == leaf_hash(tailed)
+    for at_append, read, tailed, bare in zip(appended, by_stream, by_position, unsealed, strict=True):
+        assert at_append.seal is not None and at_append.seal == read.seal == tailed.seal
+        assert bare.seal is None  # the other readers do not pay for decoding seals
+        for fmt in (V1, V2):
+            assert leaf_hash(at_append, fmt) == leaf_hash(read, fmt) == leaf_hash(tailed, fmt)
+        assert leaf_hash(bare, V1) == leaf_hash(read, V1)
         assert read.recorded_at == at_append.recorded_at  # microseconds kept by both backends
-        assert base64.b64decode(receipt(read)) == leaf_hash(read)
+        assert base64.b64decode(receipt(read)) == leaf_hash(read, V2)

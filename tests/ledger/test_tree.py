@@ -9,7 +9,7 @@ from sqlalchemy import func, select, text
 
 from services.ledger import merkle, tree
 from services.ledger.errors import InvalidRange, PositionNotFound, TreeTooSmall
-from services.ledger.leaf import leaf_hash
+from services.ledger.leaf import V2, leaf_hash
 from services.ledger.service import Ledger
 from services.ledger.tables import ledger_head, ledger_nodes
 from services.ledger.tree import LedgerFeeder
@@ -20,7 +20,7 @@ from tests.ledger.conftest import append_events
 
 def _leaf_hashes(db: Database) -> list[bytes]:
     with db.read() as conn:
-        return [leaf_hash(e) for e in EventStore(db.dialect).read_all(conn, limit=100_000)]
+        return [leaf_hash(e, V2) for e in EventStore(db.dialect).read_all(conn, limit=100_000, seals=True)]
 
 
 def _node_count(db: Database) -> int:

@@ -20,6 +20,9 @@ class EnvelopeOut(BaseModel):
     schema_version: int
     data: dict[str, Any]
     recorded_at: str = Field(description="RFC 3339 UTC with six fraction digits and Z, exactly as in the leaf")
+    leaf_format: int | None = Field(None, description="2 in a format 2 leaf (with meta and seal); absent in format 1")
+    meta: dict[str, Any] | None = Field(None, description="format 2: the event's request id and actor")
+    seal: dict[str, Any] | None = Field(None, description="format 2: the writer's seal (null if stored unsealed)")
 
 
 class EvidenceEvent(BaseModel):
@@ -58,7 +61,8 @@ class EvidenceBundle(BaseModel):
     format: str = Field(description=bundle.FORMAT)
     order_id: str
     generated_at: str
-    verifier_key: str
+    verifier_key: str = Field(description="the checkpoint key in force when the bundle was made")
+    key_rotations: list[str] = Field(description="signed key rotation statements, from the ledger's first key on")
     checkpoint: EvidenceCheckpoint
     events: list[EvidenceEvent] = Field(description="the order's events, version 1..n")
     platform_events: list[EvidenceEvent] = Field(description="the platform's registry events up to the delivery")

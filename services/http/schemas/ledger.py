@@ -17,13 +17,28 @@ class CheckpointOut(BaseModel):
     created_at: datetime
 
 
-class PublicKeyOut(BaseModel):
-    """The note verifier key of the checkpoint signer."""
+class ChainKeyOut(BaseModel):
+    """One checkpoint key of the chain, the tree sizes it signs from, and the statement that named it."""
 
-    verifier_key: str = Field(description="<name>+<hex key hash>+<base64(0x01 || Ed25519 public key)>")
+    verifier_key: str
+    from_tree_size: int = Field(description="it signs the checkpoints of this tree size and larger (until the next)")
+    rotation: str | None = Field(
+        description="the rotation statement, a signed note by the key before it (services/ledger/rotation.py);"
+        " null for the first key"
+    )
+
+
+class PublicKeyOut(BaseModel):
+    """The note verifier key of the checkpoint signer now, and the chain of keys from the ledger's first."""
+
+    verifier_key: str = Field(description="<name>+<hex key hash>+<base64(0x01 || Ed25519 public key)>: in force now")
     key_name: str
     key_hash: str
     algorithm: str = "ed25519"
+    origin: str = Field(description="the checkpoint origin, fixed when the ledger was created")
+    key_chain: list[ChainKeyOut] = Field(
+        default_factory=list, description="every checkpoint key, first first; follow the rotations from a pinned key"
+    )
     writer_keys: list[str] = Field(
         default_factory=list, description="the writers' Ed25519 keys that seal events: '<key id>+<base64 key>'"
     )

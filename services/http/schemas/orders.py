@@ -11,7 +11,7 @@ import pycountry
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 from pydantic.config import JsonDict
 
-from services.ledger.leaf import receipt
+from services.ledger.leaf import LeafFormats, receipt
 from services.orders.domain import Status
 from services.orders.sla_clock import SlaStatus
 from shared.events import (
@@ -438,10 +438,10 @@ class EventOut(BaseModel):
     leaf_hash: str = Field(description="the event's ledger leaf hash (RFC 9162, base64): the receipt")
 
     @classmethod
-    def of(cls, recorded: RecordedEvent) -> EventOut:
-        """The API form of a stored event, with its ledger receipt: the one place its fields are copied."""
+    def of(cls, recorded: RecordedEvent, formats: LeafFormats) -> EventOut:
+        """The API form of a stored event, with its ledger receipt (in its leaf's format): its fields copied once."""
         copied = {name: getattr(recorded, name) for name in cls.model_fields if name != "leaf_hash"}
-        return cls(**copied, leaf_hash=receipt(recorded))
+        return cls(**copied, leaf_hash=receipt(recorded, formats.of_position(recorded.position)))
 
 
 StatusFilter = Status
