@@ -262,10 +262,6 @@ def test_one_checkpoint_until_the_order_outgrows_it_and_unnumbered_events_are_40
     assert bundles.verify_bundle(json.dumps(grown), verifier_key(api)).ok
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="offline_verify.py now follows key rotations; README.md's snippet is the lead's to replace (then drop this)",
-)
 def test_the_readme_snippet_is_the_tested_file() -> None:
     readme = (ROOT / "README.md").read_text()
     match = re.search(r"<!-- offline-verify:start -->\n```python\n(.*?)```\n<!-- offline-verify:end -->", readme, re.S)
