@@ -52,6 +52,9 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
         # Sync routes run in this loop's thread pool: sized to the cores, not anyio's default of 40.
         threads = container.settings.http_threads or 4 * (os.cpu_count() or 1)
         anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        # The ledger's stored identity, settled (or checked against the settings) now: a misconfigured origin stops
+        # the process at start-up instead of failing its first ledger request.
+        container.ledger.identity()
         stop = asyncio.Event()
         notifier: asyncio.Task[None] | None = None
         if workers:
