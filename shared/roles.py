@@ -33,6 +33,7 @@ APP_PRIVILEGES: dict[str, str] = {
     "event_positions": HISTORY,
     "ledger_nodes": HISTORY,
     "ledger_checkpoints": HISTORY,
+    "ledger_quarantine": HISTORY,
     "delivery_attempts": HISTORY,
     "escalations": HISTORY,
     "idempotency_keys": HISTORY,

@@ -74,3 +74,9 @@ class EvidenceNotFound(LedgerError):
 
     code = "not-found"
     message = "no such order"
+
+
+class NotQuarantinable(LedgerError):
+    """A quarantine the ledger refuses: not the position the feeder waits at, an event it admits, no reason."""
+
+    code = "not-quarantinable"

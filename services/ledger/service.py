@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from services.ledger import bundle, checkpoints, tree
+from services.ledger.admission import Decision, decision_text
 from services.ledger.checkpoints import Checkpoint, load_or_create_seed
-from services.ledger.errors import NoCheckpoint, NotYetInLedger
-from services.ledger.leaf import leaf_index
+from services.ledger.errors import NoCheckpoint, NotQuarantinable, NotYetInLedger
+from services.ledger.intake import Intake, Refusal, record_decision
+from services.ledger.leaf import leaf_hash, leaf_index
 from services.ledger.note import NoteSigner, Verifier, check_key_name
 from services.ledger.tree import AuditPath, ConsistencyProof, InclusionProof, LedgerFeeder, TreeHead
 from services.ledger.verify import VerifyReport, verify_ledger
@@ -20,6 +24,8 @@ from shared.clock import Clock
 from shared.db import Database
 from shared.eventstore import EventStore
 from shared.settings import Settings
+
+log = logging.getLogger("takedown.ledger")
 
 # Whether a caller may see the events of a stream; given by the wiring (for orders: the order's platform or issuer).
 StreamVisibility = Callable[[Principal, str], bool]
@@ -44,6 +50,8 @@ class Ledger:
         seed: Callable[[], bytes],
         stream_visible: StreamVisibility,
         checkpoint_interval_s: float = 60.0,
+        writer_keys: Mapping[str, bytes] | None = None,
+        max_lag_s: float = 300.0,
     ) -> None:
         self.db, self.store, self.clock = db, store, clock
         self.origin = check_key_name(origin)
@@ -53,7 +61,12 @@ class Ledger:
         self._signer: NoteSigner | None = None
         self._signer_lock = threading.Lock()
         self._last_checkpoint = float("-inf")
-        self.feeder = LedgerFeeder(db, store, now=clock.now, on_idle=self._scheduled_checkpoint)
+        if writer_keys is None:
+            # By default the ledger trusts the key this process's store signs with, and no other.
+            writer = store.writer
+            writer_keys = {writer.key_id: writer.public_key} if writer is not None else {}
+        self.intake = Intake(writer_keys, timedelta(seconds=max_lag_s), lambda: self.verifier, self.origin)
+        self.feeder = LedgerFeeder(db, store, self.intake, now=clock.now, on_idle=self._scheduled_checkpoint)
 
     # The key is read (or made) on first use, not at wiring: tests and tools that never sign touch no file.
     @property
@@ -87,6 +100,7 @@ class Ledger:
         self.feed()
         signer = self.signer
         with self.db.transaction() as conn:
+            tree.lock_head_waiting(conn)
             made = checkpoints.make_checkpoint(conn, signer, self.origin, self.clock.now())
         self._last_checkpoint = time.monotonic()
         return made
@@ -97,6 +111,7 @@ class Ledger:
             return
         signer = self.signer
         with self.db.transaction() as conn:
+            tree.lock_head_waiting(conn)
             checkpoints.make_checkpoint(conn, signer, self.origin, self.clock.now())
         self._last_checkpoint = time.monotonic()
 
@@ -141,10 +156,51 @@ class Ledger:
             return tree.consistency_proof(conn, first, second)
 
     def verify(self) -> VerifyReport:
-        """Recompute every leaf and node from the stored events and check every checkpoint."""
+        """Recompute every leaf and node from the stored events, screen every event, check every checkpoint."""
         verifier = self.verifier
         with self.db.read() as conn:
-            return verify_ledger(conn, self.store, verifier, self.origin)
+            return verify_ledger(conn, self.store, verifier, self.origin, self.intake)
+
+    def blocked(self) -> Refusal | None:
+        """The event the feeder refuses, read from the store (any process can tell); None if it is not stuck."""
+        with self.db.read() as conn:
+            refused = self.intake.next_refusal(conn, self.store, tree.head(conn).size)
+        tree.report_block(refused)
+        return refused
+
+    def quarantine(self, position: int, reason: str) -> Decision:
+        """Set the refused event at `position` aside as a decision signed by the checkpoint key; the feeder then
+        puts a leaf committing to the decision at that position and moves on.
+
+        Only the event the feeder is stopped at can be set aside (NotQuarantinable otherwise): an admitted event
+        is never taken out, and a later one is judged once the feeder reaches it.
+        """
+        if not reason.strip():
+            raise NotQuarantinable("a quarantine needs a reason")
+        signer = self.signer
+        with self.db.transaction() as conn:
+            size = tree.head(conn).size
+            if position != size + 1:
+                raise NotQuarantinable(
+                    f"position {position} is not the one the feeder waits at (the tree holds {size} events)"
+                )
+            refused = self.intake.next_refusal(conn, self.store, size)
+            if refused is None:
+                raise NotQuarantinable(f"the feeder does not refuse the event at position {position}")
+            event = self.store.read_all(conn, after=size, limit=1)[0]
+            decision = Decision(
+                position=position,
+                event_id=event.event_id,
+                event_leaf=leaf_hash(event),
+                fault=refused.reason,
+                reason=reason.strip(),
+                decided_at=self.clock.now(),
+            )
+            if self.intake.decisions(conn, size, position):
+                raise NotQuarantinable(f"position {position} is already quarantined")
+            record_decision(conn, decision, signer.sign(decision_text(self.origin, decision)))
+        log.warning("ledger position quarantined by the operator", extra=decision.fields())
+        return decision
 
     def start(self) -> None:
         """Run the feeder (and the checkpoint schedule) in the background."""
@@ -168,4 +224,5 @@ def ledger_from_settings(
         seed=lambda: load_or_create_seed(key, settings.ledger_key_file),
         stream_visible=stream_visible,
         checkpoint_interval_s=settings.ledger_checkpoint_interval_s,
+        max_lag_s=settings.ledger_max_lag_s,
     )

@@ -29,6 +29,16 @@ class Numbering(BaseModel):
     lag_seconds: float | None = Field(description="age of the oldest committed event without a position")
 
 
+class LedgerState(BaseModel):
+    """Whether the ledger's feeder takes the next event; when it refuses one, which and why (commands still work)."""
+
+    status: Literal["ok", "blocked"]
+    position: int | None = Field(default=None, description="the position the feeder refuses and waits at")
+    reason: str | None = Field(
+        default=None, description="forged, missing, unknown key, gap or backdated: see `takedown ledger quarantine`"
+    )
+
+
 class Readiness(BaseModel):
     """Ready (`ok`) when the database answers and is at the newest migration; otherwise why not."""
 
@@ -36,3 +46,4 @@ class Readiness(BaseModel):
     database: Annotated[str, Field(description="why the database cannot be reached")] = not_sent()
     migrations: Migrations = not_sent()
     numbering: Numbering = not_sent()
+    ledger: LedgerState = not_sent()
