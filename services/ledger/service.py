@@ -168,6 +168,15 @@ class Ledger:
         tree.report_block(refused)
         return refused
 
+    def quarantined(self, positions: Iterable[int]) -> set[int]:
+        """Which of these positions an operator set aside by a decision the checkpoint key signed."""
+        wanted = set(positions)
+        if not wanted:
+            return set()
+        with self.db.read() as conn:
+            found = self.intake.decisions(conn, min(wanted) - 1, max(wanted))
+        return {d.decision.position for d in found if d.signed and d.decision.position in wanted}
+
     def quarantine(self, position: int, reason: str) -> Decision:
         """Set the refused event at `position` aside as a decision signed by the checkpoint key; the feeder then
         puts a leaf committing to the decision at that position and moves on.

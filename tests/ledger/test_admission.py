@@ -337,3 +337,26 @@ def test_the_sequencer_numbers_a_raw_row_on_postgresql(pg_db: Any) -> None:
     Sequencer(pg_db, store).catch_up()
     with pg_db.read() as conn:
         assert [e.position for e in store.read_all(conn)] == [1]
+
+
+def test_an_orders_bundle_leaves_out_its_quarantined_event_and_verifies(api_cli: Api) -> None:
+    api, c = api_cli, api_cli.container
+    issued = api.issue()
+    assert issued.status_code == 201, issued.text
+    order_id = issued.json()["id"]
+    c.sequencer.catch_up()
+    c.ledger.checkpoint()
+    with c.db.read() as conn:
+        last = c.store.read_stream(conn, order_id)[-1]
+    forged = last._replace(event_id="00000000-0000-7000-8000-00000000f0f2", version=last.version + 1, position=None)
+    with c.db.transaction() as conn:
+        _insert_raw(api, conn, forged, _seal(forged, OTHER))
+    c.sequencer.catch_up()
+    c.ledger.feed()
+    position = c.ledger.head().size + 1
+    assert _takedown("ledger", "quarantine", str(position), "--reason", "not ours")[0] == 0
+    raw = api.call("GET", f"/v1/orders/{order_id}/evidence", "platform_a")
+    assert raw.status_code == 200, raw.text
+    assert forged.event_id not in [e["envelope"]["event_id"] for e in json.loads(raw.content)["events"]]
+    key = api.call("GET", "/v1/ledger/public-key", None).json()["verifier_key"]
+    assert bundles.verify_bundle(raw.content, key).ok
