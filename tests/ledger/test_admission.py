@@ -360,3 +360,20 @@ def test_an_orders_bundle_leaves_out_its_quarantined_event_and_verifies(api_cli:
     assert forged.event_id not in [e["envelope"]["event_id"] for e in json.loads(raw.content)["events"]]
     key = api.call("GET", "/v1/ledger/public-key", None).json()["verifier_key"]
     assert bundles.verify_bundle(raw.content, key).ok
+
+
+def test_each_event_of_a_batch_is_checked_alone_though_the_signature_is_verified_once() -> None:
+    events = [_event(v) for v in (1, 2, 3)]
+    forms = [
+        canonical_event(e.event_id, e.stream_id, e.version, e.type, 1, e.data, e.meta, e.recorded_at) for e in events
+    ]
+    seals = KEY.seal([event_digest(f) for f in forms])
+    for previous, (event, seal) in enumerate(zip(events, seals, strict=True)):
+        assert refusal(event, seal, previous, KNOWN, None, LAG) is None
+    # The same (cached) signature does not vouch for another index, a changed event, or a changed batch.
+    assert refusal(events[1], seals[0], 1, KNOWN, None, LAG) == FORGED
+    assert refusal(_event(2, n=9), seals[1], 1, KNOWN, None, LAG) == FORGED
+    tampered = seals[2] | {"batch": [*seals[2]["batch"][:2], seals[2]["batch"][2], seals[2]["batch"][0]]}
+    assert refusal(events[0], tampered | {"i": 3}, 0, KNOWN, None, LAG) == FORGED
+    assert refusal(events[0], seals[0] | {"batch": ["!!", *seals[0]["batch"][1:]]}, 0, KNOWN, None, LAG) == FORGED
+    assert refusal(events[0], seals[0] | {"sig": seals[1]["sig"][:-4] + "AAA="}, 0, KNOWN, None, LAG) == FORGED
