@@ -292,11 +292,11 @@ class LedgerFeeder(TailingReader):
                 break
             hashes.append(verdict.leaf)
         append(conn, current, hashes, self.now() if self.now else None)
-        self._note(refused, progressed=bool(hashes))
+        self._note(refused, current.size + len(hashes))
         return len(hashes)
 
-    def _note(self, refused: Refusal | None, progressed: bool) -> None:
-        """Raise the alert when a new refusal stops the feeder; clear it once it moves past."""
+    def _note(self, refused: Refusal | None, size: int) -> None:
+        """Raise the alert when a new refusal stops the feeder; clear it once the tree is past it (fed by anyone)."""
         if refused is not None:
             if refused != self.blocked:
                 log.error(
@@ -310,7 +310,7 @@ class LedgerFeeder(TailingReader):
                 )
                 REFUSED.labels(reason=refused.reason).inc()
             self.blocked = refused
-        elif progressed and self.blocked is not None:
+        elif self.blocked is not None and size >= self.blocked.position:
             log.info("ledger feeder moving again", extra={"after_position": self.blocked.position})
             self.blocked = None
         report_block(self.blocked)
