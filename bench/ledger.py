@@ -199,22 +199,18 @@ def intake_rounds(template: str, orders: int, rounds: int) -> dict[str, float]:
 
 
 def catch_up(template: str, orders: int) -> dict[str, float]:
-    from services.ledger.tree import LedgerFeeder
-    from shared.db import Database, make_engine
-    from shared.eventstore import EventStore
-
     dbname = f"{PREFIX}catchup"
     create_db(dbname, template)
     try:
         r = run_writers("append", dbname, orders, ledger_on=False)
         events_per_s = 4 * orders / r["seconds"]
-        db = Database(make_engine(sa_url(dbname)))
-        feeder = LedgerFeeder(db, EventStore("postgresql"))
+        # The production feeder, screening every event against the writer key the writers sealed with.
+        container = _container(dbname)
         total = r["events"]
         t0 = time.perf_counter()
-        fed = feeder.catch_up()
+        fed = container.ledger.feeder.catch_up()
         elapsed = time.perf_counter() - t0
-        db.engine.dispose()
+        container.close()
         if fed != total:
             raise RuntimeError(f"the feeder added {fed} leaves, expected {total}")
     finally:

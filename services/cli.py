@@ -543,7 +543,12 @@ def checkpoint() -> None:
 
 
 def print_report(report: VerifyReport) -> None:
-    """Print a verification report: the verdict, the first bad position and every problem."""
+    """Print a verification report: the verdict, every bad position with its reason, every problem, the quarantined."""
+    for q in report.quarantined:
+        signed = "signed" if q.signed else "NOT SIGNED by the ledger key"
+        typer.echo(
+            f"quarantined: position {q.position} (event {q.event_id}, {q.fault}) on {q.decided_at}: {q.reason} [{signed}]"
+        )
     if report.ok:
         typer.echo(
             f"ok: {report.events_checked} events, {report.nodes_checked} tree nodes and {report.checkpoints_checked}"
@@ -568,8 +573,9 @@ def verify(
             " first key, which is only the database's word",
         ),
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as one JSON object")] = False,
 ) -> None:
-    """Recompute every leaf from the stored events, rebuild the tree, check every checkpoint; exit 1 on any fault."""
+    """Recompute every leaf, rebuild the tree, screen every event, check every checkpoint; exit 1 on any fault."""
     from services.ledger.note import NoteError, parse_verifier_key
 
     trusted = None
@@ -583,9 +589,35 @@ def verify(
         report = container.ledger.verify(trusted)
     finally:
         container.close()
-    print_report(report)
+    if as_json:
+        typer.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        print_report(report)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@ledger_cli.command("quarantine")
+def quarantine(
+    position: Annotated[int, typer.Argument(help="the position the feeder refuses (the one after the tree)")],
+    reason: Annotated[str, typer.Option("--reason", help="why this event is set aside (kept in the decision)")],
+) -> None:
+    """Set aside the event the feeder refuses, as a decision signed by the checkpoint key; the feeder moves on."""
+    from services.ledger.errors import NotQuarantinable
+
+    container = _container()
+    try:
+        decision = container.ledger.quarantine(position, reason)
+        fed = container.ledger.feed()  # at once, not at the next pass of a feeder (any number may run)
+        blocked = container.ledger.blocked()
+    except NotQuarantinable as exc:
+        typer.echo(f"refused: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        container.close()
+    typer.echo(f"quarantined position {decision.position} (event {decision.event_id}, {decision.fault}); {fed} fed")
+    if blocked is not None:
+        typer.echo(f"the feeder now refuses position {blocked.position}: {blocked.reason}")
 
 
 def _verifier_key(key: str) -> str:

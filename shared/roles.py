@@ -36,6 +36,7 @@ APP_PRIVILEGES: dict[str, str] = {
     "ledger_identity": HISTORY,
     "ledger_keys": HISTORY,
     "ledger_leaf_formats": HISTORY,
+    "ledger_quarantine": HISTORY,
     "delivery_attempts": HISTORY,
     "escalations": HISTORY,
     "idempotency_keys": HISTORY,

@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     # use, or by `takedown keys init-ledger`). It never enters the database.
     writer_key_file: str = "./writer.key"
     ledger_checkpoint_interval_s: float = Field(default=60.0, gt=0)
+    # The feeder refuses an event recorded more than this before the last checkpoint signed before it is fed.
+    ledger_max_lag_s: float = Field(default=300.0, gt=0)
     # In production /metrics answers only with `Authorization: Bearer <metrics_key>` (and not at all without one);
     # /docs and /redoc are off there. Elsewhere both are open, as on a developer's machine.
     metrics_key: SecretStr | None = None

@@ -136,14 +136,18 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
                 conn.execute(text("SELECT 1"))
                 numbering = _numbering(c, conn)
             current = current_revision(c.db.engine)
+            ledger = _ledger_state(c)
         except Exception as exc:  # noqa: BLE001 - readiness reports any failure instead of raising
             response.status_code = 503
             return {"status": "unavailable", "database": f"unreachable: {type(exc).__name__}"}
         if current != head:
             response.status_code = 503
             return {"status": "unavailable", "migrations": {"current": current, "head": head}}
+        # A refused event stays 200: commands keep working, and every instance would be equally "unready" (one
+        # forged row would take the whole service down). The alarm is the detail here and the ledger gauges.
         ready: dict[str, Any] = {"status": "ok", "migrations": {"current": current, "head": head}}
         ready["numbering"] = numbering
+        ready["ledger"] = ledger
         if c.read_db is not c.db:
             ready["read_replica"] = _replica(c)
         return ready
@@ -163,6 +167,8 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
         _check_metrics_key(c.settings.metrics_key, production, request.headers.get("authorization"))
         with contextlib.suppress(Exception), c.db.read() as conn:  # metrics must answer with the database down
             _numbering(c, conn)
+        with contextlib.suppress(Exception):
+            _ledger_state(c)  # sets the ledger gauges from the store: right whichever process runs the feeder
         if c.read_db is not c.db:
             _replica(c)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
@@ -236,6 +242,14 @@ def _numbering(c: Container, conn: Connection) -> dict[str, Any]:
     UNNUMBERED.set(count)
     NUMBERING_LAG.set(lag or 0.0)
     return {"unnumbered_events": count, "lag_seconds": lag}
+
+
+def _ledger_state(c: Container) -> dict[str, Any]:
+    """Whether the feeder refuses the next event, as /readyz details it (read from the store, not one process)."""
+    refused = c.ledger.blocked()
+    if refused is None:
+        return {"status": "ok"}
+    return {"status": "blocked", "position": refused.position, "reason": refused.reason}
 
 
 TAGS = [

@@ -80,3 +80,9 @@ class LedgerIdentityError(LedgerError):
     """The configured origin is not the one the ledger was created with, or the key is not the chain's."""
 
     code = "ledger-identity"
+
+
+class NotQuarantinable(LedgerError):
+    """A quarantine the ledger refuses: not the position the feeder waits at, an event it admits, no reason."""
+
+    code = "not-quarantinable"

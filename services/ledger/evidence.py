@@ -80,6 +80,11 @@ class Evidence:
         if not self.ledger.stream_visible(principal, order_id):
             raise EvidenceNotFound()
         found = self._gather(order_id)
+        # An event an operator quarantined is not in the tree (its leaf commits to the decision): not evidence.
+        aside = self.ledger.quarantined([e.position for e in (*found.events, *found.platform_events) if e.position])
+        if aside:
+            found.events[:] = [e for e in found.events if e.position not in aside]
+            found.platform_events[:] = [e for e in found.platform_events if e.position not in aside]
         shown = [*found.events, *found.platform_events]
         positions = [e.position for e in shown if e.position is not None]
         if len(positions) < len(shown):

@@ -7,12 +7,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from services.ledger import bundle, checkpoints, tree
+from services.ledger.admission import Decision, decision_text
 from services.ledger.checkpoints import Checkpoint, read_seeds
-from services.ledger.errors import LedgerIdentityError, NoCheckpoint, NotYetInLedger
+from services.ledger.errors import LedgerIdentityError, NoCheckpoint, NotQuarantinable, NotYetInLedger
 from services.ledger.identity import (
     Identity,
     StoredKey,
@@ -22,7 +24,8 @@ from services.ledger.identity import (
     stored_chain,
     stored_keys,
 )
-from services.ledger.leaf import LeafFormats, leaf_index
+from services.ledger.intake import Intake, Refusal, record_decision
+from services.ledger.leaf import LeafFormats, leaf_hash, leaf_index
 from services.ledger.note import NoteSigner, Verifier, check_key_name
 from services.ledger.rotation import KeyChain, RotationError, follow, sign_rotation
 from services.ledger.tree import AuditPath, ConsistencyProof, InclusionProof, LedgerFeeder, TreeHead
@@ -65,6 +68,8 @@ class Ledger:
         stream_visible: StreamVisibility,
         checkpoint_interval_s: float = 60.0,
         origin_pinned: bool = True,
+        writer_keys: Mapping[str, bytes] | None = None,
+        max_lag_s: float = 300.0,
     ) -> None:
         self.db, self.store, self.clock = db, store, clock
         self._proposed = check_key_name(origin)
@@ -76,7 +81,12 @@ class Ledger:
         self._signers: dict[str, NoteSigner] = {}
         self._signer_lock = threading.Lock()
         self._last_checkpoint = float("-inf")
-        self.feeder = LedgerFeeder(db, store, now=clock.now, on_idle=self._scheduled_checkpoint)
+        if writer_keys is None:
+            # By default the ledger trusts the key this process's store signs with, and no other.
+            writer = store.writer
+            writer_keys = {writer.key_id: writer.public_key} if writer is not None else {}
+        self.intake = Intake(writer_keys, timedelta(seconds=max_lag_s))
+        self.feeder = LedgerFeeder(db, store, self.intake, now=clock.now, on_idle=self._scheduled_checkpoint)
 
     # ------------------------------------------------------------------------------------------- identity and keys
 
@@ -293,12 +303,62 @@ class Ledger:
             if start is not None and start != key.from_size and key.statement is not None:
                 problems.append(f"ledger_keys row {key.seq}: from size {key.from_size}, its statement says {start}")
         with self.db.read() as conn:
-            report = verify_ledger(conn, self.store, chain, origin)
+            report = verify_ledger(conn, self.store, chain, origin, self.intake)
         for problem in problems:
             report.bad(None, problem)
         report.trusted_key = first.verifier_key
         report.keys_followed = len(chain.keys)
         return report
+
+    def blocked(self) -> Refusal | None:
+        """The event the feeder refuses, read from the store (any process can tell); None if it is not stuck."""
+        with self.db.read() as conn:
+            refused = self.intake.next_refusal(conn, self.store, tree.head(conn).size)
+        tree.report_block(refused)
+        return refused
+
+    def quarantined(self, positions: Iterable[int]) -> set[int]:
+        """Which of these positions an operator set aside by a decision the checkpoint key signed."""
+        wanted = set(positions)
+        if not wanted:
+            return set()
+        with self.db.read() as conn:
+            found = self.intake.decisions(conn, min(wanted) - 1, max(wanted))
+        return {d.decision.position for d in found if d.signed and d.decision.position in wanted}
+
+    def quarantine(self, position: int, reason: str) -> Decision:
+        """Set the refused event at `position` aside as a decision signed by the checkpoint key; the feeder then
+        puts a leaf committing to the decision at that position and moves on.
+
+        Only the event the feeder is stopped at can be set aside (NotQuarantinable otherwise): an admitted event
+        is never taken out, and a later one is judged once the feeder reaches it.
+        """
+        if not reason.strip():
+            raise NotQuarantinable("a quarantine needs a reason")
+        signer, origin = self.signer, self.origin
+        with self.db.transaction() as conn:
+            size = tree.head(conn).size
+            if position != size + 1:
+                raise NotQuarantinable(
+                    f"position {position} is not the one the feeder waits at (the tree holds {size} events)"
+                )
+            refused = self.intake.next_refusal(conn, self.store, size)
+            if refused is None:
+                raise NotQuarantinable(f"the feeder does not refuse the event at position {position}")
+            event = self.store.read_all(conn, after=size, limit=1, seals=True)[0]
+            decision = Decision(
+                position=position,
+                event_id=event.event_id,
+                event_leaf=leaf_hash(event, leaf_formats(conn).at(size)),
+                fault=refused.reason,
+                reason=reason.strip(),
+                decided_at=self.clock.now(),
+            )
+            if self.intake.decisions(conn, size, position):
+                raise NotQuarantinable(f"position {position} is already quarantined")
+            record_decision(conn, decision, signer.sign(decision_text(origin, decision)))
+        log.warning("ledger position quarantined by the operator", extra=decision.fields())
+        return decision
 
     def start(self) -> None:
         """Run the feeder (and the checkpoint schedule) in the background, once the identity is settled."""
@@ -334,4 +394,5 @@ def ledger_from_settings(
         seed=lambda: read_seeds(key, settings.ledger_key_file),
         stream_visible=stream_visible,
         checkpoint_interval_s=settings.ledger_checkpoint_interval_s,
+        max_lag_s=settings.ledger_max_lag_s,
     )

@@ -70,3 +70,18 @@ ledger_leaf_formats = Table(
     Column("format", SmallInteger, primary_key=True, autoincrement=False),
     Column("from_size", BigInteger, nullable=False),
 )
+
+# The operator's signed decisions to keep a refused event out of the tree (`takedown ledger quarantine`): the
+# feeder puts a leaf committing to the decision at that position instead of the event. Rows are only inserted.
+ledger_quarantine = Table(
+    "ledger_quarantine",
+    metadata,
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    Column("event_id", String(36), nullable=False),
+    Column("event_leaf", LargeBinary(32), nullable=False),
+    Column("fault", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("decided_at", UtcDateTime, nullable=False),
+    # The decision signed by the checkpoint key, as a note (services/ledger/admission.py `decision_text`).
+    Column("note", Text, nullable=False),
+)

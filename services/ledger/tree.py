@@ -13,12 +13,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from prometheus_client import Counter, Gauge
 from sqlalchemy import Connection, and_, select, tuple_, update
 
 from services.ledger import merkle
 from services.ledger.errors import InvalidRange, LedgerGap, PositionNotFound, TreeTooSmall
 from services.ledger.identity import leaf_formats
-from services.ledger.leaf import LeafFormats, leaf_hash, leaf_index
+from services.ledger.intake import Intake, Refusal, latest_checkpoint_time
+from services.ledger.leaf import leaf_hash, leaf_index
 from services.ledger.tables import ledger_head, ledger_nodes
 from shared.db import Database
 from shared.eventstore import EventStore, RecordedEvent
@@ -140,10 +142,13 @@ def event_inclusion_proof(conn: Connection, store: EventStore, position: int, tr
     if position > tree_size:
         raise InvalidRange(f"position {position} is not in a tree of {tree_size} leaves")
     _within(conn, tree_size)
-    events = store.read_all(conn, after=position - 1, limit=1)
+    events = store.read_all(conn, after=position - 1, limit=1, seals=True)
     if not events or events[0].position != position:
         raise PositionNotFound(position)
     path = inclusion_proof(conn, leaf_index(position), tree_size)
+    if path.leaf_hash != leaf_hash(events[0], leaf_formats(conn).at(leaf_index(position))):
+        # A quarantined position's leaf commits to the decision, not to the event: the ledger holds no event there.
+        raise PositionNotFound(position)
     return InclusionProof(
         position=position,
         index=path.index,
@@ -227,38 +232,89 @@ def append(conn: Connection, current: TreeHead, leaf_hashes: Sequence[bytes], no
 # ----------------------------------------------------------------------------------------------- the feeder
 
 
+# The alert when the feeder refuses an event: it stops there (later events wait) until an operator quarantines it.
+BLOCKED = Gauge("takedown_ledger_blocked", "1 while the ledger feeder refuses the next event (it waits there)")
+BLOCKED_POSITION = Gauge("takedown_ledger_blocked_position", "The position the ledger feeder refuses (0: none)")
+REFUSED = Counter("takedown_ledger_refused", "Events the ledger feeder refused, by reason", ["reason"])
+
+
+def report_block(refused: Refusal | None) -> None:
+    """Set the blocked gauges to what a process found (the feeder, or /readyz and /metrics reading the store)."""
+    BLOCKED.set(0 if refused is None else 1)
+    BLOCKED_POSITION.set(0 if refused is None else refused.position)
+
+
+def lock_head_waiting(conn: Connection) -> None:
+    """Wait for the head row's lock (PostgreSQL): a checkpoint then never falls between a feeder's reads and commit."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(ledger_head.c.tree_size).where(ledger_head.c.id == 1).with_for_update())
+
+
 class LedgerFeeder(TailingReader):
-    """A tailing reader of global positions that appends each event's leaf, tracking position = tree size."""
+    """A tailing reader of global positions that appends each admitted event's leaf, tracking position = tree size.
+
+    Each event is screened first (`Intake.screen`): the first refused one stops the batch and every later event
+    waits (fail closed) until an operator quarantines it; the refusal is logged once, counted and shown in the
+    gauges (`blocked` here, and /readyz).
+    """
 
     def __init__(
         self,
         db: Database,
         store: EventStore,
+        intake: Intake,
         *,
         batch: int = 5000,
         interval_s: float = 0.1,
         now: Callable[[], datetime] | None = None,
         on_idle: Callable[[], None] | None = None,
     ) -> None:
-        self.db, self.store, self.batch = db, store, batch
+        self.db, self.store, self.intake, self.batch = db, store, intake, batch
         self.now, self.on_idle = now, on_idle
+        self.blocked: Refusal | None = None
         super().__init__("ledger-feeder", log, interval_s=interval_s, failure="ledger feeder: run failed; retrying")
 
     def run_once(self, conn: Connection) -> int:
-        """Append the next batch of sequenced events in the caller's transaction; returns how many."""
+        """Append the next batch of admitted events in the caller's transaction; returns how many."""
         current = lock_head(conn)
         if current is None:
             return 0
         batch: list[RecordedEvent] = self.store.read_all(conn, after=current.size, limit=self.batch, seals=True)
-        # Each leaf in the format its index was assigned (services/ledger/leaf.py); read only when there is work.
-        formats = leaf_formats(conn) if batch else LeafFormats()
-        hashes = []
         for expected, event in enumerate(batch, start=current.size + 1):
             if event.position != expected:
                 raise LedgerGap(expected, event.position or 0)
-            hashes.append(leaf_hash(event, formats.at(expected - 1)))
+        # The head is locked: no checkpoint is signed until this commits, so this is the last one before the batch.
+        at = latest_checkpoint_time(conn)
+        hashes = []
+        refused: Refusal | None = None
+        for event, verdict in zip(batch, self.intake.screen(conn, self.store, batch, lambda _: at), strict=True):
+            if verdict.leaf is None:
+                refused = Refusal(verdict.position, verdict.refusal or "refused", event.event_id, event.stream_id)
+                break
+            hashes.append(verdict.leaf)
         append(conn, current, hashes, self.now() if self.now else None)
+        self._note(refused, current.size + len(hashes))
         return len(hashes)
+
+    def _note(self, refused: Refusal | None, size: int) -> None:
+        """Raise the alert when a new refusal stops the feeder; clear it once the tree is past it (fed by anyone)."""
+        if refused is not None:
+            if refused != self.blocked:
+                log.error(
+                    "ledger feeder refused an event: it waits at this position until it is quarantined",
+                    extra={
+                        "position": refused.position,
+                        "reason": refused.reason,
+                        "event_id": refused.event_id,
+                        "stream_id": refused.stream_id,
+                    },
+                )
+                REFUSED.labels(reason=refused.reason).inc()
+            self.blocked = refused
+        elif self.blocked is not None and size >= self.blocked.position:
+            log.info("ledger feeder moving again", extra={"after_position": self.blocked.position})
+            self.blocked = None
+        report_block(self.blocked)
 
     def catch_up(self, max_rounds: int = 1_000_000) -> int:
         """Feed everything sequenced so far, one transaction per batch; returns how many leaves were added."""

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import bisect
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, and_, select
 
 from services.ledger import merkle, tree
+from services.ledger.admission import BACKDATED, CHANGED, DELETED, FORGED, GAP, MISSING, UNKNOWN_KEY
 from services.ledger.checkpoints import all_checkpoints
 from services.ledger.identity import leaf_formats
+from services.ledger.intake import Intake
 from services.ledger.leaf import leaf_hash
 from services.ledger.note import NoteError, Verifier, open_checkpoint
 from services.ledger.rotation import KeyChain
@@ -16,9 +21,30 @@ from services.ledger.tables import ledger_nodes
 from shared.eventstore import EventStore
 
 
+@dataclass(frozen=True)
+class BadPosition:
+    """One position that fails, and why (forged, missing, unknown key, gap, backdated, changed, deleted)."""
+
+    position: int
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class QuarantinedPosition:
+    """A position an operator set aside: the decision, and whether the checkpoint key signed it."""
+
+    position: int
+    event_id: str
+    fault: str
+    reason: str
+    decided_at: str
+    signed: bool
+
+
 @dataclass
 class VerifyReport:
-    """What `verify_ledger` found; `first_bad_position` names the earliest event that fails, if one does."""
+    """What `verify_ledger` found: every bad position with its reason, the quarantined ones, every problem."""
 
     tree_size: int = 0
     events_checked: int = 0
@@ -29,6 +55,8 @@ class VerifyReport:
     problems: list[str] = field(default_factory=list)
     trusted_key: str | None = None  # the key the chain was followed from
     keys_followed: int = 1  # how many keys that chain holds
+    bad_positions: list[BadPosition] = field(default_factory=list)
+    quarantined: list[QuarantinedPosition] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -37,9 +65,38 @@ class VerifyReport:
 
     def bad(self, position: int | None, problem: str) -> None:
         """Record a problem (the first position named is kept)."""
-        if position is not None and self.first_bad_position is None:
+        if position is not None and (self.first_bad_position is None or position < self.first_bad_position):
             self.first_bad_position = position
         self.problems.append(problem)
+
+    def fault(self, position: int, reason: str, detail: str) -> None:
+        """Record a bad position with its reason."""
+        self.bad_positions.append(BadPosition(position, reason, detail))
+        self.bad(position, f"position {position}: {reason}: {detail}")
+
+    def as_json(self) -> dict[str, Any]:
+        """The report as a JSON object (`takedown ledger verify --json`)."""
+        return {
+            "ok": self.ok,
+            "tree_size": self.tree_size,
+            "events_checked": self.events_checked,
+            "nodes_checked": self.nodes_checked,
+            "checkpoints_checked": self.checkpoints_checked,
+            "pending_events": self.pending_events,
+            "first_bad_position": self.first_bad_position,
+            "bad_positions": [asdict(b) for b in sorted(self.bad_positions, key=lambda b: b.position)],
+            "quarantined": [asdict(q) for q in self.quarantined],
+            "problems": self.problems,
+        }
+
+
+_SCREENED = {
+    FORGED: "its writer seal does not verify",
+    MISSING: "it has no writer seal",
+    UNKNOWN_KEY: "its writer seal names a key the ledger does not know",
+    GAP: "its stream version is not the previous one plus one",
+    BACKDATED: "it was recorded more than the maximum lag before the last checkpoint signed before it",
+}
 
 
 def _stored_nodes(conn: Connection, made: list[tuple[int, int, bytes]]) -> dict[merkle.Node, bytes]:
@@ -59,30 +116,36 @@ def _stored_nodes(conn: Connection, made: list[tuple[int, int, bytes]]) -> dict[
     return found
 
 
-def _compare(conn: Connection, made: list[tuple[int, int, bytes]], report: VerifyReport) -> bool:
-    """Compare rebuilt nodes (in the order they were made: leaf first) with the stored ones; False at the first miss."""
+def _compare(conn: Connection, made: list[tuple[int, int, bytes]], bad_leaves: list[int], report: VerifyReport) -> None:
+    """Compare rebuilt nodes with the stored ones: a leaf that differs is a changed position; a node above is named
+    only when every leaf under it matched (else the leaf already explains it)."""
     stored = _stored_nodes(conn, made)
     for level, idx, rebuilt in made:
         report.nodes_checked += 1
         if stored.get((level, idx)) == rebuilt:
             continue
-        first = (idx << level) + 1
+        first, last = (idx << level) + 1, (idx + 1) << level
         if level == 0:
             what = "missing from the ledger" if (0, idx) not in stored else "not the event the ledger recorded"
-            report.bad(first, f"position {first}: the stored event is {what} (its leaf hash differs)")
-        else:
-            last = (idx + 1) << level
-            report.bad(
-                first, f"ledger node ({level}, {idx}) over positions {first}..{last} differs from the rebuilt tree"
-            )
-        return False
-    return True
+            report.fault(first, CHANGED, f"the stored event is {what} (its leaf hash differs)")
+            bisect.insort(bad_leaves, first)
+            continue
+        at = bisect.bisect_left(bad_leaves, first)
+        if at < len(bad_leaves) and bad_leaves[at] <= last:
+            continue
+        report.bad(first, f"ledger node ({level}, {idx}) over positions {first}..{last} differs from the rebuilt tree")
 
 
 def verify_ledger(
-    conn: Connection, store: EventStore, verifier: Verifier | KeyChain, origin: str, batch: int = 5000
+    conn: Connection,
+    store: EventStore,
+    verifier: Verifier | KeyChain,
+    origin: str,
+    intake: Intake,
+    batch: int = 5000,
 ) -> VerifyReport:
-    """Check every event against the tree and every checkpoint against its signature and the rebuilt roots.
+    """Check every event against the tree and the admission checks, every quarantine decision against its
+    signature, and every checkpoint against its signature and the rebuilt roots; report every bad position.
 
     Each checkpoint must be signed by the key the chain puts in force at its tree size (services/ledger/rotation.py);
     each leaf is recomputed in the format it was written in (services/ledger/leaf.py).
@@ -112,6 +175,13 @@ def verify_ledger(
             report.bad(None, f"checkpoint at tree size {body.size} is beyond the ledger's {current.size} leaves")
             continue
         roots.setdefault(body.size, []).append((cp.tree_size, body.root))
+    sizes = [cp.tree_size for cp in checkpoints]
+
+    def checkpoint_before(position: int) -> datetime | None:
+        # The checkpoint of the largest tree not holding `position` yet: the last one signed before it was fed
+        # (beyond the tree: the newest one, as the feeder would read it now).
+        at = bisect.bisect_right(sizes, min(position - 1, current.size))
+        return checkpoints[at - 1].created_at if at else None
 
     def check_roots(size: int, root: bytes) -> None:
         for stored_size, signed in roots.get(size, []):
@@ -122,30 +192,53 @@ def verify_ledger(
                     f" (an event at or before position {size} was changed)",
                 )
 
+    for stored in intake.decisions(conn):
+        d = stored.decision
+        report.quarantined.append(
+            QuarantinedPosition(d.position, d.event_id, d.fault, d.reason, d.fields()["decided_at"], stored.signed)
+        )
+        if not stored.signed:
+            report.bad(d.position, f"position {d.position}: its quarantine decision is not signed by the ledger's key")
+
     check_roots(0, merkle.EMPTY_ROOT)
     frontier: dict[int, bytes] = {}
-    size = 0
-    while size < current.size:
-        events = store.read_all(conn, after=size, limit=min(batch, current.size - size), seals=True)
+    bad_leaves: list[int] = []
+    last = max(store.head(conn), current.size)
+    size = 0  # positions screened so far
+    while size < last:
+        events = store.read_all(conn, after=size, limit=batch, seals=True)
         made: list[tuple[int, int, bytes]] = []
-        gap: str | None = None
-        for event in events:
-            if event.position != size + 1:
-                gap = f"position {size + 1}: missing from the event store (the next stored is {event.position})"
-                break
-            made.extend(merkle.append_leaf(frontier, size, leaf_hash(event, formats.at(size))))
-            size += 1
+        verdicts = intake.screen(conn, store, events, checkpoint_before)
+        for event, verdict in zip(events, verdicts, strict=True):
+            position = event.position or 0
+            while size + 1 < position:  # a position with no event (deleted, or its row gone)
+                size += 1
+                report.fault(size, DELETED, "missing from the event store")
+                if size <= current.size:
+                    # The stored leaf stands in for it, so that only this position is reported, not all after.
+                    stand_in = tree.nodes(conn, [(0, size - 1)]).get((0, size - 1), merkle.EMPTY_ROOT)
+                    made.extend(merkle.append_leaf(frontier, size - 1, stand_in))
+                    bisect.insort(bad_leaves, size)
+                    check_roots(size, merkle.frontier_root(frontier))
+            size = position
+            if verdict.refusal is not None:
+                where = "in the tree" if position <= current.size else "the feeder refuses it"
+                report.fault(position, verdict.refusal, f"{_SCREENED.get(verdict.refusal, verdict.refusal)} ({where})")
+                bisect.insort(bad_leaves, position)
+            if position > current.size:
+                report.pending_events += 1
+                continue
+            leaf = verdict.leaf if verdict.leaf is not None else leaf_hash(event, formats.at(position - 1))
+            made.extend(merkle.append_leaf(frontier, position - 1, leaf))
             report.events_checked += 1
-            check_roots(size, merkle.frontier_root(frontier))
+            check_roots(position, merkle.frontier_root(frontier))
+        if made:
+            _compare(conn, made, bad_leaves, report)
         if not events:
-            gap = f"position {size + 1}: missing from the event store (the ledger holds {current.size} events)"
-        if made and not _compare(conn, made, report):
+            while size < last:
+                size += 1
+                report.fault(size, DELETED, f"missing from the event store (the ledger holds {current.size} events)")
             break
-        if gap is not None:
-            report.bad(size + 1, gap)
-            break
-    else:
-        if merkle.frontier_root(frontier) != current.root:
-            report.bad(None, f"the ledger head's root at size {current.size} differs from the rebuilt tree")
-    report.pending_events = max(0, store.head(conn) - current.size)
+    if not bad_leaves and merkle.frontier_root(frontier) != current.root:
+        report.bad(None, f"the ledger head's root at size {current.size} differs from the rebuilt tree")
     return report

@@ -392,6 +392,18 @@ class EventStore:
             if paused:
                 gc.enable()
 
+    def versions_before(self, conn: Connection, stream_ids: Sequence[str], position: int) -> dict[str, int]:
+        """Each stream's highest version among the events at positions up to `position` (absent: none there)."""
+        if not stream_ids:
+            return {}
+        rows = conn.execute(
+            select(events.c.stream_id, func.max(events.c.version))
+            .join(event_positions, event_positions.c.event_pk == events.c.id)
+            .where(events.c.stream_id.in_(list(stream_ids)), event_positions.c.position <= position)
+            .group_by(events.c.stream_id)
+        )
+        return {str(stream_id): int(version) for stream_id, version in rows}
+
     def head(self, conn: Connection) -> int:
         """The highest global position handed out so far (0 when empty)."""
         return int(conn.execute(select(func.coalesce(func.max(event_positions.c.position), 0))).scalar_one())

@@ -24,10 +24,12 @@ def test_health_readiness_and_metrics(api: Api) -> None:
         "status": "ok",
         "migrations": {"current": head, "head": head},
         "numbering": {"unnumbered_events": 0, "lag_seconds": None},
+        "ledger": {"status": "ok"},  # blocked: tests/ledger/test_admission.py
     }
     metrics = api.call("GET", "/metrics", None)
     assert metrics.status_code == 200 and "takedown_webhook_attempts_total" in metrics.text
     assert "takedown_unnumbered_events 0.0" in metrics.text
+    assert "takedown_ledger_blocked 0.0" in metrics.text
 
 
 def test_readiness_and_metrics_show_the_numbering_lag(api: Api) -> None:

@@ -17,6 +17,7 @@ from shared.errors import CodedError, ServiceError
 NEVER_AT_THE_EDGE = {
     "services.http.problems.Problem",  # the edge's own error, already a problem
     "services.ledger.errors.LedgerGap",  # stops the ledger feeder, which retries; no request waits on it
+    "services.ledger.errors.NotQuarantinable",  # only `takedown ledger quarantine` asks for one
     "services.ledger.errors.SigningKeyError",  # refuses to start the app without a usable key
     "services.ledger.merkle.ProofError",  # a proof that does not verify: the offline verifier's verdict
     "services.ledger.note.NoteError",  # a note that does not verify: the offline verifier's verdict

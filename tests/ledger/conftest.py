@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from shared.clock import FrozenClock
 from shared.db import Database
 from shared.eventstore import EventStore, NewEvent
 from shared.eventstore.sequencer import Sequencer
+from shared.eventstore.writer import WriterSigner, load_or_create_seed
 
 ORIGIN = "ledger.test/takedown"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -28,12 +30,22 @@ def _ledger_key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+def writer() -> WriterSigner:
+    """The writer key of this test (its own file, as every container built in it uses): what the ledger trusts."""
+    return WriterSigner(load_or_create_seed(os.environ["TAKEDOWN_WRITER_KEY_FILE"]))
+
+
+def signed_store(db: Database) -> EventStore:
+    """An event store that seals with this test's writer key."""
+    return EventStore(db.dialect, writer())
+
+
 @pytest.fixture
 def ledger(db: Database) -> Ledger:
     """A ledger over a fresh migrated database (each backend), frozen clock, fixed key, visibility: admins only."""
     return Ledger(
         db,
-        EventStore(db.dialect),
+        signed_store(db),
         FrozenClock(T0),
         origin=ORIGIN,
         seed=lambda: SEED,
@@ -42,8 +54,8 @@ def ledger(db: Database) -> Ledger:
 
 
 def append_events(db: Database, count: int, streams: int = 5, start: int = 0) -> None:
-    """Append `count` events round-robin over `streams` streams, one transaction each, and number them."""
-    store = EventStore(db.dialect)
+    """Append `count` events round-robin over `streams` streams, one transaction each (sealed), and number them."""
+    store = signed_store(db)
     for n in range(start, start + count):
         stream = f"order-{n % streams}"
         with db.transaction() as conn:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +25,24 @@ from shared.db import Database
 from shared.eventstore import EventStore, NewEvent
 from shared.eventstore.sequencer import Sequencer
 from shared.eventstore.writer import WriterSigner, public_key_text
-from tests.ledger.conftest import ORIGIN, SEED, T0
+from tests.ledger.conftest import ORIGIN, SEED, T0, signed_store
 from tests.support import Api
 
 from . import offline_verify
 
-WRITER = WriterSigner(hashlib.sha256(b"writer").digest())
 SEED_B = hashlib.sha256(b"second key").digest()
 SEED_C = hashlib.sha256(b"third key").digest()
 
 
-def sealed_events(db: Database, count: int, start: int = 0) -> None:
-    """Append `count` sealed events with meta, one transaction each, and number them."""
-    store = EventStore(db.dialect, WRITER)
+def sealed_events(db: Database, count: int, start: int = 0, at: datetime = T0) -> None:
+    """Append `count` sealed events with meta, one transaction each, recorded from `at` on, and number them."""
+    store = signed_store(db)
     for n in range(start, start + count):
         with db.transaction() as conn:
             stream = f"order-{n % 3}"
             version = store.stream_version(conn, stream)
             event = NewEvent(type="test.fact", data={"n": n}, meta={"actor": "authority:mci", "request_id": f"r{n}"})
-            store.append(conn, stream, version, [event], T0 + timedelta(seconds=n))
+            store.append(conn, stream, version, [event], at + timedelta(seconds=n))
     Sequencer(db, store).catch_up()
 
 
@@ -107,13 +106,16 @@ def test_changing_meta_or_seal_of_a_format_2_event_is_found(db: Database, ledger
     assert not report.ok and report.first_bad_position == 9, report.problems
 
 
-def test_meta_of_a_format_1_event_was_never_covered(db: Database, ledger: Ledger) -> None:
-    """What format 2 adds: a format 1 leaf does not commit to meta, so changing it there still verifies."""
+def test_meta_of_a_format_1_event_is_covered_by_its_seal_not_its_leaf(db: Database, ledger: Ledger) -> None:
+    """What format 2 adds: a format 1 leaf does not commit to meta, so the tree still verifies; the writer's seal
+    does, so verify names the event as forged instead of changed."""
     v1_then_v2(db, ledger)
     with db.transaction() as conn:
         _unprotect(conn)
         _set_json(conn, "meta", 2, {"actor": "authority:other"})
-    assert ledger.verify().ok
+    report = ledger.verify()
+    assert [(b.position, b.reason) for b in report.bad_positions] == [(2, "forged")], report.problems
+    assert not any("differs from the rebuilt tree" in p or "signed root differs" in p for p in report.problems)
 
 
 # ----------------------------------------------------------------------------------------------- rotation, pure
@@ -157,7 +159,7 @@ def _ledger(db: Database, seeds: list[bytes], origin: str = ORIGIN, pinned: bool
     """A ledger whose key 'file' is `seeds` (a rotation by another process replaces it)."""
     return Ledger(
         db,
-        EventStore(db.dialect, WRITER),
+        signed_store(db),
         FrozenClock(T0),
         origin=origin,
         origin_pinned=pinned,
@@ -273,7 +275,8 @@ def test_rotate_key_command_replaces_the_key_file_and_verify_follows_from_the_fi
     current = CliRunner().invoke(cli, ["ledger", "public-key", "--chain"]).output
     assert current.splitlines()[0] != first and f"key 0 from tree size 0: {first}" in current
     assert "takedown-ledger-key-rotation/v1\n" in current
-    sealed_events(db, 2, start=3)
+    # Recorded now: the command signed its checkpoints now, and an event older than one minus the lag is backdated.
+    sealed_events(db, 2, start=3, at=datetime.now(UTC))
     assert CliRunner().invoke(cli, ["ledger", "checkpoint"]).exit_code == 0
     ok = CliRunner().invoke(cli, ["ledger", "verify", "--key", first])
     assert ok.exit_code == 0 and "key chain: 2 keys followed" in ok.output, ok.output
@@ -406,7 +409,7 @@ def test_a_rotation_interrupted_before_the_key_files_moved_signs_with_the_staged
     key_file = tmp_path / "keys" / "ledger.key"
     ledger = Ledger(
         db,
-        EventStore(db.dialect, WRITER),
+        signed_store(db),
         FrozenClock(T0),
         origin=ORIGIN,
         seed=lambda: read_seeds(None, key_file),
@@ -419,7 +422,7 @@ def test_a_rotation_interrupted_before_the_key_files_moved_signs_with_the_staged
     sealed_events(db, 2, start=2)
     restarted = Ledger(
         db,
-        EventStore(db.dialect, WRITER),
+        signed_store(db),
         FrozenClock(T0),
         origin=ORIGIN,
         seed=lambda: read_seeds(None, key_file),

@@ -16,8 +16,11 @@ from typer.testing import CliRunner
 from services.cli import cli
 from services.ledger import merkle
 from services.ledger.service import Ledger
+from shared.clock import FrozenClock
 from shared.db import Database
-from tests.ledger.conftest import T0, append_events
+from shared.eventstore import EventStore
+from shared.eventstore.writer import canonical_event, event_digest
+from tests.ledger.conftest import T0, append_events, writer
 
 EVENTS = 40
 
@@ -42,7 +45,8 @@ def store(db_url: str, db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterato
     from services.bootstrap import bootstrap
     from shared.settings import Settings
 
-    container = bootstrap(Settings())
+    # The clock of the events' times: a checkpoint signed "now" would make every later test event backdated.
+    container = bootstrap(Settings(), clock=FrozenClock(T0))
     append_events(db, EVENTS // 2)
     container.ledger.checkpoint()
     append_events(db, EVENTS // 2, start=EVENTS // 2)
@@ -182,8 +186,8 @@ def test_a_forged_event_spliced_into_history(store: Tampered, position: int) -> 
     _assert_fails_at(store, position)
 
 
-def test_a_forged_event_appended_after_the_tree_is_not_yet_vouched_for(store: Tampered) -> None:
-    """Beyond the tree nothing is proven yet: verify counts it as pending, and the ledger never vouched for it."""
+def test_a_forged_event_appended_after_the_tree_is_refused_and_named(store: Tampered) -> None:
+    """Beyond the tree: the feeder refuses the unsealed event, and verify names it (tests/ledger/test_admission.py)."""
     with store.db.transaction() as conn:
         conn.execute(
             text(
@@ -196,22 +200,49 @@ def test_a_forged_event_appended_after_the_tree_is_not_yet_vouched_for(store: Ta
         conn.execute(
             text("INSERT INTO event_positions (position, event_pk) VALUES (:p, :pk)"), {"p": EVENTS + 1, "pk": forged}
         )
+    assert store.ledger.checkpoint().tree_size == EVENTS
     code, output = store.verify()
-    assert code == 0 and "1 events not yet in the ledger" in output, output
-    assert store.ledger.latest_checkpoint().tree_size == EVENTS
+    assert code == 1 and f"position {EVENTS + 1}: missing: it has no writer seal" in output, output
 
 
-def test_the_tree_rebuilt_to_match_a_change_is_caught_by_the_signed_checkpoints(store: Tampered) -> None:
-    """An intruder who also rewrites the ledger's tables cannot re-sign: the checkpoints give the change away."""
+def _reseal(conn: Connection, pk: int) -> None:
+    """What an intruder holding the writer key too does: seal the changed row anew."""
+    event = next(e for e in EventStore(conn.dialect.name).read_all(conn, limit=EVENTS) if e.position == 7)
+    form = canonical_event(
+        event.event_id,
+        event.stream_id,
+        event.version,
+        event.type,
+        event.schema_version,
+        event.data,
+        event.meta,
+        event.recorded_at,
+    )
+    seal = json.dumps(writer().seal([event_digest(form)])[0])
+    value = "CAST(:s AS json)" if conn.dialect.name == "postgresql" else ":s"
+    conn.execute(text(f"UPDATE events SET seal = {value} WHERE id = :pk"), {"s": seal, "pk": pk})
+
+
+@pytest.mark.parametrize("with_the_writer_key", [False, True])
+def test_the_tree_rebuilt_to_match_a_change_is_caught(store: Tampered, with_the_writer_key: bool) -> None:
+    """An intruder who also rewrites the ledger's tables: without the writer key the feeder refuses the changed
+    event; with it, the checkpoints (whose key the intruder lacks) give the change away."""
     with store.db.transaction() as conn:
         _unprotect(conn)
         pk = _pk(conn, 7)
         _set_data(conn, pk, _data_text(conn, pk).replace("fact number", "fact numbeR"))
+        if with_the_writer_key:
+            _reseal(conn, pk)
         conn.execute(text("DELETE FROM ledger_nodes"))
         conn.execute(text("UPDATE ledger_head SET tree_size = 0, root_hash = :r"), {"r": merkle.EMPTY_ROOT})
     store.ledger.feed()
     code, output = store.verify()
     assert code == 1, output
+    if not with_the_writer_key:
+        assert store.ledger.head().size == 6
+        assert "position 7: forged: its writer seal does not verify (the feeder refuses it)" in output
+        return
+    assert store.ledger.head().size == EVENTS
     assert f"checkpoint at tree size {EVENTS // 2}: the signed root differs" in output
     assert f"checkpoint at tree size {EVENTS}: the signed root differs" in output
 

@@ -50,7 +50,7 @@ def test_feeder_builds_the_rfc_tree_and_serves_proofs_that_verify(db: Database, 
 
 def test_small_batches_build_the_same_tree_as_one(db: Database, ledger: Ledger) -> None:
     append_events(db, 23)
-    feeder = LedgerFeeder(db, EventStore(db.dialect), batch=4)
+    feeder = LedgerFeeder(db, ledger.store, ledger.intake, batch=4)
     assert feeder.catch_up() == 23
     assert ledger.head().root == merkle.root_of(_leaf_hashes(db))
     append_events(db, 9, start=23)
@@ -61,7 +61,7 @@ def test_small_batches_build_the_same_tree_as_one(db: Database, ledger: Ledger) 
 
 def test_tracking_position_is_written_in_the_feeders_transaction(db: Database, ledger: Ledger) -> None:
     append_events(db, 10)
-    feeder = LedgerFeeder(db, EventStore(db.dialect))
+    feeder = LedgerFeeder(db, ledger.store, ledger.intake)
 
     class Abort(Exception):
         pass
@@ -142,7 +142,7 @@ def test_sqlite_and_postgresql_refuse_changes_to_history(db: Database) -> None:
 
 def test_concurrent_feeders_build_one_tree(db: Database, ledger: Ledger) -> None:
     append_events(db, 60)
-    feeders = [LedgerFeeder(db, EventStore(db.dialect), batch=7) for _ in range(3)]
+    feeders = [LedgerFeeder(db, ledger.store, ledger.intake, batch=7) for _ in range(3)]
     errors: list[BaseException] = []
     start = threading.Barrier(len(feeders))
 

@@ -39,6 +39,16 @@ class ReadReplica(BaseModel):
     error: Annotated[str, Field(description="why it cannot be reached")] = not_sent()
 
 
+class LedgerState(BaseModel):
+    """Whether the ledger's feeder takes the next event; when it refuses one, which and why (commands still work)."""
+
+    status: Literal["ok", "blocked"]
+    position: int | None = Field(default=None, description="the position the feeder refuses and waits at")
+    reason: str | None = Field(
+        default=None, description="forged, missing, unknown key, gap or backdated: see `takedown ledger quarantine`"
+    )
+
+
 class Readiness(BaseModel):
     """Ready (`ok`) when the database answers and is at the newest migration; otherwise why not."""
 
@@ -47,3 +57,4 @@ class Readiness(BaseModel):
     migrations: Migrations = not_sent()
     numbering: Numbering = not_sent()
     read_replica: ReadReplica = not_sent()
+    ledger: LedgerState = not_sent()

@@ -1,0 +1,163 @@
+"""The feeder's screen: reads what the admission checks need (seals, stream versions, decisions) and applies them.
+
+The checks themselves are pure (services/ledger/admission.py); this module only reads, in the caller's
+transaction, and never commits. The feeder, /readyz and `verify` screen events through the same `Intake.screen`,
+so what the feeder refuses is exactly what they report.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, select
+
+from services.ledger.admission import Decision, decision_leaf, decision_text, refusal
+from services.ledger.identity import leaf_formats, read_identity, stored_chain
+from services.ledger.leaf import leaf_hash
+from services.ledger.note import NoteError, Verifier, open_note
+from services.ledger.tables import ledger_checkpoints, ledger_quarantine
+from shared.eventstore import EventStore, RecordedEvent
+
+log = logging.getLogger("takedown.ledger")
+
+# The time of the last checkpoint signed before the event at a position was fed (None: there was none).
+CheckpointBefore = Callable[[int], datetime | None]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What becomes of the event at one position: the leaf it gets, or why it is refused."""
+
+    position: int
+    leaf: bytes | None  # the event's leaf, or the decision's for a quarantined event; None when refused
+    refusal: str | None
+    decision: Decision | None = None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The event the feeder stopped at, and why."""
+
+    position: int
+    reason: str
+    event_id: str
+    stream_id: str
+
+
+@dataclass(frozen=True)
+class StoredDecision:
+    """A quarantine row as stored, with whether its note is a valid signature by a checkpoint key over it."""
+
+    decision: Decision
+    note: str
+    signed: bool
+
+
+class Intake:
+    """The admission policy: the known writer keys and the maximum lag.
+
+    A quarantine decision is checked against the ledger's stored identity and key chain, read in the caller's
+    transaction (a rotation adds a key; `verify` checks every rotation statement of the chain on its own).
+    """
+
+    def __init__(self, known: Mapping[str, bytes], max_lag: timedelta) -> None:
+        self.known, self.max_lag = dict(known), max_lag
+
+    def decisions(self, conn: Connection, after: int = 0, upto: int | None = None) -> list[StoredDecision]:
+        """The quarantine decisions at positions after..upto, each with its signature checked."""
+        stmt = select(ledger_quarantine).where(ledger_quarantine.c.position > after)
+        if upto is not None:
+            stmt = stmt.where(ledger_quarantine.c.position <= upto)
+        identity, chain = read_identity(conn), stored_chain(conn)
+        origin = identity.origin if identity is not None else ""
+        keys = [key for _, key in chain.keys] if chain is not None else []
+        found = []
+        for row in conn.execute(stmt.order_by(ledger_quarantine.c.position)):
+            decision = Decision(
+                position=int(row.position),
+                event_id=row.event_id,
+                event_leaf=bytes(row.event_leaf),
+                fault=row.fault,
+                reason=row.reason,
+                decided_at=row.decided_at,
+            )
+            found.append(StoredDecision(decision, row.note, signed(decision, row.note, keys, origin)))
+        return found
+
+    def screen(
+        self,
+        conn: Connection,
+        store: EventStore,
+        events: Sequence[RecordedEvent],
+        checkpoint_before: CheckpointBefore,
+    ) -> list[Verdict]:
+        """The verdict on each of these consecutive sequenced events, read with their seals (`read_all(seals=True)`).
+
+        A few reads for the whole batch; each leaf in the format its index was assigned (services/ledger/leaf.py).
+        """
+        if not events:
+            return []
+        first, last = events[0].position or 0, events[-1].position or 0
+        formats = leaf_formats(conn)
+        versions = store.versions_before(conn, sorted({e.stream_id for e in events}), first - 1)
+        # Only a decision the checkpoint key signed counts: a row slipped into the table sets nothing aside.
+        decided = {d.decision.position: d.decision for d in self.decisions(conn, first - 1, last) if d.signed}
+        verdicts = []
+        for event in events:
+            position = event.position or 0
+            leaf = leaf_hash(event, formats.at(position - 1))
+            decision = decided.get(position)
+            if decision is not None and decision.event_id == event.event_id and decision.event_leaf == leaf:
+                verdicts.append(Verdict(position, decision_leaf(decision), None, decision))
+            else:
+                why = refusal(
+                    event,
+                    event.seal,
+                    versions.get(event.stream_id, 0),
+                    self.known,
+                    checkpoint_before(position),
+                    self.max_lag,
+                )
+                verdicts.append(Verdict(position, None if why else leaf, why))
+            # A refused or quarantined event still holds its version: the writer appends after it.
+            versions[event.stream_id] = max(versions.get(event.stream_id, 0), event.version)
+        return verdicts
+
+    def next_refusal(self, conn: Connection, store: EventStore, tree_size: int) -> Refusal | None:
+        """Why the feeder refuses the event after the tree (None: it is admitted, or there is none yet)."""
+        events = store.read_all(conn, after=tree_size, limit=1, seals=True)
+        if not events or events[0].position != tree_size + 1:
+            return None
+        at = latest_checkpoint_time(conn)
+        verdict = self.screen(conn, store, events, lambda _: at)[0]
+        if verdict.refusal is None:
+            return None
+        return Refusal(verdict.position, verdict.refusal, events[0].event_id, events[0].stream_id)
+
+
+def signed(decision: Decision, note: str, keys: Sequence[Verifier], origin: str) -> bool:
+    """True if the note is a signature by one of these checkpoint keys over exactly this decision."""
+    text = decision_text(origin, decision)
+    for verifier in keys:
+        try:
+            if open_note(note, verifier) == text:
+                return True
+        except NoteError:
+            continue
+    return False
+
+
+def latest_checkpoint_time(conn: Connection) -> datetime | None:
+    """When the newest checkpoint was signed (None before the first)."""
+    stmt = select(ledger_checkpoints.c.created_at).order_by(ledger_checkpoints.c.tree_size.desc()).limit(1)
+    at: datetime | None = conn.execute(stmt).scalar()
+    return at
+
+
+def record_decision(conn: Connection, decision: Decision, note: str) -> None:
+    """Store a signed quarantine decision (one per position: a second one for the same position is refused)."""
+    values = decision.fields() | {"event_leaf": decision.event_leaf, "decided_at": decision.decided_at, "note": note}
+    conn.execute(ledger_quarantine.insert().values(values))
