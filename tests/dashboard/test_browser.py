@@ -97,6 +97,11 @@ def test_the_dashboard_shows_the_apis_figures_filters_and_a_timeline_in_chromium
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.set_default_timeout(10_000)
+            # Every console error and failed request counts (a favicon 404 was one).
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
             sign_in(page, base, api.keys["auditor"])
 
             # The tiles equal /v1/sla/summary.
@@ -143,6 +148,7 @@ def test_the_dashboard_shows_the_apis_figures_filters_and_a_timeline_in_chromium
             page.select_option("#f-category", "")
             page.select_option("#f-platform", "")
             page.wait_for_selector("body[data-loaded='all']")
+            assert errors == [], errors  # loaded, filtered and reloaded without one console error
 
             # One click opens an order's timeline: its events and its ledger receipt.
             first = shown[0]
@@ -155,6 +161,9 @@ def test_the_dashboard_shows_the_apis_figures_filters_and_a_timeline_in_chromium
             assert "Root hash" in text(page, "#tl-receipt")
             assert str(events[0]["position"]) in text(page, "#tl-receipt")
             page.screenshot(path=str(ARTIFACTS / "desktop-timeline.png"), full_page=True)
+            # The timeline asks for the attempt log, which is an admin's: an auditor's 403 is expected and shown.
+            denied = [e for e in errors if "/v1/deliveries?order_id=" in e or "status of 403" in e]
+            assert len(denied) == len(errors) == 2, errors
 
             # A reload keeps the key (session storage); a phone's width needs no sideways scrolling.
             phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
