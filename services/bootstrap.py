@@ -120,6 +120,7 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
             https_only=settings.production,
             total=settings.webhook_concurrency,
             per_platform=settings.webhook_per_platform,
+            per_process=settings.webhook_per_platform_per_process,
             extra_endpoints=_supervisor(settings),
         ),
         endpoint_gone=registry.disable_webhook,

@@ -744,10 +744,11 @@ def notifier(
     if count > 1 and settings.database_url.startswith("sqlite"):
         typer.echo("SQLite: one notifier process (several need PostgreSQL's row locks)", err=True)
         count = 1
-    # The per-platform cap is counted in PostgreSQL, fleet-wide; the total is split, and each process needs one.
-    cap = settings.webhook_concurrency
+    # The per-platform cap is counted in PostgreSQL, fleet-wide; each child takes its share of it (so that each does
+    # a share of the work), and of the total: each needs one of both.
+    cap = min(settings.webhook_per_platform, settings.webhook_concurrency)
     if count > cap:
-        typer.echo(f"{count} processes asked for; {cap}, as each needs one of the total concurrency", err=True)
+        typer.echo(f"{count} processes asked for; {cap}, as each needs one of the per-platform limit", err=True)
         count = cap
     if count == 1:
         _notifier_process(settings)
@@ -791,8 +792,8 @@ def _supervise(settings: Settings, count: int) -> int:
     """
 
     def share(limit: int, n: int) -> str:
-        # The total is the whole notifier's: split exactly, the remainder to the first processes (the per-platform
-        # cap needs no split: every process counts the fleet's leases).
+        # The limits are the whole notifier's: split exactly, the remainder to the first processes (the per-platform
+        # cap itself stays whole in each child: every process counts the fleet's leases against it).
         return str(limit // count + (1 if n < limit % count else 0))
 
     stopping = threading.Event()
@@ -805,6 +806,7 @@ def _supervise(settings: Settings, count: int) -> int:
                 **os.environ,
                 "TAKEDOWN_NOTIFIER_PROCESSES": "1",
                 "TAKEDOWN_WEBHOOK_CONCURRENCY": share(settings.webhook_concurrency, n),
+                "TAKEDOWN_WEBHOOK_PER_PLATFORM_PER_PROCESS": share(settings.webhook_per_platform, n),
             },
             preexec_fn=functools.partial(_die_with_parent, os.getpid()),
         )

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     # every notifier process on PostgreSQL (the live leases are counted at each claim).
     webhook_concurrency: int = Field(default=64, ge=1)
     webhook_per_platform: int = Field(default=4, ge=1)
+    # This process's share of a platform's requests (default: all of them): the supervisor of `takedown notifier`
+    # splits the cap among its children so that each does its share, instead of the quickest taking every slot.
+    webhook_per_platform_per_process: int | None = Field(default=None, ge=1)
     # Processes of `takedown notifier` (0: one per CPU). Each sends and records; the total above is shared out.
     notifier_processes: int = Field(default=0, ge=0)
     secret_overlap_hours: float = 24.0

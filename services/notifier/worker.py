@@ -54,7 +54,8 @@ class NotifierConfig:
     """Limits and timings of one notifier process."""
 
     timeout_s: float = 15.0
-    per_platform: int = 4
+    per_platform: int = 4  # the platform's cap: across every notifier process on PostgreSQL
+    per_process: int | None = None  # this process's share of it (default: all of it)
     total: int = 64
     poll_interval_s: float = 0.25
     lease_margin_s: float = 30.0
@@ -119,7 +120,7 @@ class Notifier:
         def pool_for(platform_id: str) -> httpx.AsyncHTTPTransport:
             pool = pools.get(platform_id)
             if pool is None:
-                pool = pools[platform_id] = transport(self.config.per_platform)
+                pool = pools[platform_id] = transport(self.config.per_process or self.config.per_platform)
             return pool
 
         # A stop wakes the loop like new work does, so that the wait below has one event to wait for.
@@ -182,20 +183,22 @@ class Notifier:
         """Lease up to `limit` due deliveries, skipping rows other workers hold and platforms at their cap."""
         now = self.clock.now()
         lease_until = now + timedelta(seconds=self.config.timeout_s + self.config.lease_margin_s)
-        cap = self.config.per_platform
+        cap, share = self.config.per_platform, self.config.per_process or self.config.per_platform
+        mine = self._busy
         with self.db.transaction() as conn:
             # PostgreSQL: the fleet's live leases (this process's among them), as the cap is the platform's,
             # whoever sends. SQLite has one notifier process: its own requests in flight are the whole count.
-            busy = outbox.in_flight(conn, now) if conn.dialect.name == "postgresql" else self._busy
-            full = [p for p, n in busy.items() if n >= cap]
+            busy = outbox.in_flight(conn, now) if conn.dialect.name == "postgresql" else mine
+            full = [p for p in {*busy, *mine} if busy[p] >= cap or mine[p] >= share]
             claimed = outbox.claim(conn, self.worker_id, now, lease_until, limit, full)
             # Per-platform cap inside one claim batch too: hand back what exceeds it, in the same transaction
             # (on SQLite a second one would wait its turn behind every writer again).
             kept: list[Claimed] = []
             counts: Counter[str] = Counter()
             for c in claimed:
-                if busy[c.platform_id] + counts[c.platform_id] < cap:
-                    counts[c.platform_id] += 1
+                p = c.platform_id
+                if busy[p] + counts[p] < cap and mine[p] + counts[p] < share:
+                    counts[p] += 1
                     kept.append(c)
             if len(kept) < len(claimed):
                 taken = {c.id for c in kept}

@@ -208,12 +208,17 @@ def _attempt_pids(container: Container) -> dict[int, int]:
 
 
 def _assert_limits_shared_out(sup: Supervisor) -> None:
-    """Each child got half the default total (64 requests) and the whole per-platform cap, which PostgreSQL counts
-    across them; and is a single process."""
+    """Each child got half the default total (64 requests) and half of each platform's 4 as its share, under the
+    whole cap, which PostgreSQL counts across them; and is a single process."""
     for child in sup.children:
         env = _environ(child)
-        shared = {k: env.get(k) for k in ("TAKEDOWN_WEBHOOK_CONCURRENCY", "TAKEDOWN_WEBHOOK_PER_PLATFORM")}
-        assert shared == {"TAKEDOWN_WEBHOOK_CONCURRENCY": "32", "TAKEDOWN_WEBHOOK_PER_PLATFORM": None}, child
+        names = (
+            "TAKEDOWN_WEBHOOK_CONCURRENCY",
+            "TAKEDOWN_WEBHOOK_PER_PLATFORM",
+            "TAKEDOWN_WEBHOOK_PER_PLATFORM_PER_PROCESS",
+        )
+        shared = {k: env.get(k) for k in names}
+        assert shared == dict(zip(names, ("32", None, "2"), strict=True)), child
         # A single notifier process, not another supervisor.
         assert env.get("TAKEDOWN_NOTIFIER_PROCESSES") == "1", child
         assert _children(child) == [], f"child {child} has children of its own"
