@@ -173,10 +173,12 @@ class OrderService:
             if registry.find(conn, order.platform_id) is None:
                 raise UnknownPlatform(f"no platform {order.platform_id!r} is registered")
             order_id = new_id()
-            try:
-                _, document, _ = self.record(conn, order_id, IssueOrder(order_id, order), self._meta(principal), digest)
-            except DomainError as exc:
-                raise InvalidOrder(exc.code, exc.reason) from exc
+            issue = [(order_id, IssueOrder(order_id, order), self._meta(principal))]
+            # A new id names no stream: nothing to read (a stream there would trip the unique (stream, version)).
+            [result] = self.record_many(conn, issue, digest, loaded={})
+            if isinstance(result, DomainError):
+                raise InvalidOrder(result.code, result.reason) from result
+            document = result.document
             if idempotency_key:
                 self._remember_key(conn, principal, idempotency_key, digest, order_id)
             return document, True
