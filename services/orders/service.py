@@ -37,6 +37,8 @@ from shared.eventstore import ConcurrencyError, EventStore, NewEvent, RecordedEv
 from shared.ids import new_id
 from shared.logs import current_request_id
 
+_REMEMBER_KEY = views.idempotency_keys.insert()
+
 
 class Recorded(NamedTuple):
     """A recorded command: the order's state and client view afterwards, and the command's own events."""
@@ -382,13 +384,14 @@ class OrderService:
     def _remember_key(self, conn: Connection, principal: Principal, key: str, digest: str, order_id: str) -> None:
         """Record that this authority's Idempotency-Key names this order (for this request body)."""
         conn.execute(
-            views.idempotency_keys.insert().values(
+            _REMEMBER_KEY,  # the values apart from the statement: its compiled form is cached
+            dict(
                 authority_id=principal.authority_id,
                 key=key,
                 request_hash=digest,
                 order_id=order_id,
                 created_at=self.clock.now(),
-            )
+            ),
         )
 
     @staticmethod
