@@ -172,7 +172,7 @@ class OrderService:
             return create(conn)  # the key or reference that tripped was not ours after all (a rolled-back race)
 
         def create(conn: Connection) -> tuple[dict[str, Any], bool]:
-            if registry.find(conn, order.platform_id) is None:
+            if not registry.exists(conn, order.platform_id):
                 raise UnknownPlatform(f"no platform {order.platform_id!r} is registered")
             order_id = new_id()
             issue = [(order_id, IssueOrder(order_id, order), self._meta(principal))]
