@@ -181,11 +181,11 @@ class KeyCache:
 
     def principal(self, plaintext: str, load: Callable[[str], Principal | None]) -> Principal | None:
         """The key's principal from the cache if fresh, else from `load(plaintext)` (kept if valid)."""
+        cached = self.fresh(plaintext)
+        if cached is not None:
+            return cached
         key_hash = hash_key(plaintext)
         now = self.clock.now()
-        entry = self._entries.get(key_hash)
-        if entry is not None and now < entry[1]:
-            return entry[0]
         generation = self._generation
         principal = load(plaintext)
         if principal is not None and self.ttl > timedelta(0):
