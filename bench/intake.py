@@ -154,6 +154,11 @@ def service_env(dbname: str, workdir: Path) -> dict[str, str]:
         "TAKEDOWN_DATABASE_URL": sa_url(dbname),
         "TAKEDOWN_LOG_JSON": "true",
         "TAKEDOWN_LEDGER_KEY_FILE": str(workdir / "ledger.key"),
+        "TAKEDOWN_WRITER_KEY_FILE": str(workdir / "writer.key"),
+        # Production refuses plain http: the base URL only names links in webhooks, never dialled here.
+        "TAKEDOWN_PUBLIC_BASE_URL": "https://takedown.bench.example",
+        # A KEK given inline: production refuses to make a missing KEK file (the bench registers no secret).
+        "TAKEDOWN_SECRETS_KEK": base64.b64encode(b"bench-intake-kek-32-bytes-long!!").decode(),
     }
 
 

@@ -172,13 +172,20 @@ class KeyCache:
         self._generation = 0  # bumped by every forget: a lookup that started before one must not store its result
         self._lock = threading.Lock()
 
+    def fresh(self, plaintext: str) -> Principal | None:
+        """The key's principal if a fresh entry holds it, else None (no I/O: the event loop may call it)."""
+        entry = self._entries.get(hash_key(plaintext))
+        if entry is not None and self.clock.now() < entry[1]:
+            return entry[0]
+        return None
+
     def principal(self, plaintext: str, load: Callable[[str], Principal | None]) -> Principal | None:
         """The key's principal from the cache if fresh, else from `load(plaintext)` (kept if valid)."""
+        cached = self.fresh(plaintext)
+        if cached is not None:
+            return cached
         key_hash = hash_key(plaintext)
         now = self.clock.now()
-        entry = self._entries.get(key_hash)
-        if entry is not None and now < entry[1]:
-            return entry[0]
         generation = self._generation
         principal = load(plaintext)
         if principal is not None and self.ttl > timedelta(0):

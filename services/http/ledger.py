@@ -28,7 +28,7 @@ def _b64(raw: bytes) -> str:
 # ----------------------------------------------------------------------------------------------- dependencies
 
 
-def stream_visibility(c: ContainerDep) -> StreamVisibility:
+async def stream_visibility(c: ContainerDep) -> StreamVisibility:
     """Who may see which stream's events: given by the wiring, so the ledger reads no other service's tables."""
     return c.ledger.stream_visible
 

@@ -18,6 +18,7 @@ from services.http.deps import (
     Reader,
 )
 from services.http.problems import problem_responses
+from services.http.responses import Validated
 from services.http.schemas.orders import (
     NUL_FREE,
     AcknowledgeIn,
@@ -51,8 +52,13 @@ LOCATION = {"description": "The order's URL", "schema": {"type": "string"}}
 ORDER_COMMAND = {**ROLE_CHECKED, **problem_responses(400, 404, 409, 413, 415, 422, 503)}
 ORDER_READ = {**AUTHENTICATED, **problem_responses(400, 404, 422)}
 
+# The hot routes answer a Response validated here once (services/http/responses.py), not a value FastAPI
+# validates again; each still declares its response_model, which states the contract.
+ORDER = Validated(OrderOut)
+PAGE = Validated(OrderPage)
 
-def command(path: str, summary: str) -> Callable[[Callable[..., OrderOut]], Callable[..., OrderOut]]:
+
+def command(path: str, summary: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
     """A command route on one order: POST, answers the order after it, with the problems of ORDER_COMMAND."""
     return router.post(f"/{{order_id}}/{path}", summary=summary, response_model=OrderOut, responses=ORDER_COMMAND)
 
@@ -74,16 +80,15 @@ def command(path: str, summary: str) -> Callable[[Callable[..., OrderOut]], Call
     },
 )
 def issue_order(
-    body: IssueOrderIn, principal: Issuer, c: ContainerDep, response: Response, idempotency_key: IdempotencyKey = None
-) -> OrderOut:
+    body: IssueOrderIn, principal: Issuer, c: ContainerDep, idempotency_key: IdempotencyKey = None
+) -> Response:
     """Issue an order to a platform; a repeat with the same key or issuer_reference returns the first order."""
     order = body.to_order(principal.authority_id or "", principal.authority_name or "")
     document, created = c.orders.issue(principal, order, idempotency_key)
-    response.headers["Location"] = f"/v1/orders/{document['id']}"
+    headers = {"Location": f"/v1/orders/{document['id']}"}
     if not created:
-        response.status_code = 200
-        response.headers["Idempotent-Replayed"] = "true"
-    return OrderOut.model_validate(document)
+        headers["Idempotent-Replayed"] = "true"
+    return ORDER.response(document, 201 if created else 200, headers)
 
 
 @router.get(
@@ -105,7 +110,7 @@ def list_orders(
     cursor: Annotated[
         str | None, Query(max_length=200, pattern=NUL_FREE, description="`next_cursor` of the previous page")
     ] = None,
-) -> OrderPage:
+) -> Response:
     """Newest first; follow `next_cursor` for the next page."""
     items, next_cursor = c.orders.list(
         principal,
@@ -118,13 +123,13 @@ def list_orders(
         limit=limit,
         cursor=cursor,
     )
-    return OrderPage(items=[OrderOut.model_validate(i) for i in items], next_cursor=next_cursor)
+    return PAGE.response({"items": items, "next_cursor": next_cursor})
 
 
 @router.get("/{order_id}", summary="One order", response_model=OrderOut, responses=ORDER_READ)
-def get_order(order_id: OrderId, principal: Reader, c: ContainerDep) -> OrderOut:
+def get_order(order_id: OrderId, principal: Reader, c: ContainerDep) -> Response:
     """The order with its items, outcomes, status and deadline."""
-    return OrderOut.model_validate(c.orders.get(principal, order_id))
+    return ORDER.response(c.orders.get(principal, order_id))
 
 
 @router.get(
@@ -143,13 +148,13 @@ def order_events(order_id: OrderId, principal: Reader, c: ContainerDep) -> list[
 @command("acknowledge", "Acknowledge receipt (platform)")
 def acknowledge_order(
     order_id: OrderId, principal: PlatformRep, c: ContainerDep, body: AcknowledgeIn | None = None
-) -> OrderOut:
+) -> Response:
     """'We have it.' Acknowledging an order never pushed counts as being notified now (through the inbox)."""
-    return OrderOut.model_validate(c.orders.act(principal, order_id, Acknowledge(note=body.note if body else None)))
+    return ORDER.response(c.orders.act(principal, order_id, Acknowledge(note=body.note if body else None)))
 
 
 @command("outcomes", "Report what was done, per item (platform)")
-def report_outcomes(order_id: OrderId, body: OutcomesIn, principal: PlatformRep, c: ContainerDep) -> OrderOut:
+def report_outcomes(order_id: OrderId, body: OutcomesIn, principal: PlatformRep, c: ContainerDep) -> Response:
     """removed, restricted, not_found, or declined with a reason; the order closes when every item has one."""
     command = ReportOutcomes(
         outcomes=tuple(
@@ -157,36 +162,34 @@ def report_outcomes(order_id: OrderId, body: OutcomesIn, principal: PlatformRep,
             for o in body.outcomes
         )
     )
-    return OrderOut.model_validate(c.orders.act(principal, order_id, command))
+    return ORDER.response(c.orders.act(principal, order_id, command))
 
 
 @command("contest", "Dispute the order (platform)")
-def contest_order(order_id: OrderId, body: ContestIn, principal: PlatformRep, c: ContainerDep) -> OrderOut:
+def contest_order(order_id: OrderId, body: ContestIn, principal: PlatformRep, c: ContainerDep) -> Response:
     """Stops the SLA clock until the issuer upholds or withdraws the order."""
-    return OrderOut.model_validate(c.orders.act(principal, order_id, Contest(grounds=body.grounds, detail=body.detail)))
+    return ORDER.response(c.orders.act(principal, order_id, Contest(grounds=body.grounds, detail=body.detail)))
 
 
 @command("uphold", "Uphold a contested order, or the items a platform declined (issuer)")
-def uphold_order(order_id: OrderId, body: ReviewIn, principal: Issuer, c: ContainerDep) -> OrderOut:
+def uphold_order(order_id: OrderId, body: ReviewIn, principal: Issuer, c: ContainerDep) -> Response:
     """The review found the order stands: after a contest the clock resumes; declined items are due again."""
-    return OrderOut.model_validate(c.orders.act(principal, order_id, Uphold(reason=body.reason)))
+    return ORDER.response(c.orders.act(principal, order_id, Uphold(reason=body.reason)))
 
 
 @command("declines/accept", "Accept the platform's declines (issuer)")
-def accept_declines(order_id: OrderId, body: ReviewIn, principal: Issuer, c: ContainerDep) -> OrderOut:
+def accept_declines(order_id: OrderId, body: ReviewIn, principal: Issuer, c: ContainerDep) -> Response:
     """The issuer accepts the declined items: the order closes as declined (a decline never counts as met)."""
-    return OrderOut.model_validate(c.orders.act(principal, order_id, AcceptDeclines(reason=body.reason)))
+    return ORDER.response(c.orders.act(principal, order_id, AcceptDeclines(reason=body.reason)))
 
 
 @command("notices", "Record a notice sent to the representative another way (admin)")
-def record_notice(order_id: OrderId, body: NoticeIn, principal: Admin, c: ContainerDep) -> OrderOut:
+def record_notice(order_id: OrderId, body: NoticeIn, principal: Admin, c: ContainerDep) -> Response:
     """E-mail, letter or other channel, with its evidence: the platform is notified now unless it already was."""
-    return OrderOut.model_validate(
-        c.orders.record_notice(principal, order_id, body.channel, body.address, body.evidence)
-    )
+    return ORDER.response(c.orders.record_notice(principal, order_id, body.channel, body.address, body.evidence))
 
 
 @command("withdraw", "Withdraw the order (issuer)")
-def withdraw_order(order_id: OrderId, body: ReviewIn, principal: Issuer, c: ContainerDep) -> OrderOut:
+def withdraw_order(order_id: OrderId, body: ReviewIn, principal: Issuer, c: ContainerDep) -> Response:
     """Any time before the order is closed."""
-    return OrderOut.model_validate(c.orders.act(principal, order_id, Withdraw(reason=body.reason)))
+    return ORDER.response(c.orders.act(principal, order_id, Withdraw(reason=body.reason)))

@@ -115,6 +115,10 @@ class Keys:
         """The caller a key names if it is usable now (from the cache when fresh), else None."""
         return self.cache.principal(plaintext, self._load)
 
+    def cached(self, plaintext: str) -> Principal | None:
+        """The caller a key names if this process's cache holds it fresh, else None (then `authenticate`)."""
+        return self.cache.fresh(plaintext)
+
     def _load(self, plaintext: str) -> Principal | None:
         now = self.clock.now()
         with self.db.read() as conn:

@@ -37,6 +37,8 @@ from shared.eventstore import ConcurrencyError, EventStore, NewEvent, RecordedEv
 from shared.ids import new_id
 from shared.logs import current_request_id
 
+_REMEMBER_KEY = views.idempotency_keys.insert()
+
 
 class Recorded(NamedTuple):
     """A recorded command: the order's state and client view afterwards, and the command's own events."""
@@ -170,13 +172,15 @@ class OrderService:
             return create(conn)  # the key or reference that tripped was not ours after all (a rolled-back race)
 
         def create(conn: Connection) -> tuple[dict[str, Any], bool]:
-            if registry.find(conn, order.platform_id) is None:
+            if not registry.exists(conn, order.platform_id):
                 raise UnknownPlatform(f"no platform {order.platform_id!r} is registered")
             order_id = new_id()
-            try:
-                _, document, _ = self.record(conn, order_id, IssueOrder(order_id, order), self._meta(principal), digest)
-            except DomainError as exc:
-                raise InvalidOrder(exc.code, exc.reason) from exc
+            issue = [(order_id, IssueOrder(order_id, order), self._meta(principal))]
+            # A new id names no stream: nothing to read (a stream there would trip the unique (stream, version)).
+            [result] = self.record_many(conn, issue, digest, loaded={})
+            if isinstance(result, DomainError):
+                raise InvalidOrder(result.code, result.reason) from result
+            document = result.document
             if idempotency_key:
                 self._remember_key(conn, principal, idempotency_key, digest, order_id)
             return document, True
@@ -380,13 +384,14 @@ class OrderService:
     def _remember_key(self, conn: Connection, principal: Principal, key: str, digest: str, order_id: str) -> None:
         """Record that this authority's Idempotency-Key names this order (for this request body)."""
         conn.execute(
-            views.idempotency_keys.insert().values(
+            _REMEMBER_KEY,  # the values apart from the statement: its compiled form is cached
+            dict(
                 authority_id=principal.authority_id,
                 key=key,
                 request_hash=digest,
                 order_id=order_id,
                 created_at=self.clock.now(),
-            )
+            ),
         )
 
     @staticmethod

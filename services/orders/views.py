@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    bindparam,
     select,
 )
 
@@ -82,6 +83,12 @@ idempotency_keys = Table(
 )
 
 
+# Statements built once, their values passed apart: SQLAlchemy's cache key of an insert with its values inline
+# (the document among them) cost a tenth of an order's intake, and a select's where clause is keyed again per call.
+_INSERT = orders.insert()
+_ROW = select(orders).where(orders.c.id == bindparam("order_id"))
+
+
 def render(state: OrderState, policy: SlaPolicy, now: datetime) -> dict[str, Any]:
     """The order as clients see it (JSON-ready), derived from its state; its SLA status as of `now`.
 
@@ -145,7 +152,8 @@ def save(
     for state, document, _ in (c for c in changed if c[2]):
         issued = state.issued
         conn.execute(
-            orders.insert().values(
+            _INSERT,
+            dict(
                 id=issued.order_id,
                 issuer_reference=issued.issuer_reference,
                 authority_id=issued.authority.id,
@@ -154,7 +162,7 @@ def save(
                 issued_at=issued.issued_at,
                 request_hash=request_hash or "",
                 **_row(state, document, policy, now),
-            )
+            ),
         )
     updates = [{"id": s.order_id, **_row(s, doc, policy, now)} for s, doc, new in changed if not new]
     bulk_update(conn, orders, "id", updates)
@@ -193,4 +201,4 @@ def set_due(conn: Connection, due: Mapping[str, datetime | None]) -> None:
 
 def get_row(conn: Connection, order_id: str) -> Any:
     """The order's view row, or None."""
-    return conn.execute(select(orders).where(orders.c.id == order_id)).first()
+    return conn.execute(_ROW, {"order_id": order_id}).first()
