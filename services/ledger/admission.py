@@ -22,7 +22,8 @@ import rfc8785
 
 from services.ledger.leaf import StoredEvent, rfc3339_utc
 from services.ledger.merkle import leaf_hash as hash_leaf_bytes
-from shared.eventstore.writer import canonical_event, check_seal, event_digest
+from shared import canonical
+from shared.eventstore.writer import check_seal, event_digest, event_form
 
 FORGED, MISSING, UNKNOWN_KEY = "forged", "missing", "unknown key"
 GAP, BACKDATED = "gap", "backdated"
@@ -47,20 +48,17 @@ def refusal(
     known: Mapping[str, bytes],
     last_checkpoint_at: datetime | None,
     max_lag: timedelta,
+    forms: tuple[bytes, bytes] | None = None,
 ) -> str | None:
-    """Why the feeder must not put this event into the tree (forged, missing, unknown key, gap, backdated); or None."""
+    """Why the feeder must not put this event into the tree (forged, missing, unknown key, gap, backdated); or None.
+
+    `forms`: the canonical bytes of the event's data and meta, if the caller has them (they are most of the cost).
+    """
+    data, meta = forms or (canonical.dumps(event.data), canonical.dumps(event.meta))
     digest = event_digest(
-        canonical_event(
-            event.event_id,
-            event.stream_id,
-            event.version,
-            event.type,
-            event.schema_version,
-            event.data,
-            event.meta,
-            event.recorded_at,
-        )
-    )
+        event_form(event.event_id, event.stream_id, event.version, event.type, event.schema_version, data, meta,
+                   event.recorded_at)
+    )  # fmt: skip
     why = _seal_refusal(seal, digest, known)
     if why is not None:
         return why
@@ -94,7 +92,7 @@ def _seal_refusal(seal: Any, digest: bytes, known: Mapping[str, bytes]) -> str |
 def _batch_signed(public: bytes, signature: str, batch: tuple[str, ...]) -> bool:
     """Whether `signature` is the writer's over this batch of digests (pure, so its answer is kept)."""
     try:
-        first = base64.b64decode(batch[0], validate=True)
+        first = binascii.a2b_base64(batch[0], strict_mode=True)
     except (binascii.Error, IndexError):
         return False
     return check_seal({"kid": "k", "i": 0, "batch": list(batch), "sig": signature}, first, {"k": public}) is None

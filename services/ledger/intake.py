@@ -19,6 +19,7 @@ from services.ledger.identity import leaf_formats, read_identity, stored_chain
 from services.ledger.leaf import leaf_hash
 from services.ledger.note import NoteError, Verifier, open_note
 from services.ledger.tables import ledger_checkpoints, ledger_quarantine
+from shared import canonical
 from shared.eventstore import EventStore, RecordedEvent
 
 log = logging.getLogger("takedown.ledger")
@@ -108,7 +109,8 @@ class Intake:
         verdicts = []
         for event in events:
             position = event.position or 0
-            leaf = leaf_hash(event, formats.at(position - 1))
+            forms = (canonical.dumps(event.data), canonical.dumps(event.meta))  # once, for the seal and the leaf
+            leaf = leaf_hash(event, formats.at(position - 1), forms)
             decision = decided.get(position)
             if decision is not None and decision.event_id == event.event_id and decision.event_leaf == leaf:
                 verdicts.append(Verdict(position, decision_leaf(decision), None, decision))
@@ -120,6 +122,7 @@ class Intake:
                     self.known,
                     checkpoint_before(position),
                     self.max_lag,
+                    forms,
                 )
                 verdicts.append(Verdict(position, None if why else leaf, why))
             # A refused or quarantined event still holds its version: the writer appends after it.

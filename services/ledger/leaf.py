@@ -115,14 +115,36 @@ def envelope(event: StoredEvent, fmt: int) -> dict[str, Any]:
     raise ValueError(f"unknown leaf format {fmt}")
 
 
-def leaf_bytes(event: StoredEvent, fmt: int) -> bytes:
-    """The canonical leaf bytes of an event in this format (RFC 8785 JSON of its envelope)."""
-    return canonical.dumps(envelope(event, fmt))  # RFC 8785, fast path for the common values (shared/canonical.py)
+def leaf_bytes(event: StoredEvent, fmt: int, forms: tuple[bytes, bytes] | None = None) -> bytes:
+    """The canonical leaf bytes of an event in this format (RFC 8785 JSON of its envelope).
+
+    `forms`: the canonical bytes of the event's data and meta, if the caller has them (the feeder encodes them
+    once for the writer seal's digest and this leaf).
+    """
+    if fmt != V2:
+        return canonical.dumps(envelope(event, fmt))  # RFC 8785, fast path for the common values (shared/canonical.py)
+    data, meta = forms or (canonical.dumps(event.data), canonical.dumps(event.meta))
+    # The format 2 envelope's keys are fixed and ASCII, so their sorted order is fixed: written around the
+    # canonical values (tests/ledger/test_identity.py checks it against canonical.dumps of the whole envelope).
+    return b"".join(
+        (
+            b'{"data":', data,
+            b',"event_id":', canonical.string(event.event_id),
+            b',"leaf_format":2,"meta":', meta,
+            b',"recorded_at":"', rfc3339_utc(event.recorded_at).encode(),
+            b'","schema_version":', canonical.integer(event.schema_version),
+            b',"seal":', canonical.dumps(event.seal),
+            b',"stream_id":', canonical.string(event.stream_id),
+            b',"type":', canonical.string(event.type),
+            b',"version":', canonical.integer(event.version),
+            b"}",
+        )
+    )  # fmt: skip
 
 
-def leaf_hash(event: StoredEvent, fmt: int) -> bytes:
+def leaf_hash(event: StoredEvent, fmt: int, forms: tuple[bytes, bytes] | None = None) -> bytes:
     """RFC 9162 leaf hash of an event: usable at send time, before the event has a position."""
-    return hash_leaf_bytes(leaf_bytes(event, fmt))
+    return hash_leaf_bytes(leaf_bytes(event, fmt, forms))
 
 
 def receipt(event: StoredEvent, fmt: int = CURRENT) -> str:

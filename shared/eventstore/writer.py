@@ -76,6 +76,14 @@ def batch_digests(events: Iterable[EventFields], recorded_at: datetime) -> list[
     return digests
 
 
+def event_form(
+    event_id: str, stream_id: str, version: int, type: str, schema_version: int, data: bytes, meta: bytes, at: datetime
+) -> bytes:
+    """`canonical_event` from the canonical bytes of data and meta (a reader that needs them for more, like the
+    ledger's leaf, encodes them once)."""
+    return _envelope(event_id, stream_id, version, type, schema_version, data, meta, _stamp(at))
+
+
 def _stamp(recorded_at: datetime) -> bytes:
     if recorded_at.tzinfo is None:
         raise ValueError("naive datetimes cannot be signed: pass UTC-aware times")
@@ -178,8 +186,10 @@ def check_seal(seal: Any, digest: bytes, known: Mapping[str, bytes]) -> str | No
         return "missing"
     try:
         kid, index, batch, signature = seal["kid"], seal["i"], seal["batch"], seal["sig"]
-        digests = [base64.b64decode(d, validate=True) for d in batch]
-        raw_sig = base64.b64decode(signature, validate=True)
+        # binascii's strict mode refuses what b64decode(validate=True) does, in C: the regex check of the latter
+        # was a tenth of the feeder's time per event.
+        digests = [binascii.a2b_base64(d, strict_mode=True) for d in batch]
+        raw_sig = binascii.a2b_base64(signature, strict_mode=True)
     except (KeyError, TypeError, binascii.Error):
         return "forged"
     public = known.get(kid)

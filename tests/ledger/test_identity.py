@@ -9,20 +9,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import Connection, delete, insert, text
 from typer.testing import CliRunner
 
 from services.cli import cli
 from services.ledger import bundle as bundles
 from services.ledger.errors import LedgerIdentityError
-from services.ledger.leaf import V1, V2, leaf_hash
+from services.ledger.leaf import V1, V2, envelope, leaf_bytes, leaf_hash
 from services.ledger.note import NoteError, NoteSigner, open_checkpoint, parse_verifier_key
 from services.ledger.rotation import KeyChain, RotationError, follow, parse_rotation, sign_rotation
 from services.ledger.service import Ledger
 from services.ledger.tables import ledger_checkpoints, ledger_keys, ledger_leaf_formats
+from shared import canonical
 from shared.clock import FrozenClock
 from shared.db import Database
-from shared.eventstore import EventStore, NewEvent
+from shared.eventstore import EventStore, NewEvent, RecordedEvent
 from shared.eventstore.sequencer import Sequencer
 from shared.eventstore.writer import WriterSigner, public_key_text
 from tests.ledger.conftest import ORIGIN, SEED, T0, signed_store
@@ -431,3 +434,31 @@ def test_a_rotation_interrupted_before_the_key_files_moved_signs_with_the_staged
     made = restarted.checkpoint()
     open_checkpoint(made.note, rotated.new, ORIGIN)
     assert restarted.verify(trusted=rotated.old).ok
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(
+    data=st.dictionaries(st.text(), _JSON, max_size=4),
+    meta=st.dictionaries(st.text(), _JSON, max_size=3),
+    seal=st.none() | st.dictionaries(st.text(), _JSON, max_size=4),
+    ids=st.tuples(st.text(), st.text(), st.text()),
+    version=st.integers(min_value=1, max_value=2**40),
+)
+def test_a_format_2_leaf_written_around_its_values_is_the_canonical_form_of_its_envelope(
+    data: dict, meta: dict, seal: dict | None, ids: tuple[str, str, str], version: int
+) -> None:
+    event = RecordedEvent(ids[0], ids[1], version, ids[2], 1, data, meta, T0, 7, seal)
+    try:
+        expected = canonical.dumps(envelope(event, V2))
+    except Exception as refused:  # noqa: BLE001 - a lone surrogate has no UTF-8 form: both paths refuse it
+        with pytest.raises(type(refused)):
+            leaf_bytes(event, V2)
+        return
+    assert leaf_bytes(event, V2) == expected
+    assert leaf_bytes(event, V2, (canonical.dumps(data), canonical.dumps(meta))) == expected
