@@ -71,8 +71,14 @@ def _seal_plaintext(container: Container) -> None:
         log.warning("sealed %d platform secrets stored in plaintext or under a retired KEK", sealed)
 
 
+def _starting(settings: Settings, process: str) -> None:
+    """One line at a long-running process's start: what it is and every setting it runs with, secrets redacted."""
+    log.info("starting %s", process, extra={"service": process, "settings": settings.redacted()})
+
+
 def _serve(container: Container, run_workers: bool, host: str, port: int) -> None:
     """Serve the API with uvicorn, its own loggers routed through ours (no access log: ours has the request id)."""
+    _starting(container.settings, "run" if run_workers else "api")
     _seal_plaintext(container)
     app = create_app(container, run_workers=run_workers)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
@@ -83,11 +89,12 @@ class _Worker(Protocol):
     def stop(self) -> None: ...
 
 
-def _run_alone(part: Callable[[Container], _Worker]) -> None:
+def _run_alone(process: str, part: Callable[[Container], _Worker]) -> None:
     """Run one background part of the service alone until SIGTERM or Ctrl-C."""
-    container = _container()
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # first: a stop that comes during start-up is kept
+    container = _container()
+    _starting(container.settings, process)
     part(container).start()
     with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
@@ -376,7 +383,7 @@ def api(
 @cli.command()
 def sequencer() -> None:
     """The sequencer alone: gives committed events their global positions (safe to run in many copies)."""
-    _run_alone(lambda c: c.sequencer)
+    _run_alone("sequencer", lambda c: c.sequencer)
 
 
 @projections_cli.command("rebuild")
@@ -400,13 +407,13 @@ def scheduler(
         typer.echo(f"swept {container.sweep.run_once()} due orders")
         container.close()
         return
-    _run_alone(lambda c: c.scheduler)
+    _run_alone("scheduler", lambda c: c.scheduler)
 
 
 @projections_cli.command("run")
 def projections_run() -> None:
     """Keep the projections caught up (run any number of copies: one applies a batch at a time)."""
-    _run_alone(lambda c: c.projections)
+    _run_alone("projections", lambda c: c.projections)
 
 
 # ----------------------------------------------------------------------------------------------- secrets
@@ -682,7 +689,7 @@ def verify_bundle(
 @ledger_cli.command("feeder")
 def feeder() -> None:
     """The feeder alone: appends sequenced events to the tree and signs checkpoints on schedule (many copies are safe)."""
-    _run_alone(lambda c: c.ledger)
+    _run_alone("ledger feeder", lambda c: c.ledger)
 
 
 cli.add_typer(ledger_cli, name="ledger")
@@ -757,6 +764,7 @@ def notifier(
 
 
 def _notifier_process(settings: Settings) -> None:
+    _starting(settings, "notifier")
     container = bootstrap(settings)
     _seal_plaintext(container)
     # Every delivery leaves cyclic garbage (httpx's response streams); with the default thresholds the collector

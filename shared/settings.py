@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ipaddress import ip_network
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -122,6 +123,16 @@ class Settings(BaseSettings):
                 if any(net.version == lo.version and net.overlaps(lo) for lo in loopback):
                     raise ValueError(f"production must not allow-list loopback webhook destinations ({entry})")
         return self
+
+    def redacted(self) -> dict[str, Any]:
+        """Every setting as a process logs it at start-up: secrets as '**********', passwords cut from URLs."""
+        shown: dict[str, Any] = self.model_dump(mode="json")  # SecretStr fields dump as '**********'
+        for name, value in shown.items():
+            parts = urlsplit(value) if isinstance(value, str) and "://" in value else None
+            if parts is not None and parts.password is not None:
+                host = parts.netloc.rpartition("@")[2]
+                shown[name] = urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+        return shown
 
     @property
     def production(self) -> bool:

@@ -3,10 +3,16 @@ sequencer's failures logged without a storm."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +152,41 @@ def test_the_sequencer_logs_again_after_the_interval_with_the_count_it_held_back
     first, second, *_ = lines.all()
     assert first["message"] == "numbering events failed; retrying"
     assert "more failures since the last one logged" in second["message"]
+
+
+def test_the_settings_a_process_logs_have_no_secret_and_no_password() -> None:
+    from pydantic import SecretStr
+
+    from shared.settings import Settings
+
+    settings = Settings(
+        database_url="postgresql+psycopg://takedown_app:hunter2@db.internal:5432/takedown",
+        supervisor_webhook_url="https://ops:pa55@supervisor.example/hook",
+        metrics_key=SecretStr("metrics-secret"),
+    )
+    shown = settings.redacted()
+    assert shown["database_url"] == "postgresql+psycopg://takedown_app:***@db.internal:5432/takedown"
+    assert shown["supervisor_webhook_url"] == "https://ops:***@supervisor.example/hook"
+    assert shown["metrics_key"] == "**********" and shown["sla_hours"] == settings.sla_hours
+    assert not any(secret in json.dumps(shown) for secret in ("hunter2", "pa55", "metrics-secret"))
+
+
+def test_a_long_running_process_logs_its_configuration_once_at_start(db_url: str, tmp_path: Path) -> None:
+    from tests.builders import TEST_KEK
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAKEDOWN_")}
+    env |= {"TAKEDOWN_DATABASE_URL": db_url, "TAKEDOWN_LOG_JSON": "true", "TAKEDOWN_SECRETS_KEK": TEST_KEK,
+            "TAKEDOWN_WRITER_KEY_FILE": str(tmp_path / "writer.key"), "PYTHONUNBUFFERED": "1"}  # fmt: skip
+    takedown = Path(sys.executable).parent / "takedown"
+    proc = subprocess.Popen([str(takedown), "sequencer"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    assert first["message"] == "starting sequencer" and first["service"] == "sequencer"
+    assert first["settings"]["database_url"] == db_url  # the test server's trust auth: no password to hide
+    assert first["settings"]["secrets_kek"] == "**********"
+    assert TEST_KEK not in json.dumps(first) + out.decode()
+    assert proc.returncode == 0
