@@ -29,8 +29,8 @@ from services.sla.queries import ids_with_status
 from services.sla.sweep import Scheduler, Sweep, record_escalation
 from shared.auth import KeyCache, Principal
 from shared.bus import MessageBus
-from shared.clock import Clock, SystemClock
-from shared.db import Database, make_engine
+from shared.clock import Clock, DatabaseClock, SystemClock
+from shared.db import Database, make_engine, server_time
 from shared.eventstore import EventStore
 from shared.eventstore.sequencer import Sequencer
 from shared.eventstore.writer import WriterSigner, load_or_create_seed
@@ -82,7 +82,8 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
     """Build the container for these settings."""
     db = Database(engine or make_engine(settings.database_url))
     read_db = Database(make_engine(settings.read_database_url)) if settings.read_database_url else db
-    clock = clock or SystemClock()
+    # PostgreSQL: the server's clock for every host, so that skewed hosts judge a deadline alike (SQLite: one host).
+    clock = clock or (DatabaseClock(server_time(db.engine)) if db.dialect == "postgresql" else SystemClock())
     # The writer key is read (or made, mode 0600) at start: every append this process makes is signed with it.
     store = EventStore(db.dialect, WriterSigner(load_or_create_seed(settings.writer_key_file)))
     bus = MessageBus()

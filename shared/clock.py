@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
+
+log = logging.getLogger("takedown.clock")
 
 
 class Clock(Protocol):
@@ -18,6 +24,52 @@ class SystemClock:
     def now(self) -> datetime:
         """Return the current UTC time."""
         return datetime.now(UTC)
+
+
+class DatabaseClock:
+    """The database server's time, read through this host's clock: every host judges a deadline by one clock.
+
+    Each host's clock may be off by seconds or more; PostgreSQL's is one for all of them. Reading it per call would
+    cost a round trip per timestamp, so the offset between the two is measured (at most every `every`, from the
+    midpoint of the round trip) and added to the local time. A failed read keeps the last offset.
+    """
+
+    def __init__(
+        self,
+        read_time: Callable[[], datetime],
+        local: Clock | None = None,
+        every: timedelta = timedelta(seconds=30),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._read, self._local, self._every, self._monotonic = read_time, local or SystemClock(), every, monotonic
+        self._offset = timedelta(0)
+        self._measured_at: float | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def offset(self) -> timedelta:
+        """The database's time minus this host's, as last measured."""
+        return self._offset
+
+    def now(self) -> datetime:
+        """This host's time corrected to the database's."""
+        tick = self._monotonic()
+        if self._measured_at is None or tick - self._measured_at >= self._every.total_seconds():
+            with self._lock:
+                if self._measured_at is None or tick - self._measured_at >= self._every.total_seconds():
+                    self._measure(tick)
+        return self._local.now() + self._offset
+
+    def _measure(self, tick: float) -> None:
+        before = self._local.now()
+        try:
+            remote = self._read()
+        except Exception as exc:  # noqa: BLE001 - the last offset stands; the next call tries again after `every`
+            log.warning("could not read the database's clock; the last offset stands: %s", exc)
+        else:
+            after = self._local.now()
+            self._offset = remote - (before + (after - before) / 2)
+        self._measured_at = tick
 
 
 class FrozenClock:

@@ -59,6 +59,17 @@ def compact_json(value: Any, default: Callable[[Any], Any] | None = None) -> str
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=default)
 
 
+def server_time(engine: Engine) -> Callable[[], datetime]:
+    """A reader of the database server's clock (PostgreSQL's `clock_timestamp()`, not the transaction's start)."""
+
+    def read() -> datetime:
+        with engine.connect() as conn:
+            at: datetime = conn.exec_driver_sql("SELECT clock_timestamp()").scalar_one()
+        return at.astimezone(UTC)
+
+    return read
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout and write transactions that take the lock up front."""
     url = normalise_url(url)
