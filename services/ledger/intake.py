@@ -15,9 +15,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, select
 
 from services.ledger.admission import Decision, decision_leaf, decision_text, refusal
-from services.ledger.identity import leaf_formats, read_identity, stored_chain
-from services.ledger.leaf import leaf_hash
+from services.ledger.identity import leaf_formats, read_identity, stored_keys
+from services.ledger.leaf import V2, leaf_hash
 from services.ledger.note import NoteError, Verifier, open_note
+from services.ledger.rotation import KeyChain, RotationError, follow
 from services.ledger.tables import ledger_checkpoints, ledger_quarantine
 from shared import canonical
 from shared.eventstore import EventStore, RecordedEvent
@@ -60,21 +61,27 @@ class StoredDecision:
 class Intake:
     """The admission policy: the known writer keys and the maximum lag.
 
-    A quarantine decision is checked against the ledger's stored identity and key chain, read in the caller's
-    transaction (a rotation adds a key; `verify` checks every rotation statement of the chain on its own).
+    A quarantine decision counts only if the checkpoint key in force at its position signed it: the key of a
+    chain followed through signed rotation statements, from the key `verify` was told to trust or, for the
+    feeder, from the ledger's first stored key. A key row written into the table without a statement signed by
+    the key before it is not in that chain.
     """
 
     def __init__(self, known: Mapping[str, bytes], max_lag: timedelta) -> None:
         self.known, self.max_lag = dict(known), max_lag
 
-    def decisions(self, conn: Connection, after: int = 0, upto: int | None = None) -> list[StoredDecision]:
-        """The quarantine decisions at positions after..upto, each with its signature checked."""
+    def decisions(
+        self, conn: Connection, after: int = 0, upto: int | None = None, chain: KeyChain | None = None
+    ) -> list[StoredDecision]:
+        """The quarantine decisions at positions after..upto, each with its signature checked against `chain`
+        (default: the chain followed from the first stored key)."""
         stmt = select(ledger_quarantine).where(ledger_quarantine.c.position > after)
         if upto is not None:
             stmt = stmt.where(ledger_quarantine.c.position <= upto)
-        identity, chain = read_identity(conn), stored_chain(conn)
+        identity = read_identity(conn)
         origin = identity.origin if identity is not None else ""
-        keys = [key for _, key in chain.keys] if chain is not None else []
+        if chain is None:
+            chain = followed_chain(conn, origin)
         found = []
         for row in conn.execute(stmt.order_by(ledger_quarantine.c.position)):
             decision = Decision(
@@ -85,6 +92,9 @@ class Intake:
                 reason=row.reason,
                 decided_at=row.decided_at,
             )
+            # Decided with the tree at position - 1: the key in force for that size, or the next one's (a rotation
+            # at exactly that size).
+            keys = [k for k in (chain.key_for(decision.position - 1), chain.key_for(decision.position)) if k]
             found.append(StoredDecision(decision, row.note, signed(decision, row.note, keys, origin)))
         return found
 
@@ -94,10 +104,13 @@ class Intake:
         store: EventStore,
         events: Sequence[RecordedEvent],
         checkpoint_before: CheckpointBefore,
+        chain: KeyChain | None = None,
     ) -> list[Verdict]:
         """The verdict on each of these consecutive sequenced events, read with their seals (`read_all(seals=True)`).
 
         A few reads for the whole batch; each leaf in the format its index was assigned (services/ledger/leaf.py).
+        The admission checks hold from leaf format 2 on, the release that brought them: a format 1 leaf was fed
+        before and is checked by the tree alone.
         """
         if not events:
             return []
@@ -105,15 +118,15 @@ class Intake:
         formats = leaf_formats(conn)
         versions = store.versions_before(conn, sorted({e.stream_id for e in events}), first - 1)
         # Only a decision the checkpoint key signed counts: a row slipped into the table sets nothing aside.
-        decided = {d.decision.position: d.decision for d in self.decisions(conn, first - 1, last) if d.signed}
+        decided = {d.decision.position: d.decision for d in self.decisions(conn, first - 1, last, chain) if d.signed}
         verdicts = []
         for event in events:
             position = event.position or 0
+            fmt = formats.at(position - 1)
             forms = (canonical.dumps(event.data), canonical.dumps(event.meta))  # once, for the seal and the leaf
-            leaf = leaf_hash(event, formats.at(position - 1), forms)
-            decision = decided.get(position)
-            if decision is not None and decision.event_id == event.event_id and decision.event_leaf == leaf:
-                verdicts.append(Verdict(position, decision_leaf(decision), None, decision))
+            leaf = leaf_hash(event, fmt, forms)
+            if fmt < V2:  # fed before the admission checks existed: the tree alone vouches for it
+                verdicts.append(Verdict(position, leaf, None))
             else:
                 why = refusal(
                     event,
@@ -124,7 +137,12 @@ class Intake:
                     self.max_lag,
                     forms,
                 )
-                verdicts.append(Verdict(position, None if why else leaf, why))
+                decision = decided.get(position)
+                # A decision sets aside only the refused event it names: never one the checks admit.
+                if why and decision and decision.event_id == event.event_id and decision.event_leaf == leaf:
+                    verdicts.append(Verdict(position, decision_leaf(decision), None, decision))
+                else:
+                    verdicts.append(Verdict(position, None if why else leaf, why))
             # A refused or quarantined event still holds its version: the writer appends after it.
             versions[event.stream_id] = max(versions.get(event.stream_id, 0), event.version)
         return verdicts
@@ -139,6 +157,18 @@ class Intake:
         if verdict.refusal is None:
             return None
         return Refusal(verdict.position, verdict.refusal, events[0].event_id, events[0].stream_id)
+
+
+def followed_chain(conn: Connection, origin: str) -> KeyChain:
+    """The stored checkpoint keys that signed rotation statements lead to, from the first stored key."""
+    keys = stored_keys(conn)
+    if not keys:
+        return KeyChain(())
+    statements = [k.statement for k in keys if k.statement is not None]
+    try:
+        return follow(keys[0].verifier, origin, statements)
+    except RotationError as exc:  # the keys before the bad statement stand; `verify` names the statement
+        return follow(keys[0].verifier, origin, statements[: exc.index])
 
 
 def signed(decision: Decision, note: str, keys: Sequence[Verifier], origin: str) -> bool:

@@ -208,6 +208,9 @@ class Ledger:
 
     def feed(self) -> int:
         """Feed every sequenced event into the tree now; returns how many leaves were added."""
+        # The key chain first (its first key from this process's key file, if none is stored yet): the feeder
+        # honours only decisions signed by a key of the chain followed from there.
+        self.key_chain()
         return self.feeder.catch_up()
 
     def checkpoint(self) -> Checkpoint:
@@ -302,6 +305,9 @@ class Ledger:
             start = followed.get(key.verifier.verifier_key)
             if start is not None and start != key.from_size and key.statement is not None:
                 problems.append(f"ledger_keys row {key.seq}: from size {key.from_size}, its statement says {start}")
+            elif start is None and key.from_size >= chain.keys[0][0]:
+                # Not the trusted key's past, and no statement the chain follows names it: a key slipped in.
+                problems.append(f"ledger_keys row {key.seq}: a key no rotation statement of the chain names")
         with self.db.read() as conn:
             report = verify_ledger(conn, self.store, chain, origin, self.intake)
         for problem in problems:
@@ -361,8 +367,8 @@ class Ledger:
         return decision
 
     def start(self) -> None:
-        """Run the feeder (and the checkpoint schedule) in the background, once the identity is settled."""
-        self.identity()
+        """Run the feeder (and the checkpoint schedule) in the background, once the identity and keys are settled."""
+        self.key_chain()
         self.feeder.start()
 
     def stop(self) -> None:

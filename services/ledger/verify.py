@@ -192,7 +192,7 @@ def verify_ledger(
                     f" (an event at or before position {size} was changed)",
                 )
 
-    for stored in intake.decisions(conn):
+    for stored in intake.decisions(conn, chain=chain):
         d = stored.decision
         report.quarantined.append(
             QuarantinedPosition(d.position, d.event_id, d.fault, d.reason, d.fields()["decided_at"], stored.signed)
@@ -208,7 +208,7 @@ def verify_ledger(
     while size < last:
         events = store.read_all(conn, after=size, limit=batch, seals=True)
         made: list[tuple[int, int, bytes]] = []
-        verdicts = intake.screen(conn, store, events, checkpoint_before)
+        verdicts = intake.screen(conn, store, events, checkpoint_before, chain)
         for event, verdict in zip(events, verdicts, strict=True):
             position = event.position or 0
             while size + 1 < position:  # a position with no event (deleted, or its row gone)

@@ -378,3 +378,42 @@ def test_each_event_of_a_batch_is_checked_alone_though_the_signature_is_verified
     assert refusal(events[0], tampered | {"i": 3}, 0, KNOWN, None, LAG) == FORGED
     assert refusal(events[0], seals[0] | {"batch": ["!!", *seals[0]["batch"][1:]]}, 0, KNOWN, None, LAG) == FORGED
     assert refusal(events[0], seals[0] | {"sig": seals[1]["sig"][:-4] + "AAA="}, 0, KNOWN, None, LAG) == FORGED
+
+
+def test_a_decision_signed_by_a_key_slipped_into_the_chain_sets_nothing_aside(api_cli: Api) -> None:
+    """An intruder who adds a key of their own to `ledger_keys` (no rotation statement names it) and signs a
+    decision with it: the feeder still refuses the row, and verify names both."""
+    from services.ledger.note import NoteSigner
+    from services.ledger.tables import ledger_keys
+
+    api, c = api_cli, api_cli.container
+    with c.db.transaction() as conn:
+        good = c.store.append(conn, STREAM, 0, [_new(1)], T0)
+    forged, _ = _forgery(MISSING, good[-1])
+    with c.db.transaction() as conn:
+        _insert_raw(api, conn, forged, None)
+    c.sequencer.catch_up()
+    c.ledger.feed()
+    position = c.ledger.head().size + 1
+    origin, name = c.ledger.origin, c.ledger.identity().key_name
+    intruder = NoteSigner(name, hashlib.sha256(b"intruder").digest())
+    decision = Decision(position, forged.event_id, leaf_hash(forged, V2), MISSING, "trust me", T0)
+    with c.db.transaction() as conn:
+        conn.execute(
+            ledger_keys.insert().values(
+                seq=1, verifier_key=intruder.verifier.verifier_key, from_size=0, statement=None, created_at=T0
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO ledger_quarantine (position, event_id, event_leaf, fault, reason, decided_at, note) "
+                "VALUES (:p, :e, :l, :f, :r, :t, :n)"
+            ),
+            {"p": position, "e": forged.event_id, "l": decision.event_leaf, "f": MISSING, "r": "trust me", "t": T0,
+             "n": intruder.sign(decision_text(origin, decision))},
+        )  # fmt: skip
+    assert c.ledger.feed() == 0 and c.ledger.head().size == position - 1
+    code, report = _json_verify()
+    assert code == 1
+    assert [q["signed"] for q in report["quarantined"]] == [False]
+    assert any("ledger_keys row 1" in p for p in report["problems"]), report["problems"]
