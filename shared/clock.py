@@ -30,8 +30,9 @@ class DatabaseClock:
     """The database server's time, read through this host's clock: every host judges a deadline by one clock.
 
     Each host's clock may be off by seconds or more; PostgreSQL's is one for all of them. Reading it per call would
-    cost a round trip per timestamp, so the offset between the two is measured (at most every `every`, from the
-    midpoint of the round trip) and added to the local time. A failed read keeps the last offset.
+    cost a round trip per timestamp, so the offset between the two is measured (from the midpoint of the round
+    trip) once when the clock is made and again in the background at most every `every`; `now()` itself never
+    waits on the database, as the event loop calls it. A failed read keeps the last offset.
     """
 
     def __init__(
@@ -40,11 +41,15 @@ class DatabaseClock:
         local: Clock | None = None,
         every: timedelta = timedelta(seconds=30),
         monotonic: Callable[[], float] = time.monotonic,
+        spawn: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         self._read, self._local, self._every, self._monotonic = read_time, local or SystemClock(), every, monotonic
+        self._spawn = spawn or (lambda work: threading.Thread(target=work, name="db-clock", daemon=True).start())
         self._offset = timedelta(0)
-        self._measured_at: float | None = None
         self._lock = threading.Lock()
+        self._measuring = False
+        self._measured_at = monotonic()
+        self._measure()
 
     @property
     def offset(self) -> timedelta:
@@ -52,24 +57,25 @@ class DatabaseClock:
         return self._offset
 
     def now(self) -> datetime:
-        """This host's time corrected to the database's."""
-        tick = self._monotonic()
-        if self._measured_at is None or tick - self._measured_at >= self._every.total_seconds():
+        """This host's time corrected to the database's (a stale offset is refreshed in the background)."""
+        if self._monotonic() - self._measured_at >= self._every.total_seconds():
             with self._lock:
-                if self._measured_at is None or tick - self._measured_at >= self._every.total_seconds():
-                    self._measure(tick)
+                start, self._measuring = not self._measuring, True
+            if start:
+                self._spawn(self._measure)
         return self._local.now() + self._offset
 
-    def _measure(self, tick: float) -> None:
+    def _measure(self) -> None:
         before = self._local.now()
         try:
             remote = self._read()
-        except Exception as exc:  # noqa: BLE001 - the last offset stands; the next call tries again after `every`
+        except Exception as exc:  # noqa: BLE001 - the last offset stands; tried again after `every`
             log.warning("could not read the database's clock; the last offset stands: %s", exc)
         else:
             after = self._local.now()
             self._offset = remote - (before + (after - before) / 2)
-        self._measured_at = tick
+        with self._lock:
+            self._measured_at, self._measuring = self._monotonic(), False
 
 
 class FrozenClock:

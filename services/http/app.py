@@ -224,12 +224,12 @@ def _replica(c: Container) -> dict[str, Any]:
     try:
         with c.read_db.read() as conn:
             seen = c.store.head(conn)
-    except Exception as exc:  # noqa: BLE001 - reported, never raised: the primary still takes commands
+        with c.db.read() as conn:
+            head = c.store.head(conn)
+            missing = c.store.read_all(conn, after=seen, limit=1) if head > seen else []
+    except Exception as exc:  # noqa: BLE001 - reported, never raised: /readyz and /metrics answer whatever is down
         REPLICA_LAG.set(float("nan"))
         return {"lag_seconds": None, "events_behind": None, "error": type(exc).__name__}
-    with c.db.read() as conn:
-        head = c.store.head(conn)
-        missing = c.store.read_all(conn, after=seen, limit=1) if head > seen else []
     lag = max(0.0, (c.clock.now() - missing[0].recorded_at).total_seconds()) if missing else 0.0
     REPLICA_LAG.set(lag)
     return {"lag_seconds": lag, "events_behind": max(0, head - seen)}

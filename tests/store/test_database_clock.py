@@ -24,8 +24,12 @@ class SkewedClock:
         return datetime.now(UTC) + self.skew
 
 
-def test_the_offset_is_measured_at_the_round_trips_midpoint_and_kept_between_measures() -> None:
-    local, ticks = FrozenClock(T0), iter([0.0, 10.0, 31.0, 40.0])
+def _now_inline(work: object) -> None:
+    work()  # type: ignore[operator]  # the background refresh, run at once so the test can see it
+
+
+def test_the_offset_is_measured_at_the_round_trips_midpoint_and_refreshed_when_stale() -> None:
+    local, tick = FrozenClock(T0), [0.0]
     reads: list[datetime] = []
 
     def read() -> datetime:
@@ -33,27 +37,32 @@ def test_the_offset_is_measured_at_the_round_trips_midpoint_and_kept_between_mea
         reads.append(T0 + timedelta(hours=2))
         return reads[-1]
 
-    clock = DatabaseClock(read, local, every=timedelta(seconds=30), monotonic=lambda: next(ticks))
-    assert clock.now() == T0 + timedelta(hours=2, milliseconds=10)  # read at the midpoint: 10 ms of 20 later
-    assert clock.offset == timedelta(hours=2, milliseconds=-10) and len(reads) == 1
-    local.advance(timedelta(seconds=5))
-    assert clock.now() == T0 + timedelta(hours=2, seconds=5, milliseconds=10) and len(reads) == 1  # not yet again
+    clock = DatabaseClock(read, local, every=timedelta(seconds=30), monotonic=lambda: tick[0], spawn=_now_inline)
+    assert len(reads) == 1 and clock.offset == timedelta(hours=2, milliseconds=-10)  # at the midpoint, when made
+    assert clock.now() == T0 + timedelta(hours=2, milliseconds=10)
+    tick[0] = 29.0
     clock.now()
-    assert len(reads) == 2  # 31 s after the first: measured again
+    assert len(reads) == 1  # not stale yet
+    tick[0] = 31.0
+    clock.now()
+    assert len(reads) == 2  # stale: measured again
 
 
-def test_a_failed_read_keeps_the_last_offset() -> None:
-    local, answers = FrozenClock(T0), [T0 + timedelta(minutes=5)]
-    ticks = iter([0.0, 60.0])
+def test_now_never_waits_on_the_database_and_a_failed_read_keeps_the_offset() -> None:
+    local, answers, tick = FrozenClock(T0), [T0 + timedelta(minutes=5)], [0.0]
+    spawned: list[object] = []
 
     def read() -> datetime:
         if not answers:
             raise ConnectionError("the database is away")
         return answers.pop()
 
-    clock = DatabaseClock(read, local, monotonic=lambda: next(ticks))
+    clock = DatabaseClock(read, local, monotonic=lambda: tick[0], spawn=spawned.append)
+    tick[0] = 60.0
+    assert clock.now() == T0 + timedelta(minutes=5) and len(spawned) == 1  # handed to the background
+    assert clock.now() == T0 + timedelta(minutes=5) and len(spawned) == 1  # one refresh at a time
+    spawned[0]()  # type: ignore[operator]  # the refresh runs and fails: the offset stands
     assert clock.now() == T0 + timedelta(minutes=5)
-    assert clock.now() == T0 + timedelta(minutes=5)  # the read failed: the offset stands
 
 
 @pytest.mark.postgres
