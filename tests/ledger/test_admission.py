@@ -258,9 +258,9 @@ def test_a_row_forged_in_the_database_is_refused_alarmed_named_and_quarantined(a
     assert bundles.verify_bundle(raw.content, key).ok
 
 
-def test_a_quarantine_row_the_ledger_did_not_sign_sets_nothing_aside(api_cli: Api) -> None:
-    """An intruder who writes the decision too: the feeder ignores it and verify names it."""
-    api, c = api_cli, api_cli.container
+def _refused_row(api: Api) -> tuple[RecordedEvent, int]:
+    """A good event, then a row forged after it without a seal, sequenced: the feeder stops at its position."""
+    c = api.container
     with c.db.transaction() as conn:
         good = c.store.append(conn, STREAM, 0, [_new(1)], T0)
     forged, _ = _forgery(MISSING, good[-1])
@@ -268,25 +268,29 @@ def test_a_quarantine_row_the_ledger_did_not_sign_sets_nothing_aside(api_cli: Ap
         _insert_raw(api, conn, forged, None)
     c.sequencer.catch_up()
     c.ledger.feed()
-    position = c.ledger.head().size + 1
+    return forged, c.ledger.head().size + 1
+
+
+def _write_decision(conn: Connection, decision: Decision, note: str) -> None:
+    """A quarantine row written straight into the table, as an intruder would."""
+    conn.execute(
+        text(
+            "INSERT INTO ledger_quarantine (position, event_id, event_leaf, fault, reason, decided_at, note) "
+            "VALUES (:p, :e, :l, :f, :r, :t, :n)"
+        ),
+        {"p": decision.position, "e": decision.event_id, "l": decision.event_leaf, "f": decision.fault,
+         "r": decision.reason, "t": decision.decided_at, "n": note},
+    )  # fmt: skip
+
+
+def test_a_quarantine_row_the_ledger_did_not_sign_sets_nothing_aside(api_cli: Api) -> None:
+    """An intruder who writes the decision too: the feeder ignores it and verify names it."""
+    c = api_cli.container
+    forged, position = _refused_row(api_cli)
     decision = Decision(position, forged.event_id, leaf_hash(forged, V2), MISSING, "trust me", T0)
     unsigned = decision_text(c.ledger.origin, decision) + "\n— the intruder\n"  # the origin before the write lock
     with c.db.transaction() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO ledger_quarantine (position, event_id, event_leaf, fault, reason, decided_at, note) "
-                "VALUES (:p, :e, :l, :f, :r, :t, :n)"
-            ),
-            {
-                "p": position,
-                "e": forged.event_id,
-                "l": decision.event_leaf,
-                "f": MISSING,
-                "r": "trust me",
-                "t": T0,
-                "n": unsigned,
-            },
-        )
+        _write_decision(conn, decision, unsigned)
     assert c.ledger.feed() == 0
     code, report = _json_verify()
     assert code == 1
@@ -386,15 +390,8 @@ def test_a_decision_signed_by_a_key_slipped_into_the_chain_sets_nothing_aside(ap
     from services.ledger.note import NoteSigner
     from services.ledger.tables import ledger_keys
 
-    api, c = api_cli, api_cli.container
-    with c.db.transaction() as conn:
-        good = c.store.append(conn, STREAM, 0, [_new(1)], T0)
-    forged, _ = _forgery(MISSING, good[-1])
-    with c.db.transaction() as conn:
-        _insert_raw(api, conn, forged, None)
-    c.sequencer.catch_up()
-    c.ledger.feed()
-    position = c.ledger.head().size + 1
+    c = api_cli.container
+    forged, position = _refused_row(api_cli)
     origin, name = c.ledger.origin, c.ledger.identity().key_name
     intruder = NoteSigner(name, hashlib.sha256(b"intruder").digest())
     decision = Decision(position, forged.event_id, leaf_hash(forged, V2), MISSING, "trust me", T0)
@@ -404,14 +401,7 @@ def test_a_decision_signed_by_a_key_slipped_into_the_chain_sets_nothing_aside(ap
                 seq=1, verifier_key=intruder.verifier.verifier_key, from_size=0, statement=None, created_at=T0
             )
         )
-        conn.execute(
-            text(
-                "INSERT INTO ledger_quarantine (position, event_id, event_leaf, fault, reason, decided_at, note) "
-                "VALUES (:p, :e, :l, :f, :r, :t, :n)"
-            ),
-            {"p": position, "e": forged.event_id, "l": decision.event_leaf, "f": MISSING, "r": "trust me", "t": T0,
-             "n": intruder.sign(decision_text(origin, decision))},
-        )  # fmt: skip
+        _write_decision(conn, decision, intruder.sign(decision_text(origin, decision)))
     assert c.ledger.feed() == 0 and c.ledger.head().size == position - 1
     code, report = _json_verify()
     assert code == 1
