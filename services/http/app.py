@@ -35,6 +35,7 @@ from services.http.schemas.platforms import obliged_rule
 from services.http.schemas.webhooks import OrderEscalatedWebhook
 from services.http.sla import router as sla_router
 from services.http.transparency import router as transparency_router
+from services.ledger.errors import NoCheckpoint
 from shared.migrate import current_revision, head_revision
 
 
@@ -212,6 +213,9 @@ def _check_metrics_key(key: SecretStr | None, production: bool, authorization: s
 UNNUMBERED = Gauge("takedown_unnumbered_events", "Committed events still waiting for a global position")
 NUMBERING_LAG = Gauge("takedown_numbering_lag_seconds", "Age of the oldest committed event without a global position")
 REPLICA_LAG = Gauge("takedown_read_replica_lag_seconds", "How far the read side's replica is behind (NaN: unreachable)")
+CHECKPOINT_AGE = Gauge(
+    "takedown_ledger_checkpoint_age_seconds", "Time since the newest signed checkpoint (NaN: none yet)"
+)
 
 
 def _replica(c: Container) -> dict[str, Any]:
@@ -245,7 +249,13 @@ def _numbering(c: Container, conn: Connection) -> dict[str, Any]:
 
 
 def _ledger_state(c: Container) -> dict[str, Any]:
-    """Whether the feeder refuses the next event, as /readyz details it (read from the store, not one process)."""
+    """Whether the feeder refuses the next event, as /readyz details it (read from the store, not one process);
+    sets the ledger gauges, the newest checkpoint's age among them."""
+    try:
+        age = (c.clock.now() - c.ledger.latest_checkpoint().created_at).total_seconds()
+    except NoCheckpoint:
+        age = float("nan")
+    CHECKPOINT_AGE.set(age)
     refused = c.ledger.blocked()
     if refused is None:
         return {"status": "ok"}
