@@ -35,10 +35,10 @@ def _admin_engine() -> Engine:
     return create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_size=2)
 
 
-def _admin(sql: str) -> None:
+def _admin(sql: str, **params: str) -> None:
     """Run one statement on the server's admin database, outside a transaction (CREATE/DROP DATABASE)."""
     with _admin_engine().connect() as conn:
-        conn.execute(text(sql))
+        conn.execute(text(sql), params)
 
 
 @pytest.fixture(autouse=True)

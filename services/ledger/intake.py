@@ -18,7 +18,7 @@ from services.ledger.admission import Decision, decision_leaf, decision_text, re
 from services.ledger.identity import leaf_formats, read_identity, stored_keys
 from services.ledger.leaf import V2, leaf_hash
 from services.ledger.note import NoteError, Verifier, open_note
-from services.ledger.rotation import KeyChain, RotationError, follow
+from services.ledger.rotation import KeyChain, follow_valid
 from services.ledger.tables import ledger_checkpoints, ledger_quarantine
 from shared import canonical
 from shared.eventstore import EventStore, RecordedEvent
@@ -165,10 +165,7 @@ def followed_chain(conn: Connection, origin: str) -> KeyChain:
     if not keys:
         return KeyChain(())
     statements = [k.statement for k in keys if k.statement is not None]
-    try:
-        return follow(keys[0].verifier, origin, statements)
-    except RotationError as exc:  # the keys before the bad statement stand; `verify` names the statement
-        return follow(keys[0].verifier, origin, statements[: exc.index])
+    return follow_valid(keys[0].verifier, origin, statements)[0]  # `verify` names a bad statement
 
 
 def signed(decision: Decision, note: str, keys: Sequence[Verifier], origin: str) -> bool:

@@ -132,6 +132,14 @@ def follow(trusted: Verifier, origin: str, statements: Sequence[str]) -> KeyChai
     return KeyChain(tuple(keys))
 
 
+def follow_valid(trusted: Verifier, origin: str, statements: Sequence[str]) -> tuple[KeyChain, RotationError | None]:
+    """`follow` as far as the statements are good: the chain up to the first bad one, and that one's error."""
+    try:
+        return follow(trusted, origin, statements), None
+    except RotationError as exc:
+        return follow(trusted, origin, statements[: exc.index]), exc
+
+
 def _text_of(note: str) -> str:
     """A note's text without checking any signature (only to find where a trusted key entered the chain)."""
     split = note.rfind("\n\n")

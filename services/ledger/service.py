@@ -27,7 +27,7 @@ from services.ledger.identity import (
 from services.ledger.intake import Intake, Refusal, record_decision
 from services.ledger.leaf import LeafFormats, leaf_hash, leaf_index
 from services.ledger.note import NoteSigner, Verifier, check_key_name
-from services.ledger.rotation import KeyChain, RotationError, follow, sign_rotation
+from services.ledger.rotation import KeyChain, follow_valid, sign_rotation
 from services.ledger.tree import AuditPath, ConsistencyProof, InclusionProof, LedgerFeeder, TreeHead
 from services.ledger.verify import VerifyReport, verify_ledger
 from shared.auth import Principal
@@ -294,12 +294,8 @@ class Ledger:
         origin = self.origin
         first = trusted if trusted is not None else stored[0].verifier
         statements = [k.statement for k in stored if k.statement is not None]
-        problems: list[str] = []
-        try:
-            chain = follow(first, origin, statements)
-        except RotationError as exc:
-            problems.append(str(exc))
-            chain = follow(first, origin, statements[: exc.index])
+        chain, bad = follow_valid(first, origin, statements)
+        problems: list[str] = [str(bad)] if bad is not None else []
         followed = {key.verifier_key: start for start, key in chain.keys}
         for key in stored:
             start = followed.get(key.verifier.verifier_key)

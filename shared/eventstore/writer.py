@@ -46,15 +46,8 @@ def canonical_event(
     recorded_at: datetime,
 ) -> bytes:
     """The RFC 8785 bytes a writer signs for one event."""
-    return _envelope(
-        event_id,
-        stream_id,
-        version,
-        type,
-        schema_version,
-        canonical.dumps(data),
-        canonical.dumps(meta),
-        _stamp(recorded_at),
+    return event_form(
+        event_id, stream_id, version, type, schema_version, canonical.dumps(data), canonical.dumps(meta), recorded_at
     )
 
 

@@ -29,6 +29,7 @@ from shared.eventstore import EventStore, NewEvent, RecordedEvent
 from shared.eventstore.sequencer import Sequencer
 from shared.eventstore.writer import WriterSigner, public_key_text
 from tests.ledger.conftest import ORIGIN, SEED, T0, signed_store
+from tests.strategies import json_values
 from tests.support import Api
 
 from . import offline_verify
@@ -434,17 +435,10 @@ def test_a_rotation_interrupted_before_the_key_files_moved_signs_with_the_staged
     assert restarted.verify(trusted=rotated.old).ok
 
 
-_JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
-    max_leaves=8,
-)
-
-
 @given(
-    data=st.dictionaries(st.text(), _JSON, max_size=4),
-    meta=st.dictionaries(st.text(), _JSON, max_size=3),
-    seal=st.none() | st.dictionaries(st.text(), _JSON, max_size=4),
+    data=st.dictionaries(st.text(), json_values, max_size=4),
+    meta=st.dictionaries(st.text(), json_values, max_size=3),
+    seal=st.none() | st.dictionaries(st.text(), json_values, max_size=4),
     ids=st.tuples(st.text(), st.text(), st.text()),
     version=st.integers(min_value=1, max_value=2**40),
 )

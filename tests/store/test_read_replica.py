@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from shared.db import Database, make_engine
-from tests.conftest import PG_ADMIN_URL, drop_pg, fresh_pg_url
+from tests.conftest import PG_ADMIN_URL, _admin, _admin_engine, drop_pg, fresh_pg_url
 from tests.notifier.receiver import unused_port
 from tests.support import Api, make_api
 from tests.transparency.seed import project
@@ -45,27 +45,12 @@ def _bin(name: str) -> str:
 
 def _allow_replication() -> None:
     """The test server's pg_hba lets 127.0.0.1 in with trust, but not for replication: add that line once."""
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            hba = Path(conn.execute(text("SHOW hba_file")).scalar_one())
-            if not re.search(r"^\s*host\s+replication\s+all\s+127\.0\.0\.1/32\s+trust", hba.read_text(), re.M):
-                with hba.open("a") as out:
-                    out.write(
-                        f"\n# added by takedown's replica test: standbys on this host may stream\n{REPLICATION}\n"
-                    )
-                conn.execute(text("SELECT pg_reload_conf()"))
-    finally:
-        admin.dispose()
-
-
-def _admin_sql(sql: str, **params: str) -> None:
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(sql), params)
-    finally:
-        admin.dispose()
+    with _admin_engine().connect() as conn:
+        hba = Path(conn.execute(text("SHOW hba_file")).scalar_one())
+    if not re.search(r"^\s*host\s+replication\s+all\s+127\.0\.0\.1/32\s+trust", hba.read_text(), re.M):
+        with hba.open("a") as out:
+            out.write(f"\n# added by takedown's replica test: standbys on this host may stream\n{REPLICATION}\n")
+        _admin("SELECT pg_reload_conf()")
 
 
 @pytest.fixture
@@ -91,7 +76,7 @@ def replica_url(primary_url: str) -> Iterator[str]:
     # A slot of our own, reserving WAL from now on: other tests' CREATE/DROP DATABASE force checkpoints that
     # recycled the segments a slot-less standby still needed, and once ended the copy's temporary slot.
     slot = f"takedown_replica_{port}"
-    _admin_sql("SELECT pg_create_physical_replication_slot(:slot, true)", slot=slot)
+    _admin("SELECT pg_create_physical_replication_slot(:slot, true)", slot=slot)
     copy = [*backup, "-D", str(target), "-R", "-X", "stream", "-S", slot, "-c", "fast"]
     ctl = [_bin("pg_ctl"), "-D", str(target), "-l", str(data / "log")]
     try:
@@ -120,7 +105,7 @@ def _drop_slots(pattern: str) -> None:
     deadline = time.monotonic() + 10
     while True:
         try:
-            _admin_sql(
+            _admin(
                 "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE :p",
                 p=pattern,
             )
