@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import functools
 import gc
@@ -91,13 +90,15 @@ class _Worker(Protocol):
 
 def _run_alone(process: str, part: Callable[[Container], _Worker]) -> None:
     """Run one background part of the service alone until SIGTERM or Ctrl-C."""
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # first: a stop that comes during start-up is kept
+    # Blocked first, then waited for: a stop that comes during start-up stays pending instead of being lost, and
+    # no handler runs inside the main thread's own wait (a handler setting a threading.Event can deadlock on the
+    # lock the interrupted wait holds: seen once as a sequencer that never exited on SIGTERM).
+    stops = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)
     container = _container()
     _starting(container.settings, process)
     part(container).start()
-    with contextlib.suppress(KeyboardInterrupt):
-        stop.wait()
+    signal.sigwait(stops)
     container.close()
 
 
