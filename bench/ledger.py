@@ -233,8 +233,9 @@ def _p(times: list[float], q: float) -> float:
 
 
 def proofs_at(template: str, size: int) -> dict[str, float]:
-    from services.ledger import merkle, tree
+    from services.ledger import tree
     from shared.db import Database, make_engine
+    from shared.tlog import merkle
 
     dbname = f"{PREFIX}proofs_{size}"
     create_db(dbname, template)

@@ -584,7 +584,7 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="print the report as one JSON object")] = False,
 ) -> None:
     """Recompute every leaf, rebuild the tree, screen every event, check every checkpoint; exit 1 on any fault."""
-    from services.ledger.note import NoteError, parse_verifier_key
+    from shared.tlog.note import NoteError, parse_verifier_key
 
     trusted = None
     if key is not None:

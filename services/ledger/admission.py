@@ -21,9 +21,9 @@ from typing import Any, Protocol
 import rfc8785
 
 from services.ledger.leaf import StoredEvent, rfc3339_utc
-from services.ledger.merkle import leaf_hash as hash_leaf_bytes
 from shared import canonical
 from shared.eventstore.writer import check_seal, event_digest, event_form
+from shared.tlog.merkle import leaf_hash as hash_leaf_bytes
 
 FORGED, MISSING, UNKNOWN_KEY = "forged", "missing", "unknown key"
 GAP, BACKDATED = "gap", "backdated"

@@ -44,9 +44,11 @@ from typing import Any
 
 import rfc8785
 
-from services.ledger import merkle
 from services.ledger.leaf import V2, StoredEvent, envelope, leaf_bytes
-from services.ledger.note import (
+from services.ledger.rotation import KeyChain, follow
+from shared.eventstore import writer
+from shared.tlog import merkle
+from shared.tlog.note import (
     NoteError,
     NoteSigner,
     Verifier,
@@ -55,8 +57,6 @@ from services.ledger.note import (
     open_note,
     parse_verifier_key,
 )
-from services.ledger.rotation import KeyChain, follow
-from shared.eventstore import writer
 
 FORMAT = "takedown-evidence/2"
 FORMAT_V1 = "takedown-evidence/1"

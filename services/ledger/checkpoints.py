@@ -27,9 +27,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.ledger import tree
 from services.ledger.errors import NoCheckpoint, SigningKeyError
-from services.ledger.note import CheckpointBody, NoteSigner, sign_checkpoint
 from services.ledger.tables import ledger_checkpoints, ledger_head
 from shared import keyfile
+from shared.tlog.note import CheckpointBody, NoteSigner, sign_checkpoint
 
 
 @dataclass(frozen=True)

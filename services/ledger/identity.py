@@ -17,9 +17,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.ledger.errors import LedgerIdentityError
 from services.ledger.leaf import LeafFormats
-from services.ledger.note import Verifier, check_key_name, parse_verifier_key
 from services.ledger.rotation import KeyChain
 from services.ledger.tables import ledger_checkpoints, ledger_identity, ledger_keys, ledger_leaf_formats
+from shared.tlog.note import Verifier, check_key_name, parse_verifier_key
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,11 @@ from sqlalchemy import Connection, select
 from services.ledger.admission import Decision, decision_leaf, decision_text, refusal
 from services.ledger.identity import leaf_formats, read_identity, stored_keys
 from services.ledger.leaf import V2, leaf_hash
-from services.ledger.note import NoteError, Verifier, open_note
 from services.ledger.rotation import KeyChain, follow_valid
 from services.ledger.tables import ledger_checkpoints, ledger_quarantine
 from shared import canonical
 from shared.eventstore import EventStore, RecordedEvent
+from shared.tlog.note import NoteError, Verifier, open_note
 
 log = logging.getLogger("takedown.ledger")
 

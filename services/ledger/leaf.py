@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from services.ledger.merkle import leaf_hash as hash_leaf_bytes
 from shared import canonical
+from shared.tlog.merkle import leaf_hash as hash_leaf_bytes
 
 
 class StoredEvent(Protocol):

@@ -1,6 +1,6 @@
 """Checkpoint key rotation (pure): the signed rotation statement, and the chain of keys a verifier follows.
 
-A rotation statement is a C2SP signed note (services/ledger/note.py) whose text is four lines:
+A rotation statement is a C2SP signed note (shared/tlog/note.py) whose text is four lines:
 
     takedown-ledger-key-rotation/v1
     <origin>
@@ -26,7 +26,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.ledger.note import NoteError, NoteSigner, Verifier, check_key_name, open_note, parse_verifier_key
+from shared.tlog.note import NoteError, NoteSigner, Verifier, check_key_name, open_note, parse_verifier_key
 
 TAG = "takedown-ledger-key-rotation/v1"
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")

@@ -26,7 +26,6 @@ from services.ledger.identity import (
 )
 from services.ledger.intake import Intake, Refusal, record_decision
 from services.ledger.leaf import LeafFormats, leaf_hash, leaf_index
-from services.ledger.note import NoteSigner, Verifier, check_key_name
 from services.ledger.rotation import KeyChain, follow_valid, sign_rotation
 from services.ledger.tree import AuditPath, ConsistencyProof, InclusionProof, LedgerFeeder, TreeHead
 from services.ledger.verify import VerifyReport, verify_ledger
@@ -35,6 +34,7 @@ from shared.clock import Clock
 from shared.db import Database
 from shared.eventstore import EventStore
 from shared.settings import Settings
+from shared.tlog.note import NoteSigner, Verifier, check_key_name
 
 log = logging.getLogger("takedown.ledger")
 

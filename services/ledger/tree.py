@@ -16,7 +16,6 @@ from datetime import datetime
 from prometheus_client import Counter, Gauge
 from sqlalchemy import Connection, and_, select, tuple_, update
 
-from services.ledger import merkle
 from services.ledger.errors import InvalidRange, LedgerGap, PositionNotFound, TreeTooSmall
 from services.ledger.identity import leaf_formats
 from services.ledger.intake import Intake, Refusal, latest_checkpoint_time
@@ -25,6 +24,7 @@ from services.ledger.tables import ledger_head, ledger_nodes
 from shared.db import Database
 from shared.eventstore import EventStore, RecordedEvent
 from shared.loop import TailingReader
+from shared.tlog import merkle
 
 log = logging.getLogger("takedown.ledger")
 

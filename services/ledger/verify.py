@@ -9,16 +9,17 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, select
 
-from services.ledger import merkle, tree
+from services.ledger import tree
 from services.ledger.admission import BACKDATED, CHANGED, DELETED, FORGED, GAP, MISSING, UNKNOWN_KEY
 from services.ledger.checkpoints import all_checkpoints
 from services.ledger.identity import leaf_formats
 from services.ledger.intake import Intake
 from services.ledger.leaf import leaf_hash
-from services.ledger.note import NoteError, Verifier, open_checkpoint
 from services.ledger.rotation import KeyChain
 from services.ledger.tables import ledger_nodes
 from shared.eventstore import EventStore
+from shared.tlog import merkle
+from shared.tlog.note import NoteError, Verifier, open_checkpoint
 
 
 @dataclass(frozen=True)

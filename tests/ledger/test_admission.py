@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 from services.cli import cli
 from services.ledger import bundle as bundles
-from services.ledger import merkle
 from services.ledger.admission import (
     BACKDATED,
     FORGED,
@@ -33,6 +32,7 @@ from services.ledger.leaf import V1, V2, leaf_hash
 from shared.eventstore import RecordedEvent
 from shared.eventstore.sequencer import Sequencer
 from shared.eventstore.writer import WriterSigner, canonical_event, event_digest
+from shared.tlog import merkle
 from tests.builders import T0
 from tests.ledger.conftest import writer
 from tests.logcapture import json_logs
@@ -387,8 +387,8 @@ def test_each_event_of_a_batch_is_checked_alone_though_the_signature_is_verified
 def test_a_decision_signed_by_a_key_slipped_into_the_chain_sets_nothing_aside(api_cli: Api) -> None:
     """An intruder who adds a key of their own to `ledger_keys` (no rotation statement names it) and signs a
     decision with it: the feeder still refuses the row, and verify names both."""
-    from services.ledger.note import NoteSigner
     from services.ledger.tables import ledger_keys
+    from shared.tlog.note import NoteSigner
 
     c = api_cli.container
     forged, position = _refused_row(api_cli)

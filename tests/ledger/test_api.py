@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from services.ledger import merkle, note
 from shared.eventstore import EventStore
+from shared.tlog import merkle, note
 from tests.support import Api
 
 

@@ -180,7 +180,7 @@ async def test_a_changed_event_fails_its_proof_even_when_the_service_re_signs_th
 
 
 async def test_another_key_verifies_nothing(api: Api, receiver: Receiver, pool: httpx.AsyncHTTPTransport) -> None:
-    from services.ledger.note import NoteSigner
+    from shared.tlog.note import NoteSigner
 
     raw = evidence(api, await delivered_order(api, receiver, pool))
     other = NoteSigner(api.container.ledger.origin, bytes(32)).verifier.verifier_key

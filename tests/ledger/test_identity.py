@@ -18,7 +18,6 @@ from services.cli import cli
 from services.ledger import bundle as bundles
 from services.ledger.errors import LedgerIdentityError
 from services.ledger.leaf import V1, V2, envelope, leaf_bytes, leaf_hash
-from services.ledger.note import NoteError, NoteSigner, open_checkpoint, parse_verifier_key
 from services.ledger.rotation import KeyChain, RotationError, follow, parse_rotation, sign_rotation
 from services.ledger.service import Ledger
 from services.ledger.tables import ledger_checkpoints, ledger_keys, ledger_leaf_formats
@@ -28,6 +27,7 @@ from shared.db import Database
 from shared.eventstore import EventStore, NewEvent, RecordedEvent
 from shared.eventstore.sequencer import Sequencer
 from shared.eventstore.writer import WriterSigner, public_key_text
+from shared.tlog.note import NoteError, NoteSigner, open_checkpoint, parse_verifier_key
 from tests.ledger.conftest import ORIGIN, SEED, T0, signed_store
 from tests.strategies import json_values
 from tests.support import Api
@@ -149,7 +149,7 @@ def test_a_rotation_chain_is_followed_from_the_first_key_and_forgeries_refused()
 
 
 def open_note_text(note: str, signer: NoteSigner) -> str:
-    from services.ledger.note import open_note
+    from shared.tlog.note import open_note
 
     return open_note(note, signer.verifier)
 

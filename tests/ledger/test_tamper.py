@@ -14,12 +14,12 @@ from sqlalchemy import Connection, text
 from typer.testing import CliRunner
 
 from services.cli import cli
-from services.ledger import merkle
 from services.ledger.service import Ledger
 from shared.clock import FrozenClock
 from shared.db import Database
 from shared.eventstore import EventStore
 from shared.eventstore.writer import canonical_event, event_digest
+from shared.tlog import merkle
 from tests.ledger.conftest import T0, append_events, writer
 
 EVENTS = 40

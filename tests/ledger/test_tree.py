@@ -7,7 +7,7 @@ import threading
 import pytest
 from sqlalchemy import func, select, text
 
-from services.ledger import merkle, tree
+from services.ledger import tree
 from services.ledger.errors import InvalidRange, PositionNotFound, TreeTooSmall
 from services.ledger.leaf import V2, leaf_hash
 from services.ledger.service import Ledger
@@ -15,6 +15,7 @@ from services.ledger.tables import ledger_head, ledger_nodes
 from services.ledger.tree import LedgerFeeder
 from shared.db import Database
 from shared.eventstore import EventStore
+from shared.tlog import merkle
 from tests.ledger.conftest import append_events
 
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.ledger import merkle
+from shared.tlog import merkle
 
 VECTORS = Path(__file__).parent / "vectors"
 

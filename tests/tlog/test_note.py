@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from services.ledger import leaf, merkle, note
+from services.ledger import leaf
 from shared.eventstore import RecordedEvent
+from shared.tlog import merkle, note
 
 # golang.org/x/mod/sumdb/note's documented example: key, text and the exact signed note it produces.
 GO_SKEY_SEED = base64.b64decode("AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz")[1:]
