@@ -116,11 +116,10 @@ class NoteSigner:
         return f"{text}\n{SIGNATURE_PREFIX}{self.name} {blob}\n"
 
 
-def open_note(note: str | bytes, verifier: Verifier) -> str:
-    """The text of a note that carries a valid signature by this verifier; NoteError otherwise.
+def split_note(note: str | bytes) -> tuple[str, list[tuple[str, bytes]]]:
+    """A note's text and its signature lines as (key name, raw key hash || signature); NoteError if malformed.
 
-    Signatures by other keys are ignored (a note may be cosigned); a line that claims our key but does not verify,
-    or any line that is not a well-formed signature, refuses the whole note.
+    Every byte is accounted for: a line that is not a well-formed signature refuses the whole note.
     """
     if isinstance(note, bytes):
         try:
@@ -135,7 +134,7 @@ def open_note(note: str | bytes, verifier: Verifier) -> str:
     text, block = note[: split + 1], note[split + 2 :]
     if any(ch < " " and ch != "\n" for ch in note):
         raise NoteError("a note holds no control characters other than newlines")
-    found = False
+    signatures: list[tuple[str, bytes]] = []
     for line in block[:-1].split("\n"):
         if not line.startswith(SIGNATURE_PREFIX):
             raise NoteError(f"not a signature line: {line!r}")
@@ -145,6 +144,19 @@ def open_note(note: str | bytes, verifier: Verifier) -> str:
         raw = b64decode_strict(blob)
         if len(raw) < 5:
             raise NoteError("a signature is a 4-byte key hash and at least one byte")
+        signatures.append((name, raw))
+    return text, signatures
+
+
+def open_note(note: str | bytes, verifier: Verifier) -> str:
+    """The text of a note that carries a valid signature by this verifier; NoteError otherwise.
+
+    Signatures by other keys are ignored (a note may be cosigned); a line that claims our key but does not verify,
+    or any line that is not a well-formed signature, refuses the whole note.
+    """
+    text, signatures = split_note(note)
+    found = False
+    for name, raw in signatures:
         if name != verifier.name or raw[:4] != verifier.key_hash:
             continue
         if len(raw) != 4 + 64 or not verifier.verify(text.encode(), raw[4:]):
