@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -785,8 +784,9 @@ def _notifier_process(settings: Settings) -> None:
     container.close()
 
 
-def _die_with_parent(supervisor: int) -> None:
-    """In a child, before exec: ask Linux to SIGTERM it when its parent dies, so a killed supervisor leaves none."""
+def _child_of(supervisor: int, stops: set[signal.Signals]) -> None:
+    """In a child, before exec: take signals again, and ask Linux to SIGTERM it when its parent dies."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)  # the supervisor's blocked mask would survive the exec
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
         if os.getppid() != supervisor:  # the supervisor died before the request was in place
@@ -805,9 +805,10 @@ def _supervise(settings: Settings, count: int) -> int:
         # cap itself stays whole in each child: every process counts the fleet's leases against it).
         return str(limit // count + (1 if n < limit % count else 0))
 
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):  # before the children start: a stop must never be lost
-        signal.signal(sig, lambda *_: stopping.set())
+    # Blocked before the children start, so a stop is never lost, and waited for with sigtimedwait, so no handler
+    # runs inside a wait that holds a lock (as in _run_alone).
+    stops = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)
     children = [
         subprocess.Popen(
             [sys.executable, "-m", "services.cli", "notifier"],
@@ -817,12 +818,13 @@ def _supervise(settings: Settings, count: int) -> int:
                 "TAKEDOWN_WEBHOOK_CONCURRENCY": share(settings.webhook_concurrency, n),
                 "TAKEDOWN_WEBHOOK_PER_PLATFORM_PER_PROCESS": share(settings.webhook_per_platform, n),
             },
-            preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+            preexec_fn=functools.partial(_child_of, os.getpid(), stops),
         )
         for n in range(count)
     ]
-    while not stopping.is_set() and all(c.poll() is None for c in children):
-        stopping.wait(0.2)
+    stopping = False
+    while not stopping and all(c.poll() is None for c in children):
+        stopping = signal.sigtimedwait(stops, 0.2) is not None
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
@@ -835,9 +837,9 @@ def _supervise(settings: Settings, count: int) -> int:
             child.kill()  # hangs beyond it: killed; its leases expire and another worker takes its deliveries
             codes.append(child.wait())
     # A child stopped by our SIGTERM before it set its handler stopped cleanly too; killed by signal N: 128 + N.
-    clean = {0, -signal.SIGTERM, -signal.SIGINT} if stopping.is_set() else {0}
+    clean = {0, -signal.SIGTERM, -signal.SIGINT} if stopping else {0}
     failed = [128 - c if c < 0 else c for c in codes if c not in clean]
-    if stopping.is_set():
+    if stopping:
         return failed[0] if failed else 0
     return failed[0] if failed else 1  # a child stopped on its own: that is a failure of the whole
 
