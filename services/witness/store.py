@@ -103,14 +103,16 @@ def save_latest(conn: Connection, origin: str, previous: Latest | None, new: Lat
     if previous is None:
         dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
         statement = dialect_insert(latest_checkpoints).values(origin=origin, **values).on_conflict_do_nothing()
-        return conn.execute(statement).rowcount == 1
+        # RETURNING, not rowcount: psycopg reports no count for an INSERT ... ON CONFLICT through SQLAlchemy.
+        return conn.execute(statement.returning(latest_checkpoints.c.origin)).first() is not None
     c = latest_checkpoints.c
     changed = conn.execute(
         update(latest_checkpoints)
         .where(c.origin == origin, c.size == previous.size, c.root == previous.root)
         .values(**values)
+        .returning(c.origin)
     )
-    return changed.rowcount == 1
+    return changed.first() is not None
 
 
 def record_refusal(
