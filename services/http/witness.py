@@ -41,7 +41,8 @@ def _status(error: WitnessError) -> int:
 def protocol_refusal(error: WitnessError) -> Response:
     """A refusal as c2sp.org/tlog-witness answers it: the status, and for a size mismatch the witness's size."""
     if isinstance(error, OldSizeMismatch):
-        return Response(f"{error.latest_size}\n", status_code=409, media_type=TLOG_SIZE)
+        # Exactly the spec's media type: Starlette would append "; charset=utf-8" to a text/* media_type.
+        return Response(f"{error.latest_size}\n", status_code=409, headers={"Content-Type": TLOG_SIZE})
     return PlainTextResponse(f"{error.reason}\n", status_code=_status(error))
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from services.witness import store
 from services.witness.service import Witness
-from shared.clock import FrozenClock
+from shared.clock import Clock, FrozenClock
 from shared.db import Database, make_engine
 from shared.tlog.cosignature import Cosigner
 from shared.tlog.merkle import consistency_proof, leaf_hash, root_of
@@ -104,7 +104,7 @@ def clock() -> FrozenClock:
     return FrozenClock(T0)
 
 
-def make_witness(url: str, log_signer: NoteSigner, cosigner: Cosigner, clock: FrozenClock) -> Witness:
+def make_witness(url: str, log_signer: NoteSigner, cosigner: Cosigner, clock: Clock) -> Witness:
     """A witness process's worth: its own engine on the database, its tables created, the log trusted."""
     engine = make_engine(url)
     store.create(engine)
