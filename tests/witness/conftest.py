@@ -104,11 +104,11 @@ def clock() -> FrozenClock:
     return FrozenClock(T0)
 
 
-def make_witness(url: str, log_signer: NoteSigner, cosigner: Cosigner, clock: Clock) -> Witness:
+def make_witness(url: str, log_signer: NoteSigner, cosigner: Cosigner, clock: Clock, origin: str = ORIGIN) -> Witness:
     """A witness process's worth: its own engine on the database, its tables created, the log trusted."""
     engine = make_engine(url)
     store.create(engine)
-    return Witness(Database(engine), {ORIGIN: [log_signer.verifier]}, cosigner, clock)
+    return Witness(Database(engine), {origin: [log_signer.verifier]}, cosigner, clock)
 
 
 @pytest.fixture
