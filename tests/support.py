@@ -68,7 +68,8 @@ def make_api(db_url: str, **settings: Any) -> Iterator[Api]:
     container.close()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -77,7 +78,7 @@ def _free_port() -> int:
 @contextmanager
 def serve(app: Any) -> Iterator[str]:
     """The app behind a real uvicorn server on 127.0.0.1 (a free port), in a thread."""
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
