@@ -42,11 +42,12 @@ _OLD_SIZE = re.compile(r"old (0|[1-9][0-9]*)")  # [0-9], not \d: only ASCII digi
 
 @dataclass(frozen=True)
 class Submission:
-    """An add-checkpoint request as parsed: the old size, the proof, the signed note and what it states."""
+    """An add-checkpoint request as parsed: the old size, the proof, the signed note, its body and what it states."""
 
     old_size: int
     proof: tuple[bytes, ...]
     note: str
+    body: str  # the note's text as signed, extension lines included: what a cosignature signs
     checkpoint: CheckpointBody
 
 
@@ -86,7 +87,7 @@ def parse_submission(body: bytes) -> Submission:
         raise MalformedSubmission(f"the checkpoint is malformed: {exc}") from exc
     if old_size > MAX_TREE_SIZE or checkpoint.size > MAX_TREE_SIZE:
         raise MalformedSubmission("a tree size is below 2^63")
-    return Submission(old_size, proof, note, checkpoint)
+    return Submission(old_size, proof, note, body_text, checkpoint)
 
 
 def _proof_hash(line: str) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -10,7 +11,7 @@ from sqlalchemy import Connection
 
 from services.witness import store
 from services.witness.domain import Latest, Submission, check_signature, decide, parse_submission
-from services.witness.errors import WitnessError
+from services.witness.errors import BadProof, RootMismatch, WitnessError
 from services.witness.store import Refusal
 from shared.clock import Clock
 from shared.db import Database, TransientError
@@ -23,6 +24,9 @@ class _Refused:
     """A refusal decided inside the transaction, raised once the record of it has committed."""
 
     error: WitnessError
+
+
+log = logging.getLogger("takedown.witness")
 
 
 class Witness:
@@ -59,10 +63,23 @@ class Witness:
 
         outcome = self.db.run(work)
         if isinstance(outcome, _Refused):
+            # A fork's two signed checkpoints are evidence against the log; a stale old size is routine catch-up.
+            fork = isinstance(outcome.error, (RootMismatch, BadProof))
+            log.log(
+                logging.WARNING if fork else logging.INFO,
+                "refused a checkpoint of %s: %s",
+                submission.checkpoint.origin,
+                outcome.error.reason,
+                extra={
+                    "origin": submission.checkpoint.origin,
+                    "code": outcome.error.code,
+                    "checkpoint": submission.note,
+                },
+            )
             raise outcome.error
         # Persisted before answering (the spec's MUST): the cosignature is made only after the commit.
         timestamp = int(self.clock.now().timestamp())
-        return self.cosigner.cosign(submission.checkpoint.text(), timestamp)
+        return self.cosigner.cosign(submission.body, timestamp)
 
     def _record(
         self,

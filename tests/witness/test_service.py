@@ -14,7 +14,7 @@ from services.witness.errors import BadProof, NotTrusted, OldSizeMismatch, RootM
 from services.witness.service import Witness
 from shared.clock import FrozenClock
 from shared.tlog.cosignature import Cosigner, cosignatures
-from shared.tlog.note import NoteSigner
+from shared.tlog.note import CheckpointBody, NoteSigner
 from tests.builders import T0
 from tests.witness.conftest import ORIGIN, Log, make_witness, seed
 from tests.witness.spec_verifier import SpecError, checkpoint_body, verify_response
@@ -34,6 +34,15 @@ def test_a_checkpoint_is_cosigned_and_becomes_the_latest(witness: Witness, log: 
     assert stored(witness) == Latest(5, log.root(5), log.checkpoint(5))
     witness.add_checkpoint(log.submission(5, 9))
     assert stored(witness) == Latest(9, log.root(9), log.checkpoint(9))
+
+
+def test_extension_lines_are_cosigned_with_the_rest_of_the_body(witness: Witness, log: Log) -> None:
+    body = CheckpointBody(ORIGIN, 5, log.root(5)).text() + "extension: one more line\n"
+    note = log.signer.sign(body)
+    lines = witness.add_checkpoint(f"old 0\n\n{note}".encode())
+    verify_response(lines, body, witness.vkey)
+    with pytest.raises(SpecError):
+        verify_response(lines, CheckpointBody(ORIGIN, 5, log.root(5)).text(), witness.vkey)
 
 
 def test_the_spec_verifier_refuses_a_cosignature_of_another_body_or_key(witness: Witness, log: Log) -> None:
@@ -100,13 +109,13 @@ def test_a_stale_compare_and_swap_writes_nothing(witness: Witness, log: Log) -> 
 def race(witnesses: list[Witness], bodies: list[bytes]) -> list[str | WitnessError]:
     """Each witness sends its body at the same moment (a barrier releases the threads together)."""
     barrier = threading.Barrier(len(bodies))
-    results: dict[int, str | WitnessError] = {}
+    results: dict[int, str | BaseException] = {}
 
     def submit(n: int) -> None:
-        barrier.wait()
         try:
+            barrier.wait()
             results[n] = witnesses[n].add_checkpoint(bodies[n])
-        except WitnessError as exc:
+        except BaseException as exc:  # noqa: BLE001 - every thread's outcome is collected, the unexpected too
             results[n] = exc
 
     threads = [threading.Thread(target=submit, args=(n,)) for n in range(len(bodies))]
@@ -114,7 +123,10 @@ def race(witnesses: list[Witness], bodies: list[bytes]) -> list[str | WitnessErr
         t.start()
     for t in threads:
         t.join(30)
-    return [results[n] for n in range(len(bodies))]
+    outcomes = [results.get(n, TimeoutError(f"submission {n} did not finish")) for n in range(len(bodies))]
+    unexpected = [r for r in outcomes if isinstance(r, BaseException) and not isinstance(r, WitnessError)]
+    assert not unexpected, unexpected
+    return [r for r in outcomes if isinstance(r, str | WitnessError)]
 
 
 @pytest.mark.parametrize("first", [True, False], ids=["first-checkpoint", "from-a-stored-one"])
