@@ -15,6 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse, Response
 
 from services.http import problems
+from services.http.app import operation_id
 from services.http.bodylimit import BodyLimitMiddleware
 from services.http.requestid import RequestIdMiddleware
 from services.http.schemas.witness import RefusalOut, RefusalsPage
@@ -25,6 +26,7 @@ from services.witness.store import Refusal
 # An old size line, 63 proof lines of 45 bytes and a checkpoint with a few signatures fit in 8 KiB.
 MAX_BODY_BYTES = 16 * 1024
 TLOG_SIZE = "text/x.tlog.size"
+TAGS = [{"name": "witness", "description": "c2sp.org/tlog-witness, and the witness's public record"}]
 _TEXT = {"text/plain": {"schema": {"type": "string"}}}
 # The witness's refusal codes and their statuses, from the one table.
 _STATUS_OF_CODE = {
@@ -67,6 +69,7 @@ def create_witness_app(witness: Witness, max_body_bytes: int = MAX_BODY_BYTES) -
         title="Takedown witness",
         summary="A C2SP tlog-witness: cosigns checkpoints consistent with the latest it cosigned.",
         version="1",
+        generate_unique_id_function=operation_id,
     )
     router = APIRouter(tags=["witness"])
 
@@ -132,7 +135,9 @@ def create_witness_app(witness: Witness, max_body_bytes: int = MAX_BODY_BYTES) -
     def openapi() -> dict[str, Any]:
         # Problems are declared by reference (problems.problem_responses): their schemas join the components.
         if app.openapi_schema is None:
-            document = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            document = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes, tags=TAGS
+            )
             document.setdefault("components", {}).setdefault("schemas", {}).update(problems.problem_schemas())
             app.openapi_schema = document
         return app.openapi_schema

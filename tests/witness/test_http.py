@@ -106,10 +106,23 @@ def test_what_is_not_a_protocol_answer_is_a_problem(client: httpx.Client, log: L
 
 def test_the_openapi_document_declares_every_answer(client: httpx.Client) -> None:
     document = client.get("/openapi.json").json()
-    answers = document["paths"]["/add-checkpoint"]["post"]["responses"]
+    ops = {(m, p): op for p, item in document["paths"].items() for m, op in item.items()}
+    assert {key: op["operationId"] for key, op in ops.items()} == {
+        ("post", "/add-checkpoint"): "add_checkpoint",
+        ("get", "/vkey"): "vkey",
+        ("get", "/refusals"): "refusals",
+    }
+    answers = ops[("post", "/add-checkpoint")]["responses"]
     assert {"200", "400", "403", "404", "409", "413", "422"} <= set(answers)
-    assert "text/x.tlog.size" in answers["409"]["content"]
-    assert "Problem" in document["components"]["schemas"]
+    assert set(answers["409"]["content"]) == {"text/x.tlog.size", "text/plain"}
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for (method, path), op in ops.items():
+        assert op["tags"] == ["witness"]
+        for status, response in op["responses"].items():
+            protocol = path == "/add-checkpoint" and status in {"200", "400", "403", "404", "409", "422"}
+            if not protocol and not status.startswith("2"):
+                assert response["content"] == problem, (method, path, status)
 
 
 def test_two_witness_processes_share_one_latest(witness_db_url: str, log: Log, witness: Witness) -> None:
