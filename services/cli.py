@@ -695,6 +695,72 @@ def feeder() -> None:
 cli.add_typer(ledger_cli, name="ledger")
 
 
+# ------------------------------------------------------------------------------------------------ witness
+
+witness_cli = typer.Typer(
+    help="A C2SP tlog-witness on its own database: cosigns the checkpoints of the logs it is given.",
+    no_args_is_help=True,
+)
+
+
+def _witness_settings(name: str | None, key_file: str | None, db_url: str | None, logs: list[str]) -> Settings:
+    """The settings with the command line's witness options over them (`--log ORIGIN=VKEY` adds to WITNESS_LOGS)."""
+    settings = _settings()
+    trusted = dict(settings.witness_logs)
+    for entry in logs:
+        origin, equals, vkey = entry.partition("=")  # origins have no '='; a vkey's base64 may end with some
+        if not equals:
+            raise typer.BadParameter(f"--log is ORIGIN=VKEY, not {entry!r}")
+        trusted[origin] = vkey
+    changes: dict[str, Any] = {"witness_logs": trusted}
+    for field, value in (("witness_name", name), ("witness_key_file", key_file), ("witness_database_url", db_url)):
+        if value is not None:
+            changes[field] = value
+    return settings.model_copy(update=changes)
+
+
+_WitnessName = Annotated[str | None, typer.Option("--name", help="its key name (default: WITNESS_NAME)")]
+_WitnessKey = Annotated[str | None, typer.Option("--key-file", help="its Ed25519 seed (made 0600 on first use)")]
+
+
+@witness_cli.command("serve")
+def witness_serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8090,
+    db_url: Annotated[str | None, typer.Option("--db-url", help="default: WITNESS_DATABASE_URL")] = None,
+    key_file: _WitnessKey = None,
+    name: _WitnessName = None,
+    log_: Annotated[
+        list[str] | None, typer.Option("--log", help="a log to witness, ORIGIN=VKEY (its note key); repeatable")
+    ] = None,
+) -> None:
+    """Serve POST /add-checkpoint, GET /vkey and GET /refusals."""
+    from services.bootstrap import witness_from_settings
+    from services.http.witness import create_witness_app
+
+    settings = _witness_settings(name, key_file, db_url, log_ or [])
+    try:
+        witness = witness_from_settings(settings)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if not witness.logs:
+        raise typer.BadParameter("no log to witness: give --log ORIGIN=VKEY or TAKEDOWN_WITNESS_LOGS")
+    _starting(settings, "witness")
+    log.info("witness %s for %s", witness.vkey, ", ".join(sorted(witness.logs)))
+    uvicorn.run(create_witness_app(witness), host=host, port=port, log_config=None, access_log=False)
+
+
+@witness_cli.command("vkey")
+def witness_vkey(key_file: _WitnessKey = None, name: _WitnessName = None) -> None:
+    """Print the witness's cosignature/v1 verifier key (its seed made on first use)."""
+    from services.bootstrap import witness_cosigner
+
+    typer.echo(witness_cosigner(_witness_settings(name, key_file, None, [])).verifier.vkey)
+
+
+cli.add_typer(witness_cli, name="witness")
+
+
 @cli.command("report")
 def report(
     start: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="first day")],

@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     log_json: bool = False
     # The public transparency report withholds every cell with fewer orders than this (small-cell suppression).
     transparency_min_cell: int = Field(default=5, ge=1)
+    # `takedown witness serve`, a C2SP tlog-witness run on its own (by a platform or an NGO): its own database (not
+    # the service's), its name, its Ed25519 cosigning seed (a file made with mode 0600 on first use), and the logs it
+    # witnesses as {origin: note verifier key} (TAKEDOWN_WITNESS_LOGS='{"example.com/log": "name+hash+key"}').
+    witness_database_url: str = "sqlite:///./witness.db"
+    witness_name: str | None = None  # default: the public base URL's host + /witness
+    witness_key_file: str = "./witness.key"
+    witness_logs: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("log_level", mode="before")
     @classmethod
