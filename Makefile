@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint bench install browser nginx clean lock
+.PHONY: run test lint bench install browser nginx clean lock secrets
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ bench: $(BIN)/python
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/notifier.py
 	$(BIN)/python bench/intake.py
+
+## The secret files docker-compose.yml mounts (./secrets/*.txt): random passwords and keys; existing ones are kept.
+secrets:
+	$(PYTHON) ops/make_secrets.py secrets
 
 clean:
 	rm -rf $(VENV) takedown.db takedown.db-wal takedown.db-shm

@@ -119,7 +119,6 @@ def start_nginx(upstream_ports: list[int]) -> Proxy:
     port = unused_port()
     (prefix / "listen.conf").write_text(f"listen 127.0.0.1:{port};\n")
     (prefix / "upstreams.conf").write_text(upstreams_conf(upstream_ports))
-    (prefix / "temp").mkdir()
     stdout = open(prefix / "access.log", "wb")  # noqa: SIM115 - handed to the process, closed below
     stderr = open(prefix / "stderr.log", "wb")  # noqa: SIM115
     run_as: dict[str, Any] = {}
