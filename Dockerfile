@@ -3,12 +3,14 @@
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
-COPY constraints.txt ./
+# The locked runtime packages first (a layer that changes only with the lock), every file checked by its hash.
+COPY requirements-runtime.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements-runtime.lock
 COPY pyproject.toml README.md ./
 COPY shared shared
 COPY services services
 COPY migrations migrations
-RUN pip install --no-cache-dir -c constraints.txt . \
+RUN pip install --no-cache-dir --no-deps . \
     && useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent takedown
 # Key files and secrets come from /run/secrets (compose `secrets:`); nothing in /app is writable by the service.
 USER 10001:10001
