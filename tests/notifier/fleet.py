@@ -13,10 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -29,75 +25,23 @@ from services.bootstrap import Container, bootstrap
 from services.http.schemas.orders import IssueOrderIn
 from services.notifier.tables import deliveries
 from shared.auth import Principal
-from tests.builders import TEST_KEK, order_body, platform_fields, service_settings
+from tests.builders import order_body, platform_fields, service_settings
+from tests.processes import TakedownProcess
 
 from .receiver import Receiver, _head, _read_request
-
-ROOT = Path(__file__).resolve().parents[2]
-TAKEDOWN = Path(sys.executable).parent / "takedown"
-
 
 # ------------------------------------------------------------------------------------------------ processes
 
 
-class NotifierProcess:
-    """One `takedown notifier` OS process; its stderr goes to a file the test can show when it fails."""
+class NotifierProcess(TakedownProcess):
+    """One `takedown notifier` OS process."""
 
     def __init__(self, db_url: str, name: str, log_dir: Path, **env: str) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        # application_name lets the test see in pg_stat_activity that the process is up and claiming.
-        sep = "&" if "?" in db_url else "?"
-        environment = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("TAKEDOWN_")},
-            "TAKEDOWN_DATABASE_URL": f"{db_url}{sep}application_name={name}",
-            "TAKEDOWN_WEBHOOK_ALLOW_LIST": '["127.0.0.1"]',
-            "TAKEDOWN_EMBEDDED_WORKERS": "false",
-            "TAKEDOWN_ENVIRONMENT": "test",
-            "TAKEDOWN_NOTIFIER_PROCESSES": "1",
-            "TAKEDOWN_SECRETS_KEK": TEST_KEK,
-            "PYTHONUNBUFFERED": "1",
-            **env,
-        }
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [str(TAKEDOWN), "notifier"],
-            cwd=ROOT,
-            env=environment,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
+        super().__init__(("notifier",), db_url, name, log_dir, **env)
 
     def owns(self, worker_id: str) -> bool:
         """Whether a worker id (`host:pid:object`) names this process."""
         return worker_id.split(":")[1] == str(self.pid)
-
-    def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def terminate(self, timeout: float = 20.0) -> int:
-        """SIGTERM and wait (the CLI stops claiming and lets in-flight attempts finish); SIGKILL as a last resort."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if not self._log.closed:
-            self._log.close()
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        """SIGKILL: the process dies at once, holding whatever leases it had."""
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(5)
 
 
 def wait_until_claiming(admin_url: str, database: str, names: list[str], procs: list[NotifierProcess]) -> None:
