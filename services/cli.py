@@ -293,9 +293,11 @@ def keys_init_ledger() -> None:
 def _demo(container: Container) -> dict[str, Any]:
     """A demo platform and one key per role, printed at start-up. The keys of the last start are reused while they
     are valid and speak for the same tenant: their plaintexts are kept in a 0600 file (`demo_keys_file`)."""
+    from services import demo as samples
     from services.registry import service as registry
 
     now = container.clock.now()
+    refusal = samples.seeding_refusal(container)
     with container.db.transaction() as conn:
         platform = next((p for p in registry.list_all(conn) if p.name == "Demo Platform"), None)
         if platform is None:
@@ -307,7 +309,8 @@ def _demo(container: Container) -> dict[str, Any]:
                     "representative": {"name": "Aigerim Demo", "citizenship": "KZ", "email": "rep@demo.example"},
                     "webhook_url": None,
                 },
-                now,
+                # Before the sample history, so that the representative is on record when its orders notify it.
+                samples.history_start(now) if refusal is None else now,
             )
     wanted: dict[Role, dict[str, str]] = {
         "admin": {},
@@ -344,14 +347,21 @@ def _demo(container: Container) -> dict[str, Any]:
             )
     if made != saved or not private:
         _write_private(path, json.dumps(made, indent=2) + "\n")
-    return {"platform_id": platform.id, "keys": made, "reused": reused, "file": str(path)}
+    info: dict[str, Any] = {"platform_id": platform.id, "keys": made, "reused": reused, "file": str(path)}
+    if refusal is None:
+        info["seeded"] = samples.seed(container, samples.principals(container, made))
+    else:
+        info["seeded"], info["not_seeded"] = 0, refusal
+    return info
 
 
 @cli.command()
 def run(
     host: Annotated[str | None, typer.Option(help="bind address")] = None,
     port: Annotated[int | None, typer.Option(help="port")] = None,
-    demo: Annotated[bool, typer.Option(help="register a demo platform and print demo keys")] = False,
+    demo: Annotated[
+        bool, typer.Option(help="register a demo platform, seed sample orders and print demo keys")
+    ] = False,
 ) -> None:
     """The all-in-one service: migrate, then serve the API with the sequencer and notifier in-process."""
     settings = _settings()
@@ -363,6 +373,10 @@ def run(
         for role, key in info["keys"].items():
             typer.echo(f"demo {role:<8} key: {key}")
         typer.echo(f"demo keys kept in {info['file']} (reused: {', '.join(info['reused']) or 'none'})")
+        if info["seeded"]:
+            typer.echo(f"demo sample orders: {info['seeded']} issued, see /dashboard with the auditor key")
+        else:
+            typer.echo(f"demo sample orders: not seeded, {info['not_seeded']}")
     typer.echo(f"API docs: http://{host or settings.host}:{port or settings.port}/docs")
     _serve(container, True, host or settings.host, port or settings.port)
     container.close()

@@ -1,0 +1,191 @@
+"""`takedown run --demo` seeds sample orders through the real commands: the dashboard, the report and the ledger
+accept them, a second start seeds nothing, and the running demo serves non-zero figures at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from services import demo
+from services.bootstrap import Container, bootstrap
+from services.cli import _demo
+from services.orders import views
+from services.sla import queries
+from services.transparency.service import make_report
+from shared.auth import Principal
+from shared.clock import FrozenClock
+from shared.eventstore import RecordedEvent
+from tests.builders import service_settings
+from tests.notifier.receiver import unused_port
+
+# A Friday in March: the finished month before it (February) holds about half of the sample history.
+NOW = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
+AUDITOR = Principal(key_id="test-auditor", role="auditor")
+
+
+@pytest.fixture
+def container(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Container]:
+    monkeypatch.chdir(tmp_path)  # the demo keys file of a PostgreSQL demo lands in the working directory
+    monkeypatch.setenv("TAKEDOWN_LEDGER_KEY_FILE", str(tmp_path / "ledger.key"))
+    c = bootstrap(service_settings(db_url), clock=FrozenClock(NOW))
+    yield c
+    c.close()
+
+
+def _caught_up(c: Container) -> None:
+    """Positions given, the SLA projection fed, the sweep run once at the present (what `run` does on start)."""
+    c.sequencer.catch_up()
+    while c.projections.run_once():
+        pass
+    c.sweep.run_once()
+    c.sequencer.catch_up()
+    while c.projections.run_once():
+        pass
+
+
+def test_the_scenario_is_in_time_order_and_entirely_in_the_past_but_for_the_present_part() -> None:
+    samples = demo.scenario()
+    happenings = demo.timeline(samples, NOW)
+    assert [at for at, _, _ in happenings] == sorted(at for at, _, _ in happenings)
+    past = [at for at, index, _ in happenings if samples[index].issued_hours_ago > 0]
+    assert max(past) < NOW and min(past) > demo.history_start(NOW)
+    assert len({s.reference for s in samples}) == len(samples) >= 30
+
+
+def test_the_seeded_orders_show_every_sla_status_the_dashboard_has(container: Container) -> None:
+    info = _demo(container)
+    assert info["seeded"] == len(demo.scenario())
+    _caught_up(container)
+    with container.read_db.read() as conn:
+        [summary] = queries.summary(conn, AUDITOR, None)
+    expected = Counter(s.shows for s in demo.scenario())
+    assert {k: v for k, v in summary["counts"].items() if v} == dict(expected)
+    for status in ("met", "met_late", "breached", "at_risk", "declined", "contested", "on_track"):
+        assert summary["counts"][status] > 0, status
+    assert summary["answered"] > 0 and summary["percent_met"] is not None
+
+    documents = [dict(row.document) for row in _orders(container)]
+    upheld = [d for d in documents if d["contested_at"] and d["upheld_at"]]
+    assert len(upheld) == 1 and upheld[0]["status"] == "closed"
+    assert {d["notified_via"] for d in documents if d.get("notified_via")} >= {"inbox", "email"}
+    # The past had its sweeps: the late orders were escalated when their deadlines passed, not at the seeding.
+    escalated = [e for e in _events(container) if e.type == "order.escalated"]
+    assert escalated and all(e.recorded_at < NOW for e in escalated)
+
+
+def test_the_transparency_report_of_the_finished_months_has_rows(container: Container) -> None:
+    _demo(container)
+    _caught_up(container)
+    with container.read_db.read() as conn:
+        report = make_report(conn, today=NOW.date(), start=None, end=None)
+    published = [r for r in report.rows if not r.suppressed and r.figures is not None]
+    assert published and report.total.orders > 0
+    assert any(r.period == "2026-02" and r.figures and r.figures.orders >= 5 for r in published)
+    assert report.total.sla_met > 0 and report.total.outcomes["removed"] > 0
+
+
+def test_the_ledger_verifies_the_seeded_history_and_a_second_start_seeds_nothing(container: Container) -> None:
+    _demo(container)
+    _caught_up(container)
+    assert demo.seeding_refusal(container) == "the sample orders are there already"
+    container.ledger.feed()
+    container.ledger.checkpoint()
+    report = container.ledger.verify()
+    assert report.ok, report.problems
+    with container.db.read() as conn:
+        assert report.events_checked == container.store.head(conn)
+    orders_before = len(_orders(container))
+
+    again = _demo(container)
+    assert again["seeded"] == 0 and "checkpoint" in again["not_seeded"]
+    assert again["platform_id"] == _demo(container)["platform_id"]
+    assert len(_orders(container)) == orders_before
+    assert container.ledger.blocked() is None
+
+
+def test_events_stay_in_time_order_in_every_stream(container: Container) -> None:
+    _demo(container)
+    _caught_up(container)
+    by_stream: dict[str, list[datetime]] = {}
+    for e in _events(container):
+        by_stream.setdefault(e.stream_id, []).append(e.recorded_at)
+    assert all(times == sorted(times) for times in by_stream.values())
+    with container.db.read() as conn:
+        oldest = conn.execute(select(func.min(views.orders.c.issued_at))).scalar_one()
+    assert NOW - oldest > timedelta(days=40)
+
+
+def _orders(c: Container) -> list[Any]:
+    with c.db.read() as conn:
+        return list(conn.execute(select(views.orders)).all())
+
+
+def _events(c: Container) -> list[RecordedEvent]:
+    with c.db.read() as conn:
+        return c.store.read_all(conn, limit=100_000)
+
+
+# ----------------------------------------------------------------------------------------- the real command
+
+
+def test_takedown_run_demo_serves_the_dashboards_figures(tmp_path: Path) -> None:
+    """`takedown run --demo` in a fresh directory, as `make run` starts it: the dashboard's data is there at once."""
+    port = unused_port()
+    env = {
+        **os.environ,
+        "TAKEDOWN_DATABASE_URL": f"sqlite:///{tmp_path / 'takedown.db'}",
+        "TAKEDOWN_ENVIRONMENT": "development",
+        "TAKEDOWN_WRITER_KEY_FILE": str(tmp_path / "writer.key"),
+        "TAKEDOWN_LEDGER_KEY_FILE": str(tmp_path / "ledger.key"),
+        "TAKEDOWN_SECRETS_KEK_FILE": str(tmp_path / "secrets.kek"),
+        "TAKEDOWN_LOG_LEVEL": "WARNING",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "run", "--demo", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout and proc.stdout.read()
+                time.sleep(0.1)
+        keys = json.loads((tmp_path / "takedown.demo-keys.json").read_text())
+        headers = {"Authorization": f"Bearer {keys['auditor']}"}
+        while True:  # the projection catches up within a poll or two
+            overview = httpx.get(f"{base}/v1/dashboard/overview", headers=headers, timeout=10)
+            assert overview.status_code == 200, overview.text
+            shown = overview.json()
+            if shown["tiles"]["total"] == len(demo.scenario()):
+                break
+            assert time.monotonic() < deadline, shown["tiles"]
+            time.sleep(0.2)
+        counts = shown["tiles"]["counts"]
+        assert counts["met"] and counts["met_late"] and counts["at_risk"] and counts["breached"]
+        assert shown["urgent_total"] == counts["at_risk"] + counts["breached"] and shown["daily"]
+        report = httpx.get(f"{base}/v1/transparency/report", timeout=10).json()
+        assert report["total"]["orders"] > 0
+    finally:
+        proc.terminate()
+        output, _ = proc.communicate(timeout=30)
+    assert f"demo sample orders: {len(demo.scenario())} issued" in output, output
