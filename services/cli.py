@@ -299,12 +299,12 @@ def _demo(container: Container) -> dict[str, Any]:
     now = container.clock.now()
     refusal = samples.seeding_refusal(container)
     with container.db.transaction() as conn:
-        platform = next((p for p in registry.list_all(conn) if p.name == "Demo Platform"), None)
+        platform = next((p for p in registry.list_all(conn) if p.name == samples.PLATFORM_NAME), None)
         if platform is None:
             platform, _ = container.registry.register_in(
                 conn,
                 {
-                    "name": "Demo Platform",
+                    "name": samples.PLATFORM_NAME,
                     "monthly_users": 250_000,
                     "representative": {"name": "Aigerim Demo", "citizenship": "KZ", "email": "rep@demo.example"},
                     "webhook_url": None,

@@ -29,12 +29,15 @@ from services.orders.domain import (
     Withdraw,
 )
 from services.orders.sla_clock import SlaStatus
+from services.registry import service as registry
 from shared.auth import Principal
 from shared.clock import FrozenClock
 from shared.events import Authority, Category, Item, LegalBasis, OrderFields, Outcome, RequestedAction
 
 log = logging.getLogger("takedown.demo")
 
+# The platform the samples are issued to (registered by the demo in services/cli.py).
+PLATFORM_NAME = "Demo Platform"
 # Every sample order's issuer_reference starts so: how a second start knows the samples are there.
 REFERENCE_PREFIX = "DEMO-"
 # The oldest sample is issued this long before the demo starts; the platform is registered a day before it.
@@ -217,8 +220,12 @@ def seeding_refusal(container: Container) -> str | None:
         seeded = conn.execute(
             select(views.orders.c.id).where(views.orders.c.issuer_reference.startswith(REFERENCE_PREFIX)).limit(1)
         ).first()
+        platform = next((p for p in registry.list_all(conn) if p.name == PLATFORM_NAME), None)
     if seeded is not None:
         return "the sample orders are there already"
+    if platform is not None and platform.created_at > history_start(container.clock.now()):
+        # Its representative would not be on record when the older samples notify it.
+        return f"{PLATFORM_NAME} was registered after the sample history would begin"
     return None
 
 

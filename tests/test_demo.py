@@ -27,7 +27,7 @@ from services.transparency.service import make_report
 from shared.auth import Principal
 from shared.clock import FrozenClock
 from shared.eventstore import RecordedEvent
-from tests.builders import service_settings
+from tests.builders import platform_fields, service_settings
 from tests.notifier.receiver import unused_port
 
 # A Friday in March: the finished month before it (February) holds about half of the sample history.
@@ -189,3 +189,18 @@ def test_takedown_run_demo_serves_the_dashboards_figures(tmp_path: Path) -> None
         proc.terminate()
         output, _ = proc.communicate(timeout=30)
     assert f"demo sample orders: {len(demo.scenario())} issued" in output, output
+
+
+def test_a_database_whose_ledger_signed_a_checkpoint_gets_no_backdated_history(container: Container) -> None:
+    container.ledger.checkpoint()  # a service that ran before, without the demo
+    info = _demo(container)
+    assert info["seeded"] == 0 and info["not_seeded"].startswith("the ledger has signed a checkpoint")
+    assert _orders(container) == []
+
+
+def test_a_demo_platform_registered_recently_gets_no_history_before_it(container: Container) -> None:
+    """A demo of before the samples: its platform's representative was not on record when they would begin."""
+    container.registry.register("admin", {**platform_fields(demo.PLATFORM_NAME), "webhook_url": None})
+    info = _demo(container)
+    assert info["seeded"] == 0 and "registered after" in info["not_seeded"]
+    assert _orders(container) == []
