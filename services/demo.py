@@ -7,12 +7,14 @@ database), so the SLA projection, the transparency report and the ledger see a h
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+import httpx
 from sqlalchemy import select
 
 from services.bootstrap import Container, bootstrap
@@ -30,6 +32,7 @@ from services.orders.domain import (
 )
 from services.orders.sla_clock import SlaStatus
 from services.registry import service as registry
+from services.webhooks.safety import is_allowed_destination
 from shared.auth import Principal
 from shared.clock import FrozenClock
 from shared.events import Authority, Category, Item, LegalBasis, OrderFields, Outcome, RequestedAction
@@ -234,9 +237,25 @@ def history_start(now: datetime) -> datetime:
     return now - HISTORY - timedelta(days=1)
 
 
-def seed(container: Container, principals: Principals, samples: Sequence[Sample] | None = None) -> int:
-    """Play the samples through the order commands: the past with a clock set back, then the present. Returns how
-    many orders were issued. Call it only when `seeding_refusal` is None."""
+@dataclass(frozen=True)
+class Seeded:
+    """What `seed` did: how many orders it issued, and where the present orders are pushed (or why they are not)."""
+
+    orders: int
+    webhook: str
+
+
+def seed(
+    container: Container,
+    principals: Principals,
+    receiver: str | None = None,
+    samples: Sequence[Sample] | None = None,
+) -> Seeded:
+    """Play the samples through the order commands: the past with a clock set back, then the present.
+
+    `receiver`: the base URL of this process, whose demo receiver the platform's webhook is set to once the past
+    is played (the present orders are then pushed to it for real). Call it only when `seeding_refusal` is None.
+    """
     samples = scenario() if samples is None else samples
     now = container.clock.now()
     platform_id = principals.platform.platform_id
@@ -258,9 +277,16 @@ def seed(container: Container, principals: Principals, samples: Sequence[Sample]
             clock.set(swept)
             past.sweep.run_once()
 
+    webhook = "none: the present orders wait in the platform's inbox"
+    present = False
     for at, index, step in timeline(samples, now):
         live = samples[index].issued_hours_ago == 0
         sweep_until(now if live else at)
+        if live and not present:
+            present = True  # the past is played: what it queued is settled, the webhook set for the present
+            _settle_pushes(past)
+            if receiver is not None:
+                webhook = _set_webhook(container, platform_id, f"{receiver}/demo/receiver/{platform_id}")
         c = container if live else past
         if not live:
             clock.set(at)
@@ -272,8 +298,31 @@ def seed(container: Container, principals: Principals, samples: Sequence[Sample]
         done = answered.setdefault(index, set())
         _play(c, principals, order_ids[index], samples[index], step.action, done, c.clock.now())
     sweep_until(now)
-    log.info("demo: %d sample orders issued", len(order_ids))
-    return len(order_ids)
+    log.info("demo: %d sample orders issued; webhook %s", len(order_ids), webhook)
+    return Seeded(len(order_ids), webhook)
+
+
+def _settle_pushes(past: Container) -> None:
+    """Settle the pushes the past queued, in the past: the platform had no webhook, so each waits in its inbox."""
+
+    async def settle() -> None:
+        pool = httpx.AsyncHTTPTransport()  # the notifier sends nothing to an endpoint without a URL
+        while jobs := await asyncio.to_thread(past.notifier.claim, 500):
+            for job in jobs:
+                await past.notifier.attempt(pool, job)
+        await pool.aclose()
+
+    asyncio.run(settle())
+
+
+def _set_webhook(container: Container, platform_id: str, url: str) -> str:
+    """Point the demo platform's webhook at this process's receiver, if the allow-list lets the notifier call it."""
+    settings = container.settings
+    allowed, why = is_allowed_destination(url, settings.webhook_allow_list, https_only=settings.production)
+    if not allowed:
+        return f"none ({why}: allow-list it with TAKEDOWN_WEBHOOK_ALLOW_LIST); the present orders wait in the inbox"
+    container.registry.update("demo", platform_id, {"webhook_url": url})
+    return url
 
 
 def _play(

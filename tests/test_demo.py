@@ -16,14 +16,17 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from services import demo
 from services.bootstrap import Container, bootstrap
 from services.cli import _demo
+from services.http.app import create_app
 from services.orders import views
 from services.sla import queries
 from services.transparency.service import make_report
+from services.webhooks.signing import generate_secret, webhook_headers
 from shared.auth import Principal
 from shared.clock import FrozenClock
 from shared.eventstore import RecordedEvent
@@ -137,6 +140,45 @@ def _events(c: Container) -> list[RecordedEvent]:
         return c.store.read_all(conn, limit=100_000)
 
 
+def test_the_past_pushes_are_settled_in_the_past_and_the_webhook_is_set_for_the_present(container: Container) -> None:
+    info = _demo(container, "http://127.0.0.1:9")
+    platform_id = info["platform_id"]
+    assert info["webhook"] == f"http://127.0.0.1:9/demo/receiver/{platform_id}"
+    assert container.registry.get(platform_id).webhook_url == info["webhook"]
+    pending = container.deliveries.find(state="pending", limit=1000)
+    cancelled = container.deliveries.find(state="cancelled", limit=1000)
+    # The platform had no webhook in the past: what the history queued waits in the inbox, without an attempt.
+    assert cancelled and all(not d["attempt_log"] and d["created_at"] < NOW for d in cancelled)
+    present = {row.id for row in _orders(container) if row.issued_at == NOW}
+    assert len(present) == 2 and {d["order_id"] for d in pending} == present
+
+
+def test_a_demo_without_loopback_in_the_allow_list_keeps_the_present_in_the_inbox(
+    container: Container,
+) -> None:
+    container.settings = container.settings.model_copy(update={"webhook_allow_list": []})
+    info = _demo(container, "http://127.0.0.1:9")
+    assert "TAKEDOWN_WEBHOOK_ALLOW_LIST" in info["webhook"] and "loopback" in info["webhook"]
+    assert container.registry.get(info["platform_id"]).webhook_url is None
+
+
+def test_the_demo_receiver_takes_only_pushes_signed_with_the_platforms_secret(container: Container) -> None:
+    info = _demo(container)
+    platform_id, body = info["platform_id"], b'{"type":"order.issued"}'
+    [secret] = container.registry.signing_secrets(platform_id)
+    stamp = int(container.clock.now().timestamp())
+    with TestClient(create_app(container, run_workers=False, demo=True)) as client:
+        path = f"/demo/receiver/{platform_id}"
+        signed = webhook_headers([secret], "msg_1", stamp, body)
+        assert client.post(path, content=body, headers=signed).status_code == 204
+        forged = webhook_headers([generate_secret()], "msg_1", stamp, body)
+        refused = client.post(path, content=body, headers=forged)
+        assert refused.status_code == 401 and refused.headers["content-type"] == "application/problem+json"
+        assert client.post("/demo/receiver/nobody", content=body, headers=signed).status_code == 404
+    with TestClient(create_app(container, run_workers=False)) as client:
+        assert client.post(path, content=body, headers=signed).status_code == 404  # only the demo mounts it
+
+
 # ----------------------------------------------------------------------------------------- the real command
 
 
@@ -151,6 +193,7 @@ def test_takedown_run_demo_serves_the_dashboards_figures(tmp_path: Path) -> None
         "TAKEDOWN_LEDGER_KEY_FILE": str(tmp_path / "ledger.key"),
         "TAKEDOWN_SECRETS_KEK_FILE": str(tmp_path / "secrets.kek"),
         "TAKEDOWN_LOG_LEVEL": "WARNING",
+        "TAKEDOWN_WEBHOOK_ALLOW_LIST": '["127.0.0.1"]',  # as `make run` sets it: the demo receiver is this process
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "run", "--demo", "--port", str(port)],
@@ -176,7 +219,8 @@ def test_takedown_run_demo_serves_the_dashboards_figures(tmp_path: Path) -> None
             overview = httpx.get(f"{base}/v1/dashboard/overview", headers=headers, timeout=10)
             assert overview.status_code == 200, overview.text
             shown = overview.json()
-            if shown["tiles"]["total"] == len(demo.scenario()):
+            # Every sample projected, the one waiting for its push delivered to the demo receiver.
+            if shown["tiles"]["total"] == len(demo.scenario()) and not shown["tiles"]["counts"]["awaiting_delivery"]:
                 break
             assert time.monotonic() < deadline, shown["tiles"]
             time.sleep(0.2)
@@ -185,10 +229,14 @@ def test_takedown_run_demo_serves_the_dashboards_figures(tmp_path: Path) -> None
         assert shown["urgent_total"] == counts["at_risk"] + counts["breached"] and shown["daily"]
         report = httpx.get(f"{base}/v1/transparency/report", timeout=10).json()
         assert report["total"]["orders"] > 0
+        admin = {"Authorization": f"Bearer {keys['admin']}"}
+        newest = httpx.get(f"{base}/v1/orders", headers=admin, timeout=10).json()["items"][:2]
+        assert {o["notified_via"] for o in newest} == {"webhook", "inbox"}, newest
     finally:
         proc.terminate()
         output, _ = proc.communicate(timeout=30)
     assert f"demo sample orders: {len(demo.scenario())} issued" in output, output
+    assert f"demo webhook: {base}/demo/receiver/" in output, output
 
 
 def test_a_database_whose_ledger_signed_a_checkpoint_gets_no_backdated_history(container: Container) -> None:
