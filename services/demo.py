@@ -212,13 +212,6 @@ def principals(container: Container, keys: Mapping[str, str]) -> Principals:
 
 def seeding_refusal(container: Container) -> str | None:
     """Why the sample history cannot be seeded into this database (None: it can)."""
-    try:
-        container.ledger.latest_checkpoint()
-    except NoCheckpoint:
-        pass
-    else:
-        # The feeder refuses events recorded long before a signed checkpoint: backdated history would stop it.
-        return "the ledger has signed a checkpoint already, so backdated sample history would be refused"
     with container.db.read() as conn:
         seeded = conn.execute(
             select(views.orders.c.id).where(views.orders.c.issuer_reference.startswith(REFERENCE_PREFIX)).limit(1)
@@ -226,6 +219,13 @@ def seeding_refusal(container: Container) -> str | None:
         platform = next((p for p in registry.list_all(conn) if p.name == PLATFORM_NAME), None)
     if seeded is not None:
         return "the sample orders are there already"
+    try:
+        container.ledger.latest_checkpoint()
+    except NoCheckpoint:
+        pass
+    else:
+        # The feeder refuses events recorded long before a signed checkpoint: backdated history would stop it.
+        return "the ledger has signed a checkpoint already, so backdated sample history would be refused"
     if platform is not None and platform.created_at > history_start(container.clock.now()):
         # Its representative would not be on record when the older samples notify it.
         return f"{PLATFORM_NAME} was registered after the sample history would begin"

@@ -112,7 +112,7 @@ def test_the_ledger_verifies_the_seeded_history_and_a_second_start_seeds_nothing
     orders_before = len(_orders(container))
 
     again = _demo(container)
-    assert again["seeded"] == 0 and "checkpoint" in again["not_seeded"]
+    assert again == {**again, "seeded": 0, "not_seeded": "the sample orders are there already"}
     assert again["platform_id"] == _demo(container)["platform_id"]
     assert len(_orders(container)) == orders_before
     assert container.ledger.blocked() is None
