@@ -17,12 +17,14 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from services import demo
 from services.bootstrap import Container, bootstrap
 from services.cli import _demo
 from services.http.app import create_app
+from services.notifier.outbox import SUPERVISOR
 from services.orders import views
 from services.sla import queries
 from services.transparency.service import make_report
@@ -151,6 +153,26 @@ def test_the_past_pushes_are_settled_in_the_past_and_the_webhook_is_set_for_the_
     assert cancelled and all(not d["attempt_log"] and d["created_at"] < NOW for d in cancelled)
     present = {row.id for row in _orders(container) if row.issued_at == NOW}
     assert len(present) == 2 and {d["order_id"] for d in pending} == present
+
+
+def test_the_supervisors_copies_of_past_escalations_are_left_to_the_live_notifier(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TAKEDOWN_LEDGER_KEY_FILE", str(tmp_path / "ledger.key"))
+    supervised = service_settings(db_url).model_copy(
+        update={
+            "supervisor_webhook_url": "http://127.0.0.1:9/supervisor",
+            "supervisor_webhook_secret": SecretStr(generate_secret()),
+        }
+    )
+    c = bootstrap(supervised, clock=FrozenClock(NOW))
+    try:
+        _demo(c)
+        copies = [d for d in c.deliveries.find(limit=1000) if d["platform_id"] == SUPERVISOR]
+        assert copies and all(d["state"] == "pending" and not d["attempt_log"] for d in copies)
+    finally:
+        c.close()
 
 
 def test_a_demo_without_loopback_in_the_allow_list_keeps_the_present_in_the_inbox(
