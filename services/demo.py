@@ -298,6 +298,9 @@ def seed(
         done = answered.setdefault(index, set())
         _play(c, principals, order_ids[index], samples[index], step.action, done, c.clock.now())
     sweep_until(now)
+    # Numbered now (PostgreSQL; SQLite numbers at commit): were the feeder to sign its first checkpoint before the
+    # sequencer reached the history, it would refuse all of it as backdated.
+    container.sequencer.catch_up()
     log.info("demo: %d sample orders issued; webhook %s", len(order_ids), webhook)
     return Seeded(len(order_ids), webhook)
 

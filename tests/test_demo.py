@@ -33,6 +33,7 @@ from shared.auth import Principal
 from shared.clock import FrozenClock
 from shared.eventstore import RecordedEvent
 from tests.builders import platform_fields, service_settings
+from tests.conftest import drop_pg, fresh_pg_url
 from tests.notifier.receiver import unused_port
 
 # A Friday in March: the finished month before it (February) holds about half of the sample history.
@@ -103,6 +104,8 @@ def test_the_transparency_report_of_the_finished_months_has_rows(container: Cont
 
 def test_the_ledger_verifies_the_seeded_history_and_a_second_start_seeds_nothing(container: Container) -> None:
     _demo(container)
+    with container.db.read() as conn:  # numbered before `run` starts a feeder that could checkpoint ahead of it
+        assert container.store.unnumbered(conn)[0] == 0
     _caught_up(container)
     assert demo.seeding_refusal(container) == "the sample orders are there already"
     container.ledger.feed()
@@ -204,12 +207,22 @@ def test_the_demo_receiver_takes_only_pushes_signed_with_the_platforms_secret(co
 # ----------------------------------------------------------------------------------------- the real command
 
 
-def test_takedown_run_demo_serves_the_dashboards_figures(tmp_path: Path) -> None:
-    """`takedown run --demo` in a fresh directory, as `make run` starts it: the dashboard's data is there at once."""
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_takedown_run_demo_serves_the_dashboards_figures(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """`takedown run --demo` in a fresh directory, as `make run` starts it: the dashboard's data is there at once,
+    and the ledger takes the backdated history (on PostgreSQL the sequencer numbers it before the feeder's first
+    checkpoint, else the feeder would refuse it as backdated)."""
     port = unused_port()
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'takedown.db'}"
+    else:
+        url = fresh_pg_url(request.getfixturevalue("pg_template"))
+        request.addfinalizer(lambda: drop_pg(url))
     env = {
         **os.environ,
-        "TAKEDOWN_DATABASE_URL": f"sqlite:///{tmp_path / 'takedown.db'}",
+        "TAKEDOWN_DATABASE_URL": url,
         "TAKEDOWN_ENVIRONMENT": "development",
         "TAKEDOWN_WRITER_KEY_FILE": str(tmp_path / "writer.key"),
         "TAKEDOWN_LEDGER_KEY_FILE": str(tmp_path / "ledger.key"),
@@ -235,7 +248,8 @@ def test_takedown_run_demo_serves_the_dashboards_figures(tmp_path: Path) -> None
             except httpx.TransportError:
                 assert proc.poll() is None and time.monotonic() < deadline, proc.stdout and proc.stdout.read()
                 time.sleep(0.1)
-        keys = json.loads((tmp_path / "takedown.demo-keys.json").read_text())
+        keys_file = "takedown.demo-keys.json" if backend == "sqlite" else "demo-keys.json"
+        keys = json.loads((tmp_path / keys_file).read_text())
         headers = {"Authorization": f"Bearer {keys['auditor']}"}
         while True:  # the projection catches up within a poll or two
             overview = httpx.get(f"{base}/v1/dashboard/overview", headers=headers, timeout=10)
@@ -254,6 +268,15 @@ def test_takedown_run_demo_serves_the_dashboards_figures(tmp_path: Path) -> None
         admin = {"Authorization": f"Bearer {keys['admin']}"}
         newest = httpx.get(f"{base}/v1/orders", headers=admin, timeout=10).json()["items"][:2]
         assert {o["notified_via"] for o in newest} == {"webhook", "inbox"}, newest
+        while (ledger := httpx.get(f"{base}/readyz", timeout=10).json()["ledger"]).get("status") == "ok":
+            checkpoint = httpx.get(f"{base}/v1/ledger/checkpoint", timeout=10)
+            if (
+                checkpoint.status_code == 200 and checkpoint.json()["tree_size"] >= 150
+            ):  # the history: 37 orders, 199 events
+                break
+            assert time.monotonic() < deadline, checkpoint.text
+            time.sleep(0.2)
+        assert ledger["status"] == "ok", ledger
     finally:
         proc.terminate()
         output, _ = proc.communicate(timeout=30)
