@@ -200,6 +200,10 @@ def test_the_demo_receiver_takes_only_pushes_signed_with_the_platforms_secret(co
         refused = client.post(path, content=body, headers=forged)
         assert refused.status_code == 401 and refused.headers["content-type"] == "application/problem+json"
         assert client.post("/demo/receiver/nobody", content=body, headers=signed).status_code == 404
+        declared = client.get("/openapi.json").json()["paths"]["/demo/receiver/{platform_id}"]["post"]["responses"]
+        problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        assert set(declared) == {"204", "401", "404", "422"}
+        assert all(declared[status]["content"] == problem for status in ("401", "404", "422"))
     with TestClient(create_app(container, run_workers=False)) as client:
         assert client.post(path, content=body, headers=signed).status_code == 404  # only the demo mounts it
 

@@ -20,7 +20,7 @@ router = APIRouter(tags=["demo"])
     summary="The demo platform's webhook (demo only): verifies the Standard Webhooks signature",
     status_code=204,
     response_class=Response,
-    responses={**problem_responses(401, 404), 204: {"description": "Signed with the platform's secret: received"}},
+    responses={**problem_responses(401, 404, 422), 204: {"description": "Signed with the platform's secret: received"}},
 )
 async def demo_receiver(platform_id: str, request: Request, c: ContainerDep) -> Response:
     """Accept a push signed with the platform's current secret (a 2xx notifies the platform); refuse any other."""
