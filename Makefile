@@ -24,10 +24,11 @@ nginx:
 	@test -x /usr/sbin/nginx || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }
 
 ## Set everything up and run the all-in-one service on SQLite with demo data (http://127.0.0.1:8000/docs).
+## Loopback is allow-listed so that the demo platform's webhook, this process's demo receiver, is pushed to.
 run: $(BIN)/python
 	$(BIN)/pip install --quiet --require-hashes -r requirements-runtime.lock
 	$(BIN)/pip install --quiet --no-deps -e .
-	$(BIN)/takedown run --demo
+	TAKEDOWN_WEBHOOK_ALLOW_LIST=$${TAKEDOWN_WEBHOOK_ALLOW_LIST:-'["127.0.0.1"]'} $(BIN)/takedown run --demo
 
 ## Install the test dependencies, lint, type-check services/ and shared/ (mypy, strict), and run every test on SQLite and PostgreSQL.
 test: install

@@ -75,11 +75,11 @@ def _starting(settings: Settings, process: str) -> None:
     log.info("starting %s", process, extra={"service": process, "settings": settings.redacted()})
 
 
-def _serve(container: Container, run_workers: bool, host: str, port: int) -> None:
+def _serve(container: Container, run_workers: bool, host: str, port: int, demo: bool = False) -> None:
     """Serve the API with uvicorn, its own loggers routed through ours (no access log: ours has the request id)."""
     _starting(container.settings, "run" if run_workers else "api")
     _seal_plaintext(container)
-    app = create_app(container, run_workers=run_workers)
+    app = create_app(container, run_workers=run_workers, demo=demo)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
 
@@ -291,24 +291,30 @@ def keys_init_ledger() -> None:
     typer.echo(public_key_text(signer.public_key))
 
 
-def _demo(container: Container) -> dict[str, Any]:
+def _demo(container: Container, receiver: str | None = None) -> dict[str, Any]:
     """A demo platform and one key per role, printed at start-up. The keys of the last start are reused while they
-    are valid and speak for the same tenant: their plaintexts are kept in a 0600 file (`demo_keys_file`)."""
+    are valid and speak for the same tenant: their plaintexts are kept in a 0600 file (`demo_keys_file`).
+
+    On a database that can take them, the sample orders of `services/demo.py` too; `receiver`: this process's base
+    URL, whose demo receiver the present samples are pushed to."""
+    from services import demo as samples
     from services.registry import service as registry
 
     now = container.clock.now()
+    refusal = samples.seeding_refusal(container)
     with container.db.transaction() as conn:
-        platform = next((p for p in registry.list_all(conn) if p.name == "Demo Platform"), None)
+        platform = next((p for p in registry.list_all(conn) if p.name == samples.PLATFORM_NAME), None)
         if platform is None:
             platform, _ = container.registry.register_in(
                 conn,
                 {
-                    "name": "Demo Platform",
+                    "name": samples.PLATFORM_NAME,
                     "monthly_users": 250_000,
                     "representative": {"name": "Aigerim Demo", "citizenship": "KZ", "email": "rep@demo.example"},
                     "webhook_url": None,
                 },
-                now,
+                # Before the sample history, so that the representative is on record when its orders notify it.
+                samples.history_start(now) if refusal is None else now,
             )
     wanted: dict[Role, dict[str, str]] = {
         "admin": {},
@@ -345,27 +351,43 @@ def _demo(container: Container) -> dict[str, Any]:
             )
     if made != saved or not private:
         _write_private(path, json.dumps(made, indent=2) + "\n")
-    return {"platform_id": platform.id, "keys": made, "reused": reused, "file": str(path)}
+    info: dict[str, Any] = {"platform_id": platform.id, "keys": made, "reused": reused, "file": str(path)}
+    if refusal is None:
+        seeded = samples.seed(container, samples.principals(container, made), receiver)
+        info["seeded"], info["webhook"] = seeded.orders, seeded.webhook
+    else:
+        info["seeded"], info["not_seeded"] = 0, refusal
+    return info
 
 
 @cli.command()
 def run(
     host: Annotated[str | None, typer.Option(help="bind address")] = None,
     port: Annotated[int | None, typer.Option(help="port")] = None,
-    demo: Annotated[bool, typer.Option(help="register a demo platform and print demo keys")] = False,
+    demo: Annotated[
+        bool, typer.Option(help="register a demo platform, seed sample orders and print demo keys")
+    ] = False,
 ) -> None:
     """The all-in-one service: migrate, then serve the API with the sequencer and notifier in-process."""
     settings = _settings()
     container = bootstrap(settings)
     upgrade(container.db.engine)
     if demo:
-        info = _demo(container)
+        # The demo receiver is called on this process's own address (0.0.0.0 and :: listen on loopback too).
+        bound = host or settings.host
+        own = "127.0.0.1" if bound in ("0.0.0.0", "::", "") else f"[{bound}]" if ":" in bound else bound
+        info = _demo(container, f"http://{own}:{port or settings.port}")
         typer.echo(f"demo platform id: {info['platform_id']}")
         for role, key in info["keys"].items():
             typer.echo(f"demo {role:<8} key: {key}")
         typer.echo(f"demo keys kept in {info['file']} (reused: {', '.join(info['reused']) or 'none'})")
+        if info["seeded"]:
+            typer.echo(f"demo sample orders: {info['seeded']} issued, see /dashboard with the auditor key")
+            typer.echo(f"demo webhook: {info['webhook']}")
+        else:
+            typer.echo(f"demo sample orders: not seeded, {info['not_seeded']}")
     typer.echo(f"API docs: http://{host or settings.host}:{port or settings.port}/docs")
-    _serve(container, True, host or settings.host, port or settings.port)
+    _serve(container, True, host or settings.host, port or settings.port, demo=demo)
     container.close()
 
 

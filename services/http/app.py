@@ -23,6 +23,7 @@ from services.http import problems
 from services.http.bodylimit import BodyLimitMiddleware
 from services.http.dashboard import router as dashboard_router
 from services.http.deliveries import router as deliveries_router
+from services.http.demo import router as demo_router
 from services.http.deps import ContainerDep
 from services.http.evidence import router as evidence_router
 from services.http.keys import router as keys_router
@@ -44,8 +45,9 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def create_app(container: Container, run_workers: bool | None = None) -> FastAPI:
-    """Build the API around a container; `run_workers` starts the in-process sequencer (and notifier)."""
+def create_app(container: Container, run_workers: bool | None = None, demo: bool = False) -> FastAPI:
+    """Build the API around a container; `run_workers` starts the in-process sequencer (and notifier); `demo` mounts
+    the demo platform's webhook receiver."""
     workers = container.settings.embedded_workers if run_workers is None else run_workers
 
     @asynccontextmanager
@@ -99,6 +101,7 @@ def create_app(container: Container, run_workers: bool | None = None) -> FastAPI
         transparency_router,
         dashboard_router,
         keys_router,
+        *([demo_router] if demo else []),
     ]
     problems.install(app, routers)
     app.add_middleware(BodyLimitMiddleware, max_bytes=container.settings.max_body_bytes)

@@ -426,6 +426,14 @@ class Registry:
 
         return self.db.run(work, retry_on=(ConcurrencyError, TransientError))
 
+    def signing_secrets(self, platform_id: str) -> list[str]:
+        """The secrets the platform's pushes are signed with now: what its receiver verifies them with."""
+        with self.db.read() as conn:
+            found = endpoints(conn, [platform_id], self.keyring())
+        if platform_id not in found:
+            raise PlatformNotFound()
+        return found[platform_id].signing_secrets(self.clock.now())
+
     def seal_stored(self) -> int:
         """Seal every plaintext secret (stored before sealing existed) or one under a retired KEK; how many rows.
 

@@ -6,7 +6,7 @@ import base64
 import hashlib
 import hmac
 import secrets as _random_source
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
@@ -42,6 +42,26 @@ def signature_header(secrets: Sequence[str], msg_id: str, timestamp: int, body: 
     if not secrets:
         raise ValueError("at least one webhook secret is required")
     return " ".join(sign(secret, msg_id, timestamp, body) for secret in secrets)
+
+
+# How far a receiver lets a push's timestamp be from its own clock (the Standard Webhooks libraries' default).
+TOLERANCE_S = 300
+
+
+def verify(
+    secrets: Sequence[str], headers: Mapping[str, str], body: bytes, now: int, tolerance_s: int = TOLERANCE_S
+) -> bool:
+    """Whether a received push is signed by one of these secrets over these bytes, and its timestamp is recent.
+
+    What a receiver checks (the demo's does): any one v1 signature of the header that matches one secret is enough,
+    as during a rotation a push carries a signature per secret.
+    """
+    msg_id, stamp = headers.get("webhook-id"), headers.get("webhook-timestamp", "")
+    if not msg_id or not stamp.isdigit() or abs(now - int(stamp)) > tolerance_s:
+        return False
+    expected = [sign(secret, msg_id, int(stamp), body) for secret in secrets]
+    given = headers.get("webhook-signature", "").split()
+    return any(hmac.compare_digest(g.encode(), e.encode()) for g in given for e in expected)
 
 
 def webhook_headers(secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:

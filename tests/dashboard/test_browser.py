@@ -147,3 +147,50 @@ def test_the_dashboard_shows_the_apis_figures_filters_and_a_timeline_in_chromium
         finally:
             browser.close()
     assert seeded.ids
+
+
+def test_the_demos_sample_orders_show_on_the_dashboard_without_a_console_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_template: Path
+) -> None:
+    """What a newcomer sees after `make run`: every tile of the demo's samples filled, the urgent list too."""
+    from datetime import UTC, datetime
+
+    from services.bootstrap import bootstrap
+    from services.cli import _demo
+    from services.http.app import create_app
+    from services.sla import queries
+    from shared.auth import Principal
+    from shared.clock import FrozenClock
+    from tests.builders import service_settings
+
+    monkeypatch.setenv("TAKEDOWN_LEDGER_KEY_FILE", str(tmp_path / "ledger.key"))
+    container = bootstrap(
+        service_settings(fresh_sqlite_url(sqlite_template, tmp_path)), clock=FrozenClock(datetime.now(UTC))
+    )
+    keys = _demo(container)["keys"]
+    container.sequencer.catch_up()
+    container.projections.run_once()
+    with container.read_db.read() as conn:
+        [summary] = queries.summary(conn, Principal(key_id="t", role="auditor"), None)
+    with serve(create_app(container, run_workers=False, demo=True)) as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(10_000)
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+            sign_in(page, base, keys["auditor"])
+            assert text(page, ".tile[data-status=total] .n") == str(summary["total"]) != "0"
+            for status in ("met", "met_late", "at_risk", "breached", "declined", "contested"):
+                shown = text(page, f".tile[data-status={status}] .n")
+                assert shown == str(summary["counts"][status]) != "0", status
+            urgent = summary["counts"]["at_risk"] + summary["counts"]["breached"]
+            assert page.locator("#urgent tr[data-order-id]").count() == urgent
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
+            assert errors == [], errors
+        finally:
+            browser.close()
+    container.close()

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from services.webhooks.signing import generate_secret, sign, signature_header, webhook_headers
+from services.webhooks.signing import generate_secret, sign, signature_header, verify, webhook_headers
 
 BODY = json.dumps({"type": "order.issued", "timestamp": "2026-03-02T09:00:00Z", "data": {"id": "o1"}}).encode()
 
@@ -107,3 +107,18 @@ def test_property_reference_verifier_accepts_any_message(msg_id: str, body: str,
     raw = body.encode()
     headers = webhook_headers([secret], msg_id, int(time.time()), raw)
     assert Webhook(secret).verify(raw, headers, json_parse=False) is None
+
+
+def test_verify_accepts_what_the_reference_signs_and_nothing_changed() -> None:
+    secret, other = generate_secret(), generate_secret()
+    now = 1_700_000_000
+    signed = Webhook(secret).sign("msg_1", datetime.fromtimestamp(now, UTC), BODY.decode())
+    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(now), "webhook-signature": signed}
+    assert verify([secret], headers, BODY, now)
+    assert verify([other, secret], headers, BODY, now + 299)  # one secret of a rotation is enough
+    assert not verify([other], headers, BODY, now)
+    assert not verify([secret], headers, BODY + b" ", now)
+    assert not verify([secret], {**headers, "webhook-id": "msg_2"}, BODY, now)
+    assert not verify([secret], headers, BODY, now + 301)  # a replay after the tolerance
+    assert not verify([secret], {**headers, "webhook-timestamp": "soon"}, BODY, now)
+    assert not verify([secret], {k: v for k, v in headers.items() if k != "webhook-signature"}, BODY, now)
