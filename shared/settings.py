@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     # In production /metrics answers only with `Authorization: Bearer <metrics_key>` (and not at all without one);
     # /docs and /redoc are off there. Elsewhere both are open, as on a developer's machine.
     metrics_key: SecretStr | None = None
+    # Every background process (sequencer, scheduler, projections, ledger feeder, notifier) serves its own /metrics
+    # on this port, bound to `host`, behind the same key (0: none). `takedown notifier` with N processes gives its
+    # children this port and the N - 1 after it. The API serves /metrics on its own port and ignores this one.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # One JSON object per log line (for a log shipper) instead of lines for a console.
     log_json: bool = False
