@@ -3,6 +3,7 @@ process applies, the API's route included."""
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -63,7 +64,9 @@ class MetricsServer:
         """Bind the port and serve until `stop` (a busy port fails the process at start-up, not at a scrape)."""
         self._server = make_server(self.host, self.port, self.app, server_class=_Server, handler_class=_Quiet)
         self.port = self._server.server_port
-        threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True).start()
+        # Polled every 0.1 s for `stop`: the default 0.5 s would add that much to every process's stop.
+        serve = functools.partial(self._server.serve_forever, poll_interval=0.1)
+        threading.Thread(target=serve, name="metrics", daemon=True).start()
         log.info("metrics on http://%s:%d/metrics", self.host, self.port)
 
     def stop(self) -> None:
