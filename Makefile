@@ -3,18 +3,22 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint bench install browser clean lock
+.PHONY: run test lint bench install browser promtool clean lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-install: $(BIN)/python browser
+install: $(BIN)/python browser promtool
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 
 ## Debian's chromium for the dashboard's browser test (Playwright drives it; its own browser download is unreachable).
 browser:
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+## Prometheus's promtool checks and unit-tests the shipped alert rules (tests/test_alert_rules.py runs it).
+promtool:
+	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
 ## Set everything up and run the all-in-one service on SQLite with demo data (http://127.0.0.1:8000/docs).
 run: $(BIN)/python

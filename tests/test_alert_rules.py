@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +130,11 @@ def test_the_scrape_configuration_has_a_job_per_kind_of_process_and_loads_the_ru
     assert "alerts.yml" in document["rule_files"]
     kinds = {kind.replace(" ", "-") for kind in FIGURES} - {"run"}
     assert {f"takedown-{kind}" for kind in kinds} == scrape_jobs()
+
+
+def test_prometheus_accepts_the_rules_and_they_fire_as_their_unit_tests_say() -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: `make install` installs it (Debian's prometheus package)"
+    for args in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]):
+        done = subprocess.run([promtool, *args], cwd=RULES.parent, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
