@@ -5,5 +5,6 @@ COPY shared shared
 COPY services services
 COPY migrations migrations
 RUN pip install --no-cache-dir -c constraints.txt .
-EXPOSE 8000
+# 8000: the API; 9100: a background process's /metrics (TAKEDOWN_METRICS_PORT)
+EXPOSE 8000 9100
 CMD ["takedown", "api", "--host", "0.0.0.0"]
