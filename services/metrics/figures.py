@@ -1,5 +1,5 @@
 """Which figures each kind of process serves as its own: the table the alert rules, the dashboard and the tests
-that scrape every kind of process are checked against (tests/test_alert_rules.py, tests/test_metrics_processes.py).
+that scrape every kind of process are checked against (tests/test_alert_rules.py, tests/metrics/test_processes.py).
 
 Names are metric families as Prometheus client libraries register them (a counter without its `_total`). Every
 process registers every family (one import graph), but only these move in it; the embedded `run` serves them all.
