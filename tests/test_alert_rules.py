@@ -1,5 +1,5 @@
 """The shipped Prometheus alert rules and Grafana dashboard name only metrics the service exports, each from the kind
-of process that serves it (services/metrics/figures.py, which tests/test_metrics_processes.py checks against real
+of process that serves it (services/metrics/figures.py, which tests/metrics/test_processes.py checks against real
 processes), and every gauge has a rule."""
 
 from __future__ import annotations
