@@ -3,18 +3,25 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint bench install browser promtool clean lock
+.PHONY: run test lint bench install browser nginx promtool clean lock audit secrets
 
+# The venv's own pip is the one that checks the hashes; the lock then puts its pinned pip in its place.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
-install: $(BIN)/python browser promtool
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+# Every package from the hash-locked requirements.lock (pip refuses any file whose hash differs), then the project
+# itself without dependencies: nothing is resolved at install time.
+install: $(BIN)/python browser nginx promtool
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 
 ## Debian's chromium for the dashboard's browser test (Playwright drives it; its own browser download is unreachable).
 browser:
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+## Debian's nginx for tests/ops/test_proxy.py, which runs ops/nginx/takedown.conf unprivileged in a temp prefix.
+nginx:
+	@test -x /usr/sbin/nginx || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }
 
 ## Prometheus's promtool checks and unit-tests the shipped alert rules (tests/test_alert_rules.py runs it).
 promtool:
@@ -22,7 +29,8 @@ promtool:
 
 ## Set everything up and run the all-in-one service on SQLite with demo data (http://127.0.0.1:8000/docs).
 run: $(BIN)/python
-	$(BIN)/pip install --quiet -c constraints.txt -e .
+	$(BIN)/pip install --quiet --require-hashes -r requirements-runtime.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	$(BIN)/takedown run --demo
 
 ## Install the test dependencies, lint, type-check services/ and shared/ (mypy, strict), and run every test on SQLite and PostgreSQL.
@@ -36,16 +44,32 @@ lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
 bench: $(BIN)/python
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,bench]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/notifier.py
 	$(BIN)/python bench/intake.py
 
+## The secret files docker-compose.yml mounts (./secrets/*.txt): random passwords and keys; existing ones are kept.
+secrets:
+	$(PYTHON) ops/make_secrets.py secrets
+
 clean:
 	rm -rf $(VENV) takedown.db takedown.db-wal takedown.db-shm
 
-## Pin what the tests passed with: the installed versions become constraints.txt (run after `make test`).
-lock: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test,bench]'
-	{ sed -n '1,2p' constraints.txt; $(BIN)/pip freeze --exclude-editable; } > constraints.txt.new && mv constraints.txt.new constraints.txt
+## Re-lock after a change to pyproject.toml: uv keeps every version already in requirements.lock (to move one:
+## `$(BIN)/uv pip compile ... --upgrade-package NAME`), adds hashes of every file of each release, and derives the
+## image's requirements-runtime.lock from it (the same versions, runtime packages only).
+lock: install
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra bench --extra tools --generate-hashes \
+		--python-version 3.11 --custom-compile-command "make lock" --quiet -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes -c requirements.lock \
+		--python-version 3.11 --custom-compile-command "make lock" --quiet -o requirements-runtime.lock
+
+## Known vulnerabilities in every locked package (PyPI's advisories; AUDIT_SERVICE=osv for OSV's). --strict: a package
+## that could not be looked up fails the audit too, so an unreachable advisory service never passes for a clean one.
+AUDIT_SERVICE ?= pypi
+audit: install
+	$(BIN)/pip-audit --requirement requirements.lock --require-hashes --disable-pip --strict \
+		--vulnerability-service $(AUDIT_SERVICE) --progress-spinner off

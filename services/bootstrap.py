@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
 
@@ -28,6 +29,9 @@ from services.registry.service import PlatformsProjection, Registry, WebhookEndp
 from services.sla.projection import SlaProjection
 from services.sla.queries import ids_with_status
 from services.sla.sweep import Scheduler, Sweep, record_escalation
+from services.witness import store as witness_store
+from services.witness.domain import trusted_logs
+from services.witness.service import Witness
 from shared.auth import KeyCache, Principal
 from shared.bus import MessageBus
 from shared.clock import Clock, DatabaseClock, SystemClock
@@ -35,8 +39,11 @@ from shared.db import Database, make_engine, server_time
 from shared.eventstore import EventStore
 from shared.eventstore.sequencer import Sequencer
 from shared.eventstore.writer import WriterSigner, load_or_create_seed
+from shared.keyfile import read_or_create
 from shared.projections import Projection, ProjectionRunner
 from shared.settings import Settings
+from shared.tlog.cosignature import Cosigner
+from shared.tlog.note import check_key_name
 
 
 @dataclass
@@ -195,3 +202,24 @@ def _supervisor(settings: Settings) -> dict[str, WebhookEndpoint]:
         return {}
     secret = settings.supervisor_webhook_secret.get_secret_value()
     return {SUPERVISOR: WebhookEndpoint(SUPERVISOR, settings.supervisor_webhook_url, True, secret)}
+
+
+def witness_name(settings: Settings) -> str:
+    """The witness's key name: the configured one, else the public base URL's host and path + /witness."""
+    if settings.witness_name:
+        return check_key_name(settings.witness_name)
+    parts = urlsplit(settings.public_base_url)
+    return check_key_name(f"{parts.netloc}{parts.path.rstrip('/')}/witness")
+
+
+def witness_cosigner(settings: Settings) -> Cosigner:
+    """The witness's cosigning key (its seed file made with mode 0600 on first use)."""
+    return Cosigner(witness_name(settings), read_or_create(settings.witness_key_file, 32, create=True))
+
+
+def witness_from_settings(settings: Settings, clock: Clock | None = None) -> Witness:
+    """A standalone witness: its own database (tables created here, not by the service's migrations), its key, its logs."""
+    engine = make_engine(settings.witness_database_url)
+    witness_store.create(engine)
+    logs = trusted_logs(settings.witness_logs)
+    return Witness(Database(engine), logs, witness_cosigner(settings), clock or SystemClock())

@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -719,6 +720,72 @@ def feeder() -> None:
 cli.add_typer(ledger_cli, name="ledger")
 
 
+# ------------------------------------------------------------------------------------------------ witness
+
+witness_cli = typer.Typer(
+    help="A C2SP tlog-witness on its own database: cosigns the checkpoints of the logs it is given.",
+    no_args_is_help=True,
+)
+
+
+def _witness_settings(name: str | None, key_file: str | None, db_url: str | None, logs: list[str]) -> Settings:
+    """The settings with the command line's witness options over them (`--log ORIGIN=VKEY` adds to WITNESS_LOGS)."""
+    settings = _settings()
+    trusted = dict(settings.witness_logs)
+    for entry in logs:
+        origin, equals, vkey = entry.partition("=")  # origins have no '='; a vkey's base64 may end with some
+        if not equals:
+            raise typer.BadParameter(f"--log is ORIGIN=VKEY, not {entry!r}")
+        trusted[origin] = vkey
+    changes: dict[str, Any] = {"witness_logs": trusted}
+    for field, value in (("witness_name", name), ("witness_key_file", key_file), ("witness_database_url", db_url)):
+        if value is not None:
+            changes[field] = value
+    return settings.model_copy(update=changes)
+
+
+_WitnessName = Annotated[str | None, typer.Option("--name", help="its key name (default: WITNESS_NAME)")]
+_WitnessKey = Annotated[str | None, typer.Option("--key-file", help="its Ed25519 seed (made 0600 on first use)")]
+
+
+@witness_cli.command("serve")
+def witness_serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8090,
+    db_url: Annotated[str | None, typer.Option("--db-url", help="default: WITNESS_DATABASE_URL")] = None,
+    key_file: _WitnessKey = None,
+    name: _WitnessName = None,
+    log_: Annotated[
+        list[str] | None, typer.Option("--log", help="a log to witness, ORIGIN=VKEY (its note key); repeatable")
+    ] = None,
+) -> None:
+    """Serve POST /add-checkpoint, GET /vkey and GET /refusals."""
+    from services.bootstrap import witness_from_settings
+    from services.http.witness import create_witness_app
+
+    settings = _witness_settings(name, key_file, db_url, log_ or [])
+    try:
+        witness = witness_from_settings(settings)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if not witness.logs:
+        raise typer.BadParameter("no log to witness: give --log ORIGIN=VKEY or TAKEDOWN_WITNESS_LOGS")
+    _starting(settings, "witness")
+    log.info("witness %s for %s", witness.vkey, ", ".join(sorted(witness.logs)))
+    uvicorn.run(create_witness_app(witness), host=host, port=port, log_config=None, access_log=False)
+
+
+@witness_cli.command("vkey")
+def witness_vkey(key_file: _WitnessKey = None, name: _WitnessName = None) -> None:
+    """Print the witness's cosignature/v1 verifier key (its seed made on first use)."""
+    from services.bootstrap import witness_cosigner
+
+    typer.echo(witness_cosigner(_witness_settings(name, key_file, None, [])).verifier.vkey)
+
+
+cli.add_typer(witness_cli, name="witness")
+
+
 @cli.command("report")
 def report(
     start: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="first day")],
@@ -820,6 +887,11 @@ def _child_of(supervisor: int, stops: set[signal.Signals]) -> None:
             os._exit(1)
 
 
+def notifier_drain_s(settings: Settings) -> float:
+    """How long a stopping notifier waits for its in-flight attempts (a container's stop grace must be longer)."""
+    return settings.webhook_timeout_s + 10  # each attempt gets its full timeout, and its recording some slack
+
+
 def _supervise(settings: Settings, count: int) -> int:
     """Run `count` single notifier processes sharing the limits; stop them all when one stops or on a signal.
 
@@ -858,7 +930,7 @@ def _supervise(settings: Settings, count: int) -> int:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
     codes = []
-    deadline = time.monotonic() + settings.webhook_timeout_s + 10  # in-flight attempts get their full timeout
+    deadline = time.monotonic() + notifier_drain_s(settings)
     for child in children:
         try:
             codes.append(child.wait(max(0.0, deadline - time.monotonic())))
@@ -871,6 +943,68 @@ def _supervise(settings: Settings, count: int) -> int:
     if stopping:
         return failed[0] if failed else 0
     return failed[0] if failed else 1  # a child stopped on its own: that is a failure of the whole
+
+
+@cli.command()
+def healthcheck(
+    http: Annotated[str | None, typer.Option("--http", help="also GET this URL and want a 200 (e.g. /readyz)")] = None,
+) -> None:
+    """Exit 0 when the database answers and is at the newest migration (and --http answers 200): a HEALTHCHECK."""
+    from sqlalchemy import text
+
+    from shared.migrate import current_revision, head_revision
+
+    settings = Settings()
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        current, head = current_revision(engine), head_revision(engine)
+    except Exception as exc:  # noqa: BLE001 - any failure is "unhealthy", said in one line
+        typer.echo(f"unhealthy: database unreachable ({type(exc).__name__})", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    if current != head:
+        typer.echo(f"unhealthy: database at migration {current}, the code at {head}", err=True)
+        raise typer.Exit(1)
+    if http is not None:
+        import httpx
+
+        try:
+            status = httpx.get(http, timeout=5).status_code
+        except httpx.HTTPError as exc:
+            typer.echo(f"unhealthy: {http}: {type(exc).__name__}", err=True)
+            raise typer.Exit(1) from None
+        if status != 200:
+            typer.echo(f"unhealthy: {http} answered {status}", err=True)
+            raise typer.Exit(1)
+    typer.echo("healthy")
+
+
+@cli.command("demo-receiver")
+def demo_receiver(
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 9000,
+    secret_file: Annotated[
+        str | None, typer.Option(help="the platform's webhook secret (whsec_...), to check each signature")
+    ] = None,
+) -> None:
+    """A demo platform's webhook endpoint: logs every delivery and answers 204 (401 to a bad signature)."""
+    from services.webhooks.receiver import make_server
+
+    stops = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # waited for below, as in _run_alone: no handler runs
+    configure_logging(Settings())
+    secret = Path(secret_file).read_text(encoding="utf-8").strip() if secret_file else None
+    server = make_server(host, port, secret)
+    log.info("demo receiver on %s:%d (signatures %s)", host, port, "checked" if secret else "not checked")
+    serving = threading.Thread(target=server.serve_forever, name="demo-receiver")
+    serving.start()
+    signal.sigwait(stops)
+    server.shutdown()
+    serving.join()
+    server.server_close()
 
 
 def main() -> None:

@@ -38,11 +38,16 @@ def read_or_create(path: str | Path, size: int, *, create: bool) -> bytes:
             raise
     key = secrets.token_bytes(size)
     file.parent.mkdir(parents=True, exist_ok=True)
+    # Written whole under a private name, then linked into place: two processes (or threads) starting together must
+    # not each keep a different key, and the loser must never read the winner's file before its key is in it.
+    partial = file.with_name(f".{file.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        # O_EXCL: two processes starting together must not each write a different key; the loser reads the winner's.
-        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(encode_key(key) + "\n")
+        os.link(partial, file)  # fails if the file exists: the first key linked wins
     except FileExistsError:
         return decode_key(file.read_text(), size, str(file))
-    with os.fdopen(fd, "w") as handle:
-        handle.write(encode_key(key) + "\n")
+    finally:
+        partial.unlink(missing_ok=True)
     return key

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from ipaddress import ip_network
+from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared import roles
 
 
 class Settings(BaseSettings):
@@ -29,6 +32,9 @@ class Settings(BaseSettings):
     read_database_url: str | None = None
     app_role_password: SecretStr | None = None
     read_role_password: SecretStr | None = None
+    # Database passwords kept in files (docker secrets), by user name: a URL above whose user has none gets it from
+    # here, and so do the role passwords `migrate` sets (e.g. {"takedown_app": "/run/secrets/app_db_password"}).
+    db_password_files: dict[str, str] = Field(default_factory=dict)
     host: str = "127.0.0.1"
     port: int = 8000
     # Run the notifier and the sequencer inside the API process (the embedded default).
@@ -96,6 +102,8 @@ class Settings(BaseSettings):
     # In production /metrics answers only with `Authorization: Bearer <metrics_key>` (and not at all without one);
     # /docs and /redoc are off there. Elsewhere both are open, as on a developer's machine.
     metrics_key: SecretStr | None = None
+    # The metrics key from a file instead (docker secrets); metrics_key wins.
+    metrics_key_file: str | None = None
     # Every background process (sequencer, scheduler, projections, ledger feeder, notifier) serves its own /metrics
     # on this port, bound to `host`, behind the same key (0: none). `takedown notifier` with N processes gives its
     # children this port and the N - 1 after it. The API serves /metrics on its own port and ignores this one.
@@ -105,11 +113,37 @@ class Settings(BaseSettings):
     log_json: bool = False
     # The public transparency report withholds every cell with fewer orders than this (small-cell suppression).
     transparency_min_cell: int = Field(default=5, ge=1)
+    # `takedown witness serve`, a C2SP tlog-witness run on its own (by a platform or an NGO): its own database (not
+    # the service's), its name, its Ed25519 cosigning seed (a file made with mode 0600 on first use), and the logs it
+    # witnesses as {origin: note verifier key} (TAKEDOWN_WITNESS_LOGS='{"example.com/log": "name+hash+key"}').
+    witness_database_url: str = "sqlite:///./witness.db"
+    witness_name: str | None = None  # default: the public base URL's host + /witness
+    witness_key_file: str = "./witness.key"
+    witness_logs: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _secrets_from_files(self) -> Settings:
+        """Fill what is kept in files (db_password_files, metrics_key_file) into the settings that use it."""
+        if self.metrics_key is None and self.metrics_key_file:
+            self.metrics_key = SecretStr(_read_secret(self.metrics_key_file))
+        if not self.db_password_files:
+            return self
+        passwords = {user: _read_secret(path) for user, path in self.db_password_files.items()}
+        self.database_url = _with_password(self.database_url, passwords)
+        if self.migrate_database_url is not None:
+            self.migrate_database_url = _with_password(self.migrate_database_url, passwords)
+        if self.read_database_url is not None:
+            self.read_database_url = _with_password(self.read_database_url, passwords)
+        if self.app_role_password is None and roles.APP in passwords:
+            self.app_role_password = SecretStr(passwords[roles.APP])
+        if self.read_role_password is None and roles.READ in passwords:
+            self.read_role_password = SecretStr(passwords[roles.READ])
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -142,3 +176,23 @@ class Settings(BaseSettings):
     def production(self) -> bool:
         """Whether this process runs in production (https only, /metrics behind its key, no /docs)."""
         return self.environment == "production"
+
+
+def _read_secret(path: str) -> str:
+    """A secret kept in a file: its text without the surrounding whitespace (a trailing newline, typically)."""
+    try:
+        secret = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read the secret file {path}: {exc.strerror}") from exc
+    if not secret:
+        raise ValueError(f"the secret file {path} is empty")
+    return secret
+
+
+def _with_password(url: str, passwords: dict[str, str]) -> str:
+    """`url` with its user's password from `passwords`, if the URL names a user without one."""
+    parts = urlsplit(url)
+    if parts.username is None or parts.password is not None or parts.username not in passwords:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(passwords[parts.username], safe='')}@{host}"))

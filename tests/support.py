@@ -1,13 +1,18 @@
-"""An API under test with a frozen clock, two platforms and a key for every role (used by the `api` fixture)."""
+"""An API under test with a frozen clock, two platforms and a key for every role (the `api` fixture); any app served
+by a real uvicorn on 127.0.0.1 (`serve`)."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import uvicorn
 from fastapi.testclient import TestClient
 
 from services.bootstrap import Container, bootstrap
@@ -61,3 +66,28 @@ def make_api(db_url: str, **settings: Any) -> Iterator[Api]:
     with TestClient(app) as client:
         yield Api(client, container, clock, keys, a.id, b.id)
     container.close()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """The app behind a real uvicorn server on 127.0.0.1 (a free port), in a thread."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -138,3 +138,18 @@ def test_prometheus_accepts_the_rules_and_they_fire_as_their_unit_tests_say() ->
     for args in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]):
         done = subprocess.run([promtool, *args], cwd=RULES.parent, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_scrape_targets_are_the_compose_services_on_their_metrics_ports() -> None:
+    compose = yaml.safe_load((OPS.parent / "docker-compose.yml").read_text())["services"]
+    for job in yaml.safe_load(SCRAPES.read_text())["scrape_configs"]:
+        for target in (t for config in job["static_configs"] for t in config["targets"]):
+            host, _, port = target.partition(":")
+            assert host in compose, (job["job_name"], target)
+            env = compose[host]["environment"]
+            if job["job_name"] == "takedown-api":
+                assert f"--port {port}" in " ".join(compose[host]["command"]), target
+                continue
+            first = int(env["TAKEDOWN_METRICS_PORT"])
+            children = int(env.get("TAKEDOWN_NOTIFIER_PROCESSES", 1)) if host.startswith("notifier") else 1
+            assert first <= int(port) < first + children, (target, "no process of the service serves this port")

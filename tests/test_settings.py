@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 
 from shared.settings import Settings
 
@@ -48,3 +51,32 @@ def test_takedown_env_selects_the_environment(monkeypatch: pytest.MonkeyPatch) -
         Settings()
     monkeypatch.setenv("TAKEDOWN_PUBLIC_BASE_URL", HTTPS)
     assert Settings().production
+
+
+def test_database_passwords_and_the_metrics_key_come_from_files(tmp_path: Path) -> None:
+    app, owner, metrics = tmp_path / "app", tmp_path / "owner", tmp_path / "metrics"
+    app.write_text("s3cret/@:x\n")  # characters a URL must quote
+    owner.write_text("owner-pw\n")
+    metrics.write_text("scrape-token\n")
+    settings = Settings(
+        database_url="postgresql+psycopg://takedown_app@db:5432/takedown",
+        migrate_database_url="postgresql+psycopg://takedown@db:5432/takedown",
+        read_database_url="postgresql+psycopg://takedown_app:given@replica:5432/takedown",
+        db_password_files={"takedown_app": str(app), "takedown": str(owner)},
+        metrics_key_file=str(metrics),
+    )
+    assert make_url(settings.database_url).password == "s3cret/@:x"
+    assert make_url(settings.migrate_database_url or "").password == "owner-pw"
+    assert make_url(settings.read_database_url or "").password == "given"  # a password in the URL wins
+    assert settings.app_role_password is not None and settings.app_role_password.get_secret_value() == "s3cret/@:x"
+    assert settings.read_role_password is None
+    assert settings.metrics_key is not None and settings.metrics_key.get_secret_value() == "scrape-token"
+    assert "s3cret" not in str(settings.redacted())
+
+
+def test_a_missing_or_empty_secret_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="cannot read the secret file"):
+        Settings(metrics_key_file=str(tmp_path / "absent"))
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(ValidationError, match="is empty"):
+        Settings(database_url=PG, db_password_files={"u": str(tmp_path / "empty")})

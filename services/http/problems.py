@@ -42,6 +42,15 @@ from services.registry.errors import (
 )
 from services.sla.errors import InvalidSlaCursor
 from services.transparency.errors import ReportError
+from services.witness.errors import (
+    BadProof,
+    MalformedSubmission,
+    NotTrusted,
+    OldSizeBeyond,
+    OldSizeMismatch,
+    RootMismatch,
+    UnknownLog,
+)
 from shared.db import TransientError, UniqueViolation
 from shared.eventstore import ConcurrencyError
 
@@ -158,6 +167,14 @@ SERVICE_ERRORS: dict[type[Exception], ProblemType] = {
     ConcurrencyError: ProblemType(409, "Conflict", "conflict", "the order kept changing; retry"),
     UniqueViolation: ProblemType(409, "Conflict", "conflict", "the same thing was recorded concurrently; retry"),
     TransientError: ProblemType(503, "Try again", "busy", "the database was busy; retry"),
+    # The witness's protocol route answers these in plain text with the status c2sp.org/tlog-witness names.
+    MalformedSubmission: ProblemType(400, "Malformed submission"),
+    OldSizeBeyond: ProblemType(400, "Old size beyond the checkpoint"),
+    NotTrusted: ProblemType(403, "Not signed by the log"),
+    UnknownLog: ProblemType(404, "Unknown log"),
+    OldSizeMismatch: ProblemType(409, "Old size is not the latest cosigned"),
+    RootMismatch: ProblemType(409, "Same size, another root"),
+    BadProof: ProblemType(422, "Consistency proof does not verify"),
 }
 
 
@@ -210,12 +227,14 @@ def is_json_media_type(content_type: str) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
-def _unreadable(scope: Scope) -> JSONResponse | None:
-    """The refusal of a request the app cannot read (None: it can)."""
+def _unreadable(scope: Scope, json_bodies: bool = True) -> JSONResponse | None:
+    """The refusal of a request the app cannot read (None: it can); `json_bodies`: a body must be JSON."""
     if "\x00" in scope["path"] or b"%00" in scope["query_string"].lower():
         return problem_response(
             400, "bad-request", "Bad Request", "NUL characters are not allowed in the URL", scope["path"]
         )
+    if not json_bodies:
+        return None
     headers = dict(scope.get("headers") or [])
     has_body = headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers
     # No Content-Type at all is read as JSON, as FastAPI does; one that says otherwise is refused.
@@ -231,8 +250,11 @@ def _unreadable(scope: Scope) -> JSONResponse | None:
     return None
 
 
-def install(app: FastAPI, routers: Iterable[APIRouter] = ()) -> None:
-    """Route every error raised in the app through problem+json; a 405's Allow also reads the routes of `routers`."""
+def install(app: FastAPI, routers: Iterable[APIRouter] = (), *, json_bodies: bool = True) -> None:
+    """Route every error raised in the app through problem+json; a 405's Allow also reads the routes of `routers`.
+
+    `json_bodies`: refuse request bodies that are not JSON with 415 (off for the witness, whose protocol is text).
+    """
     included = list(routers)
 
     class _RefuseUnreadable:
@@ -248,7 +270,7 @@ def install(app: FastAPI, routers: Iterable[APIRouter] = ()) -> None:
 
         async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] == "http":
-                refusal = _unreadable(scope)
+                refusal = _unreadable(scope, json_bodies)
                 if refusal is not None:
                     await refusal(scope, receive, send)
                     return
