@@ -14,6 +14,7 @@ RUN pip install --no-cache-dir --no-deps . \
     && useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent takedown
 # Key files and secrets come from /run/secrets (compose `secrets:`); nothing in /app is writable by the service.
 USER 10001:10001
-EXPOSE 8000
+# 8000: the API; 9100: a background process's /metrics (TAKEDOWN_METRICS_PORT)
+EXPOSE 8000 9100
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 CMD ["takedown", "healthcheck"]
 CMD ["takedown", "api", "--host", "0.0.0.0", "--port", "8000"]

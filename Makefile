@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint bench install browser nginx clean lock audit secrets
+.PHONY: run test lint bench install browser nginx promtool clean lock audit secrets
 
 # The venv's own pip is the one that checks the hashes; the lock then puts its pinned pip in its place.
 $(BIN)/python:
@@ -11,7 +11,7 @@ $(BIN)/python:
 
 # Every package from the hash-locked requirements.lock (pip refuses any file whose hash differs), then the project
 # itself without dependencies: nothing is resolved at install time.
-install: $(BIN)/python browser nginx
+install: $(BIN)/python browser nginx promtool
 	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 
@@ -22,6 +22,10 @@ browser:
 ## Debian's nginx for tests/ops/test_proxy.py, which runs ops/nginx/takedown.conf unprivileged in a temp prefix.
 nginx:
 	@test -x /usr/sbin/nginx || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }
+
+## Prometheus's promtool checks and unit-tests the shipped alert rules (tests/test_alert_rules.py runs it).
+promtool:
+	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
 ## Set everything up and run the all-in-one service on SQLite with demo data (http://127.0.0.1:8000/docs).
 ## Loopback is allow-listed so that the demo platform's webhook, this process's demo receiver, is pushed to.

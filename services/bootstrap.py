@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from services.keys.service import Keys
 from services.ledger.evidence import Evidence, EvidenceSources
 from services.ledger.service import Ledger, ledger_from_settings
+from services.metrics.counters import count_issued
 from services.notifier import deliveries as delivery_log
 from services.notifier.deliveries import DeliveryLog
 from services.notifier.outbox import SUPERVISOR, WEBHOOK_TYPES, Outbox
@@ -153,6 +154,8 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
     bus.subscribe(WEBHOOK_TYPES, Outbox(settings.public_base_url))
     # ... and the escalations: one row per (order, level), and a copy pushed to the supervisor.
     bus.subscribe(["order.escalated"], record_escalation)
+    # ... and the orders issued, counted once the intake commits.
+    bus.subscribe(["order.issued"], count_issued)
     if settings.supervisor_webhook_url:
         bus.subscribe(["order.escalated"], Outbox(settings.public_base_url, destination=SUPERVISOR))
     # After commit: in-process signals instead of LISTEN/NOTIFY (a NOTIFY takes a database-wide lock at commit

@@ -29,6 +29,8 @@ from services.http.app import create_app
 from services.keys.errors import KeysError
 from services.keys.service import KEY_STATUSES, KeyStatus
 from services.ledger.verify import VerifyReport
+from services.metrics import scrape
+from services.metrics.server import MetricsServer
 from services.registry.errors import SecretsKeyError
 from services.registry.kek import Keyring, keyring_from_settings, load_kek
 from services.registry.service import reseal
@@ -83,6 +85,25 @@ def _serve(container: Container, run_workers: bool, host: str, port: int, demo: 
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
 
+def _metrics(container: Container, process: str) -> MetricsServer | None:
+    """This process's own /metrics on TAKEDOWN_METRICS_PORT, its gauges read at each scrape (None: off)."""
+    settings = container.settings
+    if not settings.metrics_port:
+        return None
+    if settings.production and settings.metrics_key is None:
+        log.warning("TAKEDOWN_METRICS_PORT is set without TAKEDOWN_METRICS_KEY: metrics stay off in production")
+        return None
+    server = MetricsServer(
+        settings.host,
+        settings.metrics_port,
+        settings.metrics_key,
+        settings.production,
+        lambda: scrape.refresh(container, [process]),
+    )
+    server.start()
+    return server
+
+
 class _Worker(Protocol):
     def start(self) -> None: ...
     def stop(self) -> None: ...
@@ -98,7 +119,10 @@ def _run_alone(process: str, part: Callable[[Container], _Worker]) -> None:
     container = _container()
     _starting(container.settings, process)
     part(container).start()
+    metrics = _metrics(container, process)  # its thread inherits the blocked mask: no signal lands there
     signal.sigwait(stops)
+    if metrics is not None:
+        metrics.stop()
     container.close()
 
 
@@ -861,6 +885,7 @@ def _notifier_process(settings: Settings) -> None:
     # and collecting less often cut the collector's time by five (about 0.1 ms per delivery), in 5 ms pauses.
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
+    metrics = _metrics(container, "notifier")
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -870,6 +895,8 @@ def _notifier_process(settings: Settings) -> None:
         await container.notifier.run(stop)
 
     asyncio.run(serve())
+    if metrics is not None:
+        metrics.stop()
     container.close()
 
 
@@ -911,6 +938,8 @@ def _supervise(settings: Settings, count: int) -> int:
                 "TAKEDOWN_NOTIFIER_PROCESSES": "1",
                 "TAKEDOWN_WEBHOOK_CONCURRENCY": share(settings.webhook_concurrency, n),
                 "TAKEDOWN_WEBHOOK_PER_PLATFORM_PER_PROCESS": share(settings.webhook_per_platform, n),
+                # Each child serves its own figures (the supervisor sends nothing): port, port + 1, ...
+                "TAKEDOWN_METRICS_PORT": str(settings.metrics_port + n if settings.metrics_port else 0),
             },
             preexec_fn=functools.partial(_child_of, os.getpid(), stops),
         )

@@ -50,6 +50,12 @@ def _position(conn: Connection, name: str) -> int:
     return int(row.position)
 
 
+def positions(conn: Connection) -> dict[str, int]:
+    """Every projection's tracking position, unlocked (what its lag is measured from)."""
+    rows = conn.execute(select(projection_positions.c.name, projection_positions.c.position))
+    return {str(name): int(position) for name, position in rows}
+
+
 def catch_up_once(db: Database, store: EventStore, projection: Projection, batch: int = 1000) -> int:
     """Apply the next batch of events after the projection's position; returns how many were applied."""
     with db.transaction() as conn:

@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     metrics_key: SecretStr | None = None
     # The metrics key from a file instead (docker secrets); metrics_key wins.
     metrics_key_file: str | None = None
+    # Every background process (sequencer, scheduler, projections, ledger feeder, notifier) serves its own /metrics
+    # on this port, bound to `host`, behind the same key (0: none). `takedown notifier` with N processes gives its
+    # children this port and the N - 1 after it. The API serves /metrics on its own port and ignores this one.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # One JSON object per log line (for a log shipper) instead of lines for a console.
     log_json: bool = False

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hmac
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,9 +12,9 @@ import anyio.to_thread
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from services.bootstrap import Container
 from services.http import problems
@@ -36,7 +34,9 @@ from services.http.schemas.platforms import obliged_rule
 from services.http.schemas.webhooks import OrderEscalatedWebhook
 from services.http.sla import router as sla_router
 from services.http.transparency import router as transparency_router
-from services.ledger.errors import NoCheckpoint
+from services.metrics import scrape
+from services.metrics.server import REFUSALS as METRICS_REFUSALS
+from services.metrics.server import refusal as metrics_refusal
 from shared.migrate import current_revision, head_revision
 
 
@@ -138,9 +138,9 @@ def create_app(container: Container, run_workers: bool | None = None, demo: bool
         try:
             with c.db.read() as conn:
                 conn.execute(text("SELECT 1"))
-                numbering = _numbering(c, conn)
+                numbering = scrape.numbering(c, conn)
             current = current_revision(c.db.engine)
-            ledger = _ledger_state(c)
+            ledger = scrape.ledger_state(c)
         except Exception as exc:  # noqa: BLE001 - readiness reports any failure instead of raising
             response.status_code = 503
             return {"status": "unavailable", "database": f"unreachable: {type(exc).__name__}"}
@@ -153,7 +153,7 @@ def create_app(container: Container, run_workers: bool | None = None, demo: bool
         ready["numbering"] = numbering
         ready["ledger"] = ledger
         if c.read_db is not c.db:
-            ready["read_replica"] = _replica(c)
+            ready["read_replica"] = scrape.replica(c)
         return ready
 
     @app.get(
@@ -169,12 +169,9 @@ def create_app(container: Container, run_workers: bool | None = None, demo: bool
     def metrics(c: ContainerDep, request: Request) -> Response:
         """Prometheus text format; in production only with `Authorization: Bearer <TAKEDOWN_METRICS_KEY>`."""
         _check_metrics_key(c.settings.metrics_key, production, request.headers.get("authorization"))
-        with contextlib.suppress(Exception), c.db.read() as conn:  # metrics must answer with the database down
-            _numbering(c, conn)
-        with contextlib.suppress(Exception):
-            _ledger_state(c)  # sets the ledger gauges from the store: right whichever process runs the feeder
-        if c.read_db is not c.db:
-            _replica(c)
+        # The gauges this process owns, from the store (the ledger's: right whichever process runs the feeder); the
+        # embedded process runs every part, so it reads every part's figures.
+        scrape.refresh(c, ["run" if workers else "api"])
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     def openapi() -> dict[str, Any]:
@@ -203,66 +200,9 @@ def create_app(container: Container, run_workers: bool | None = None, demo: bool
 
 def _check_metrics_key(key: SecretStr | None, production: bool, authorization: str | None) -> None:
     """Refuse a scrape without the metrics key where one is needed (set, or production: off without one)."""
-    if key is None:
-        if production:
-            raise problems.Problem(404, "http", "Not Found", "metrics are off: set TAKEDOWN_METRICS_KEY")
-        return
-    scheme, _, given = (authorization or "").partition(" ")
-    expected = key.get_secret_value().encode()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-        raise problems.Problem(401, "unauthorized", "Unauthorized", "metrics need the metrics key as a Bearer token")
-
-
-UNNUMBERED = Gauge("takedown_unnumbered_events", "Committed events still waiting for a global position")
-NUMBERING_LAG = Gauge("takedown_numbering_lag_seconds", "Age of the oldest committed event without a global position")
-REPLICA_LAG = Gauge("takedown_read_replica_lag_seconds", "How far the read side's replica is behind (NaN: unreachable)")
-CHECKPOINT_AGE = Gauge(
-    "takedown_ledger_checkpoint_age_seconds", "Time since the newest signed checkpoint (NaN: none yet)"
-)
-
-
-def _replica(c: Container) -> dict[str, Any]:
-    """The read side's lag, as /readyz details it and the gauge reports it: how old the oldest event is that the
-    replica does not hold yet (0 when it holds every numbered event), so what a dashboard reader misses.
-
-    Counted in events, not WAL: a standby's own replay delay reads the cluster's WAL, which every database on the
-    server and every checkpoint add to; this service's readers care only about its events.
-    """
-    try:
-        with c.read_db.read() as conn:
-            seen = c.store.head(conn)
-        with c.db.read() as conn:
-            head = c.store.head(conn)
-            missing = c.store.read_all(conn, after=seen, limit=1) if head > seen else []
-    except Exception as exc:  # noqa: BLE001 - reported, never raised: /readyz and /metrics answer whatever is down
-        REPLICA_LAG.set(float("nan"))
-        return {"lag_seconds": None, "events_behind": None, "error": type(exc).__name__}
-    lag = max(0.0, (c.clock.now() - missing[0].recorded_at).total_seconds()) if missing else 0.0
-    REPLICA_LAG.set(lag)
-    return {"lag_seconds": lag, "events_behind": max(0, head - seen)}
-
-
-def _numbering(c: Container, conn: Connection) -> dict[str, Any]:
-    """The sequencer's lag, as /readyz details it and the gauges report it (readers by position wait this long)."""
-    count, oldest = c.store.unnumbered(conn)
-    lag = max(0.0, (c.clock.now() - oldest).total_seconds()) if oldest is not None else None
-    UNNUMBERED.set(count)
-    NUMBERING_LAG.set(lag or 0.0)
-    return {"unnumbered_events": count, "lag_seconds": lag}
-
-
-def _ledger_state(c: Container) -> dict[str, Any]:
-    """Whether the feeder refuses the next event, as /readyz details it (read from the store, not one process);
-    sets the ledger gauges, the newest checkpoint's age among them."""
-    try:
-        age = (c.clock.now() - c.ledger.latest_checkpoint().created_at).total_seconds()
-    except NoCheckpoint:
-        age = float("nan")
-    CHECKPOINT_AGE.set(age)
-    refused = c.ledger.blocked()
-    if refused is None:
-        return {"status": "ok"}
-    return {"status": "blocked", "position": refused.position, "reason": refused.reason}
+    status = metrics_refusal(key, production, authorization)
+    if status is not None:
+        raise problems.Problem(status, *METRICS_REFUSALS[status])
 
 
 TAGS = [

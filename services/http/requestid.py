@@ -1,12 +1,15 @@
 """The request id: taken from `X-Request-Id` (or made), bound to the request's log lines, returned in the response;
-and the headers every response carries (HSTS, nosniff), on every status, problems and refusals by middleware too."""
+the headers every response carries (HSTS, nosniff), on every status, problems and refusals by middleware too; and
+each request counted and timed by route template (one pure-ASGI middleware: no task per request)."""
 
 from __future__ import annotations
 
 import logging
 import time
 import uuid
+from typing import Any
 
+from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.logs import bind_request_id, unbind_request_id
@@ -23,6 +26,42 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 
 log = logging.getLogger("takedown.http")
 
+REQUESTS = Counter(
+    "takedown_http_requests_total", "HTTP requests by route template, method and status", ["route", "method", "status"]
+)
+DURATION = Histogram(
+    "takedown_http_request_seconds",
+    "HTTP request duration by route template",
+    ["route"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+# A request that matched no route (a 404, a scan) counts under one label, and a method no route answers under
+# another: the label sets stay as few as the routes, whatever clients send.
+UNMATCHED = "unmatched"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# The label children, looked up once per (route, method, status): a request costs two dict lookups, not
+# prometheus_client's label validation and lock.
+_counted: dict[tuple[str, str, int], Any] = {}
+_timed: dict[str, Any] = {}
+
+
+def observe(route: str, method: str, status: int, seconds: float) -> None:
+    """Count one finished request and time it under its route template."""
+    counter = _counted.get((route, method, status))
+    if counter is None:
+        counter = _counted[(route, method, status)] = REQUESTS.labels(route, method, str(status))
+    timer = _timed.get(route)
+    if timer is None:
+        timer = _timed[route] = DURATION.labels(route)
+    counter.inc()
+    timer.observe(seconds)
+
+
+def route_of(scope: Scope) -> str:
+    """The template of the route that answered (`/v1/orders/{order_id}`), set in the scope by the router."""
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else UNMATCHED
+
 
 def usable(value: bytes | None) -> str | None:
     """A client's request id if it is safe to log and echo: printable ASCII, 1 to 128 characters (None: not)."""
@@ -35,9 +74,14 @@ def usable(value: bytes | None) -> str | None:
     return text if text.isprintable() and text.strip() == text else None
 
 
+def _method(scope: Scope) -> str:
+    method: str = scope["method"]
+    return method if method in METHODS else "other"
+
+
 class RequestIdMiddleware:
     """Binds each HTTP request's id for its duration and logs one line per request (method, path, status, time);
-    adds `SECURITY_HEADERS` to every response. Outermost, so that no response leaves without them."""
+    counts and times it (`observe`); adds `SECURITY_HEADERS` to every response. Outermost, so that no response leaves without them."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -68,8 +112,11 @@ class RequestIdMiddleware:
             # Left bound: Starlette's outermost error middleware logs the error after this frame is gone, and its
             # line should carry the id too. The binding ends with the request's task (each request has its own).
             log.error("request failed", extra={"method": scope["method"], "path": scope["path"]})
+            observe(route_of(scope), _method(scope), status, time.perf_counter() - started)
             raise
-        duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        elapsed = time.perf_counter() - started
+        observe(route_of(scope), _method(scope), status, elapsed)
+        duration_ms = round(elapsed * 1000, 1)
         log.info(
             "request finished",
             extra={"method": scope["method"], "path": scope["path"], "status": status, "duration_ms": duration_ms},

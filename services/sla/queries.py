@@ -160,3 +160,12 @@ def ids_with_status(status: str) -> Select[Any]:
 def count(conn: Connection) -> int:
     """How many orders the projection holds."""
     return int(conn.execute(select(func.count()).select_from(sla_orders)).scalar_one())
+
+
+def status_counts(conn: Connection) -> dict[str, int]:
+    """How many orders have each SLA status, every status named (the projection's exact counters, no scan)."""
+    rows = conn.execute(
+        select(sla_counts.c.status, sla_counts.c.n).where(sla_counts.c.dimension == "all", sla_counts.c.key == "")
+    )
+    found = {str(status): int(n) for status, n in rows}
+    return {status: found.get(status, 0) for status in SLA_STATUSES}
