@@ -20,8 +20,9 @@ from services.bootstrap import Container, bootstrap
 from services.metrics.figures import FIGURES
 from tests.builders import TEST_KEK, service_settings
 from tests.conftest import fresh_sqlite_url
-from tests.notifier.fleet import TAKEDOWN, TrackingReceiver, issue_orders, register_platforms, wait_for_delivered
+from tests.notifier.fleet import TrackingReceiver, issue_orders, register_platforms, wait_for_delivered
 from tests.notifier.receiver import unused_port
+from tests.processes import TAKEDOWN
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "metrics-test-key"
