@@ -256,6 +256,7 @@ def _ledger_state(c: Container) -> dict[str, Any]:
     except NoCheckpoint:
         age = float("nan")
     CHECKPOINT_AGE.set(age)
+    c.ledger.witnessing.report()  # each witness's newest cosigned size and its age, from the store
     refused = c.ledger.blocked()
     if refused is None:
         return {"status": "ok"}
