@@ -36,7 +36,7 @@ from shared.clock import FrozenClock
 from shared.db import Database
 from shared.settings import Settings, WitnessSetting
 from shared.tlog.cosignature import cosignatures
-from shared.tlog.note import CheckpointBody, NoteSigner, sign_checkpoint
+from shared.tlog.note import CheckpointBody, NoteSigner, parse_verifier_key, sign_checkpoint
 from shared.tlog.policy import PolicyError, WitnessPolicy, parse_policy
 from tests.support import Api, make_api
 
@@ -408,3 +408,37 @@ def test_the_bundle_verifier_flags_an_order_recorded_before_an_earlier_cosigned_
     ), report.problems
     assert bundles.verify_bundle(json.dumps(doc), key, witnesses=pinned(doubles), max_lag_s=7200).ok
     assert bundles.verify_bundle(json.dumps(doc), key).ok  # without witnesses: nothing bounds the times
+
+
+def test_the_commands_submit_and_verify_with_a_quorum(
+    db_url: str, db: Database, doubles: list[WitnessDouble], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`takedown ledger checkpoint` asks TAKEDOWN_LEDGER_WITNESSES; `verify --witness … --quorum K` counts them."""
+    a, b, c = doubles
+    c.down()
+    monkeypatch.setenv("TAKEDOWN_DATABASE_URL", db_url)
+    monkeypatch.setenv(
+        "TAKEDOWN_LEDGER_WITNESSES", json.dumps([{"name": w.name, "vkey": w.vkey, "url": w.url} for w in doubles])
+    )
+    runner = CliRunner()
+    key = runner.invoke(cli, ["ledger", "public-key"]).output.splitlines()[0]
+    origin = runner.invoke(cli, ["ledger", "identity"]).output.splitlines()[0].removeprefix("origin ")
+    for w in doubles:
+        w.trust(origin, parse_verifier_key(key))
+    append_events(db, 3)
+    made = runner.invoke(cli, ["ledger", "checkpoint"])
+    assert made.exit_code == 0, made.output
+    assert set(cosignatures(made.stdout, [w.cosigner.verifier for w in doubles])) == {a.name, b.name}
+    assert f"witness {c.name} did not cosign" in made.stderr
+
+    def verify(*ws: WitnessDouble, quorum: int | None = None) -> Any:
+        flags = [arg for w in ws for arg in ("--witness", f"{w.name}={w.vkey}")]
+        return runner.invoke(cli, ["ledger", "verify", *flags, *(["--quorum", str(quorum)] if quorum else [])])
+
+    ok = verify(a, b)
+    assert ok.exit_code == 0 and "witnessed: up to tree size 3 (quorum 2)" in ok.output, ok.output
+    assert verify(a, b, c, quorum=2).exit_code == 0
+    refused = verify(a, c)
+    assert refused.exit_code == 1
+    assert "checkpoint at tree size 3 (the newest): 1 valid cosignatures of the 2 required" in refused.output
+    assert runner.invoke(cli, ["ledger", "verify", "--witness", f"{a.name}={b.vkey}"]).exit_code == 2
