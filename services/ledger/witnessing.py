@@ -241,10 +241,17 @@ class WitnessClient:
     """POSTs add-checkpoint bodies over one keep-alive httpx client; answers (status, content type, body)."""
 
     def __init__(self, timeout_s: float) -> None:
-        self._http = httpx.Client(timeout=timeout_s, follow_redirects=False, trust_env=False)
+        self.timeout_s = timeout_s
+        self._http = self._client()
+
+    def _client(self) -> httpx.Client:
+        # No proxies from the environment and no redirects: the configured URL is the witness.
+        return httpx.Client(timeout=self.timeout_s, follow_redirects=False, trust_env=False)
 
     def post(self, url: str, body: bytes) -> tuple[int, str | None, bytes]:
         """One request; httpx.HTTPError if the witness cannot be reached or does not answer in time."""
+        if self._http.is_closed:  # stopped, then started again
+            self._http = self._client()
         response = self._http.post(url, content=body, headers={"content-type": "text/plain; charset=utf-8"})
         return response.status_code, response.headers.get("content-type"), response.content
 
