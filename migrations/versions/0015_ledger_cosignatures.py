@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("witness", sa.String(length=200), nullable=False),
         sa.Column("tree_size", sa.BigInteger(), nullable=False),
         sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("attempted_size", sa.BigInteger(), nullable=True),
         sa.Column("retry_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),

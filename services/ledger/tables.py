@@ -99,13 +99,15 @@ ledger_cosignatures = Table(
 )
 
 # Per witness: the largest tree size it has cosigned (or told us it holds, in a 409), which the next submission
-# sends as its old size, and the backoff after failures (shared by every feeder process).
+# sends as its old size, and the backoff after failures to cosign the checkpoint of `attempted_size` (shared by
+# every feeder process; a newer checkpoint is tried at once).
 ledger_witness_state = Table(
     "ledger_witness_state",
     metadata,
     Column("witness", String(200), primary_key=True),
     Column("tree_size", BigInteger, nullable=False),
     Column("failures", Integer, nullable=False),
+    Column("attempted_size", BigInteger, nullable=True),
     Column("retry_at", UtcDateTime, nullable=True),
     Column("last_error", Text, nullable=True),
     Column("updated_at", UtcDateTime, nullable=False),

@@ -142,12 +142,14 @@ def backoff_s(failures: int, cap_s: float, base_s: float = 1.0) -> float:
 
 @dataclass(frozen=True)
 class WitnessState:
-    """What the ledger remembers of one witness: the size it holds, and its failures since its last cosignature."""
+    """What the ledger remembers of one witness: the size it holds, and its failures since its last cosignature
+    (to cosign the checkpoint of `attempted`: retried after `retry_at`, or at once for a newer checkpoint)."""
 
     size: int = 0
     failures: int = 0
     retry_at: datetime | None = None
     last_error: str | None = None
+    attempted: int | None = None
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,16 @@ def _insert(conn: Connection) -> Any:
 def states(conn: Connection) -> dict[str, WitnessState]:
     """Every witness's stored state."""
     rows = conn.execute(select(ledger_witness_state))
-    return {r.witness: WitnessState(int(r.tree_size), int(r.failures), r.retry_at, r.last_error) for r in rows}
+    return {
+        r.witness: WitnessState(
+            int(r.tree_size),
+            int(r.failures),
+            r.retry_at,
+            r.last_error,
+            None if r.attempted_size is None else int(r.attempted_size),
+        )
+        for r in rows
+    }
 
 
 def save_state(conn: Connection, name: str, state: WitnessState, now: datetime) -> None:
@@ -178,6 +189,7 @@ def save_state(conn: Connection, name: str, state: WitnessState, now: datetime) 
         "failures": state.failures,
         "retry_at": state.retry_at,
         "last_error": state.last_error,
+        "attempted_size": state.attempted,
         "updated_at": now,
     }
     stmt = _insert(conn)(ledger_witness_state).values(values)
@@ -305,7 +317,8 @@ class Witnessing:
         self.run_once()
 
     def run_once(self) -> dict[str, Outcome | None]:
-        """Submit the newest checkpoint to each witness that has not cosigned it and is not waiting out a backoff.
+        """Submit the newest checkpoint to each witness that has not cosigned it, unless that witness failed on this
+        same checkpoint and waits out its backoff (a newer checkpoint is tried at once).
 
         Returns each witness's outcome (None: nothing to do for it now).
         """
@@ -323,7 +336,8 @@ class Witnessing:
             state = known.get(w.name, WitnessState())
             now = self.clock.now()
             done = any(line.startswith(f"{SIGNATURE_PREFIX}{w.name} ") for line in have)
-            if done or state.size > latest.tree_size or (state.retry_at is not None and now < state.retry_at):
+            waiting = state.retry_at is not None and now < state.retry_at and state.attempted == latest.tree_size
+            if done or state.size > latest.tree_size or waiting:
                 outcomes[w.name] = None
                 continue
             outcomes[w.name] = self._submit(w, state, latest)
@@ -363,7 +377,7 @@ class Witnessing:
                 failures = state.failures + 1
                 reason = outcome.reason if isinstance(outcome, Failed) else f"409 at size {outcome.size} again"
                 wait = timedelta(seconds=backoff_s(failures, self.backoff_max_s))
-                save_state(conn, w.name, WitnessState(old, failures, now + wait, reason), now)
+                save_state(conn, w.name, WitnessState(old, failures, now + wait, reason, cp.tree_size), now)
                 log.warning(
                     "witness did not cosign",
                     extra={
