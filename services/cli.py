@@ -41,6 +41,7 @@ from shared.logs import configure_logging
 from shared.migrate import upgrade
 from shared.projections import rebuild as rebuild_projection
 from shared.settings import Settings
+from shared.tlog.policy import PolicyError, WitnessPolicy, parse_policy
 
 log = logging.getLogger("takedown.cli")
 cli = typer.Typer(help="Takedown orders: intake, notification, SLA and ledger.", no_args_is_help=True)
@@ -586,14 +587,47 @@ def rotate_key() -> None:
 
 @ledger_cli.command("checkpoint")
 def checkpoint() -> None:
-    """Feed every sequenced event, then sign and store a checkpoint now; print its note."""
+    """Feed every sequenced event, sign and store a checkpoint now, ask the witnesses to cosign it; print its note.
+
+    A witness that does not answer within its timeout is left for the next checkpoint (and its backoff).
+    """
+    from services.ledger.witnessing import Cosigned
+
     container = _container()
     try:
         container.sequencer.catch_up()
         made = container.ledger.checkpoint()
+        for name, outcome in container.ledger.witnessing.run_once().items():
+            if outcome is not None and not isinstance(outcome, Cosigned):
+                typer.echo(f"witness {name} did not cosign: {outcome}", err=True)
+        made = container.ledger.cosigned_checkpoint(made)
     finally:
         container.close()
     typer.echo(made.note, nl=False)
+
+
+WitnessOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--witness",
+        help="a witness you trust, NAME=VKEY (its cosignature/v1 verifier key); repeatable",
+    ),
+]
+QuorumOption = Annotated[
+    int | None,
+    typer.Option(
+        "--quorum",
+        help="how many of the witnesses given must have cosigned a checkpoint for it to count (default: all)",
+    ),
+]
+
+
+def _policy(witness: list[str] | None, quorum: int | None) -> WitnessPolicy:
+    """The witness policy from --witness and --quorum (a usage error if they do not make one)."""
+    try:
+        return parse_policy(witness or [], quorum)
+    except PolicyError as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
 
 def print_report(report: VerifyReport) -> None:
@@ -610,6 +644,8 @@ def print_report(report: VerifyReport) -> None:
         )
         if report.trusted_key is not None:
             typer.echo(f"key chain: {report.keys_followed} keys followed from {report.trusted_key}")
+        if report.quorum:
+            typer.echo(f"witnessed: up to tree size {report.witnessed_size} (quorum {report.quorum})")
         return
     where = report.first_bad_position
     typer.echo(f"FAILED: first bad position {where}" if where is not None else "FAILED", err=True)
@@ -628,10 +664,17 @@ def verify(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as one JSON object")] = False,
+    witness: WitnessOption = None,
+    quorum: QuorumOption = None,
 ) -> None:
-    """Recompute every leaf, rebuild the tree, screen every event, check every checkpoint; exit 1 on any fault."""
+    """Recompute every leaf, rebuild the tree, screen every event, check every checkpoint; exit 1 on any fault.
+
+    With --witness, the newest checkpoint must carry --quorum valid cosignatures of those witnesses, and an event
+    recorded before a checkpoint that does not hold it was cosigned (minus LEDGER_MAX_LAG_S) is backdated.
+    """
     from shared.tlog.note import NoteError, parse_verifier_key
 
+    policy = _policy(witness, quorum)
     trusted = None
     if key is not None:
         try:
@@ -640,7 +683,7 @@ def verify(
             raise typer.BadParameter(f"--key: {exc}") from exc
     container = _container()
     try:
-        report = container.ledger.verify(trusted)
+        report = container.ledger.verify(trusted, policy)
     finally:
         container.close()
     if as_json:
@@ -696,15 +739,25 @@ def verify_bundle(
         list[str] | None,
         typer.Option("--writer-key", help="a writer key ('<key id>+<base64>') whose seals to check; repeatable"),
     ] = None,
+    witness: WitnessOption = None,
+    quorum: QuorumOption = None,
+    max_lag_s: Annotated[
+        float | None,
+        typer.Option("--max-lag-s", help="the feeder's maximum lag (default: TAKEDOWN_LEDGER_MAX_LAG_S, 300)"),
+    ] = None,
 ) -> None:
     """Check an evidence bundle offline with only the verifier key; exit 1 naming every check that failed.
 
     The bundle's key rotations are followed from the key given. With --writer-key, every event's seal must be a
-    valid signature by one of those writer keys; without, a seal must at least name its event's digest.
+    valid signature by one of those writer keys; without, a seal must at least name its event's digest. With
+    --witness, the checkpoint must carry --quorum valid cosignatures of those witnesses, and no event may be recorded
+    before an earlier cosigned checkpoint that does not hold it was cosigned (minus the maximum lag).
     """
     from services.ledger.bundle import verify_bundle as check_bundle
     from shared.eventstore.writer import WriterKeyError, key_id, parse_public_key
 
+    policy = _policy(witness, quorum)
+    lag = max_lag_s if max_lag_s is not None else Settings().ledger_max_lag_s
     writers: dict[str, bytes] | None = None
     if writer_key:
         try:
@@ -720,12 +773,14 @@ def verify_bundle(
                 raw = handle.read()
         except OSError as exc:
             raise typer.BadParameter(f"cannot read {file}: {exc}") from exc
-    report = check_bundle(raw, _verifier_key(key), writers)
+    report = check_bundle(raw, _verifier_key(key), writers, policy, lag)
     if report.ok:
         typer.echo(
             f"ok: order {report.order_id}: {report.events_checked} events proven against the signed checkpoint"
             f" of tree size {report.tree_size}; on record, deliveries and attestation verified"
         )
+        if policy.quorum:
+            typer.echo(f"witnessed: cosigned by {', '.join(report.cosigned_by)} (quorum {policy.quorum})")
         return
     typer.echo(f"FAILED: evidence bundle of order {report.order_id or '?'}", err=True)
     for problem in report.problems:

@@ -7,10 +7,35 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import roles
+from shared.tlog.cosignature import parse_cosigner_vkey
+from shared.tlog.note import NoteError
+
+
+class WitnessSetting(BaseModel):
+    """One witness the ledger asks for cosignatures: its name, cosignature/v1 verifier key and submission prefix."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    vkey: str
+    url: str
+
+    @model_validator(mode="after")
+    def _check(self) -> WitnessSetting:
+        try:
+            verifier = parse_cosigner_vkey(self.vkey)
+        except NoteError as exc:
+            raise ValueError(f"witness {self.name!r}: vkey is not a cosignature/v1 verifier key: {exc}") from exc
+        if verifier.name != self.name:
+            raise ValueError(f"witness {self.name!r}: its vkey names {verifier.name!r}")
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError(f"witness {self.name!r}: url is an http(s) prefix without query, not {self.url!r}")
+        return self
 
 
 class Settings(BaseSettings):
@@ -99,6 +124,13 @@ class Settings(BaseSettings):
     ledger_checkpoint_interval_s: float = Field(default=60.0, gt=0)
     # The feeder refuses an event recorded more than this before the last checkpoint signed before it is fed.
     ledger_max_lag_s: float = Field(default=300.0, gt=0)
+    # The witnesses asked to cosign each checkpoint (C2SP tlog-witness): a JSON list of {"name", "vkey", "url"};
+    # the log POSTs to url + "/add-checkpoint" (http is fine: a cosignature is checked, not trusted for transport).
+    # Empty: the checkpoints go unwitnessed.
+    ledger_witnesses: list[WitnessSetting] = Field(default_factory=list)
+    # One submission's deadline, and the cap of the backoff after a witness fails (doubling from 1 s).
+    ledger_witness_timeout_s: float = Field(default=5.0, gt=0)
+    ledger_witness_backoff_max_s: float = Field(default=300.0, gt=0)
     # In production /metrics answers only with `Authorization: Bearer <metrics_key>` (and not at all without one);
     # /docs and /redoc are off there. Elsewhere both are open, as on a developer's machine.
     metrics_key: SecretStr | None = None
@@ -125,6 +157,14 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("ledger_witnesses")
+    @classmethod
+    def _distinct_witnesses(cls, value: list[WitnessSetting]) -> list[WitnessSetting]:
+        names = [w.name for w in value]
+        if len(set(names)) != len(names):
+            raise ValueError("each witness is named once in TAKEDOWN_LEDGER_WITNESSES")
+        return value
 
     @model_validator(mode="after")
     def _secrets_from_files(self) -> Settings:

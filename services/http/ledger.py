@@ -43,12 +43,12 @@ Visibility = Annotated[StreamVisibility, Depends(stream_visibility)]
 @router.get(
     "/checkpoint",
     operation_id="ledger_checkpoint",
-    summary="The latest signed checkpoint (public)",
+    summary="The latest signed checkpoint, with the witnesses' cosignatures (public)",
     responses=problem_responses(404),
 )
 def get_checkpoint(c: ContainerDep) -> CheckpointOut:
-    """The newest checkpoint the ledger has signed."""
-    cp = c.ledger.latest_checkpoint()
+    """The newest checkpoint the ledger has signed, its note carrying the cosignature lines the witnesses sent."""
+    cp = c.ledger.cosigned_checkpoint()
     return CheckpointOut(
         origin=cp.origin, tree_size=cp.tree_size, root_hash=_b64(cp.root), note=cp.note, created_at=cp.created_at
     )

@@ -5,7 +5,9 @@ A bundle is one JSON document about one order (`FORMAT`):
     format, order_id, generated_at,
     verifier_key     the key in force when the bundle was made (it signs the attestation)
     key_rotations    the signed rotation statements from the ledger's first key to verifier_key (rotation.py)
-    checkpoint       {origin, tree_size, root_hash, note}: one signed checkpoint (C2SP note)
+    checkpoint       {origin, tree_size, root_hash, note, cosigned_note}: one signed checkpoint (C2SP note), and
+                     the same note with the witnesses' cosignatures appended (c2sp.org/tlog-cosignature)
+    earlier_checkpoints  for each event, the newest cosigned checkpoint (note) whose tree does not hold it yet
     events           the order's events, version 1..n, each {position, leaf_hash, leaf, envelope, proof}
     platform_events  the platform's registry events up to the order's delivery (same shape)
     on_record        {platform_id, at, name, monthly_users, representative, webhook_url} at the delivery, or null
@@ -29,7 +31,12 @@ from it; the checkpoint must be signed by the key in force at its tree size, the
 which must be the chain's last. An envelope is in leaf format 1 or 2 (leaf.py); a format 2 envelope carries the
 event's meta and the writer's seal, and a seal must name this event's digest (writer.py) at its index: with the
 writer keys given, its signature is checked too. Bundles of format "takedown-evidence/1" (before key rotation:
-no key_rotations, format 1 envelopes only) verify as they always did.
+no key_rotations, format 1 envelopes only) verify as they always did, and so do format 2 bundles made before
+witnesses (no cosigned_note, no earlier_checkpoints).
+
+With a witness policy (shared/tlog/policy.py), the checkpoint counts only with its quorum of valid cosignatures,
+and an event recorded earlier than an earlier checkpoint that does not hold it was cosigned (by the quorum, minus
+the maximum lag) is backdated: the witnesses, not the service's clock, bound when it could have been recorded.
 """
 
 from __future__ import annotations
@@ -56,7 +63,9 @@ from shared.tlog.note import (
     open_checkpoint,
     open_note,
     parse_verifier_key,
+    split_note,
 )
+from shared.tlog.policy import WitnessPolicy
 
 FORMAT = "takedown-evidence/2"
 FORMAT_V1 = "takedown-evidence/1"
@@ -72,11 +81,13 @@ TOP_LEVEL_V1 = (
     "deliveries",
     "attestation",
 )
-TOP_LEVEL = (*TOP_LEVEL_V1[:4], "key_rotations", *TOP_LEVEL_V1[4:])
+TOP_LEVEL_PRE_WITNESS = (*TOP_LEVEL_V1[:4], "key_rotations", *TOP_LEVEL_V1[4:])
+TOP_LEVEL = (*TOP_LEVEL_PRE_WITNESS[:6], "earlier_checkpoints", *TOP_LEVEL_PRE_WITNESS[6:])
 EVENT_ENTRY = ("position", "leaf_hash", "leaf", "envelope", "proof")
 ENVELOPE = ("event_id", "stream_id", "version", "type", "schema_version", "data", "recorded_at")
 ENVELOPE_V2 = ("leaf_format", *ENVELOPE, "meta", "seal")
-CHECKPOINT = ("origin", "tree_size", "root_hash", "note")
+CHECKPOINT_PRE_WITNESS = ("origin", "tree_size", "root_hash", "note")
+CHECKPOINT = (*CHECKPOINT_PRE_WITNESS, "cosigned_note")
 ON_RECORD_FIELDS = ("name", "monthly_users", "representative", "webhook_url")
 
 
@@ -139,6 +150,7 @@ class BundleReport:
     order_id: str | None = None
     tree_size: int | None = None
     events_checked: int = 0
+    cosigned_by: list[str] = field(default_factory=list)  # the pinned witnesses whose cosignature verified
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -316,9 +328,22 @@ def _events(
     return None if failed else found
 
 
-def _checkpoint(value: Any, chain: KeyChain, origin: str, report: BundleReport) -> tuple[int, bytes]:
-    cp = _object(value, CHECKPOINT, "checkpoint")
+def _checkpoint(
+    value: Any, chain: KeyChain, origin: str, report: BundleReport, policy: WitnessPolicy
+) -> tuple[int, bytes]:
+    keys = CHECKPOINT if isinstance(value, dict) and "cosigned_note" in value else CHECKPOINT_PRE_WITNESS
+    cp = _object(value, keys, "checkpoint")
     size = _int(cp["tree_size"], "checkpoint: tree_size")
+    cosigned = _str(cp.get("cosigned_note", cp["note"]), "checkpoint: cosigned_note")
+    try:
+        if split_note(cosigned)[0] != split_note(_str(cp["note"], "checkpoint: note"))[0]:
+            raise _Invalid("checkpoint: cosigned_note is not the same checkpoint as note")
+    except NoteError as exc:
+        raise _Invalid(f"checkpoint: cosigned_note: {exc}") from exc
+    report.cosigned_by = sorted(policy.counted(cosigned))
+    problem = policy.problem(cosigned, f"checkpoint at tree size {size}")
+    if problem is not None:
+        report.problems.append(problem)
     verifier = chain.key_for(size)
     if verifier is None:
         raise _Invalid(f"checkpoint: tree size {size} is before the trusted key signed (from {chain.first_size})")
@@ -375,14 +400,23 @@ def _deliveries(value: Any, order_id: str, events: list[dict[str, Any]]) -> None
             raise _Invalid(f"deliveries: the attempt recorded by event {e['event_id']} has another status code")
 
 
-def verify_bundle(raw: bytes | str, verifier_key: str, writer_keys: Mapping[str, bytes] | None = None) -> BundleReport:
+def verify_bundle(
+    raw: bytes | str,
+    verifier_key: str,
+    writer_keys: Mapping[str, bytes] | None = None,
+    witnesses: WitnessPolicy | None = None,
+    max_lag_s: float = 300.0,
+) -> BundleReport:
     """Check a bundle with nothing but a trusted verifier key: every signature, leaf, proof and cross-check.
 
     The key is the ledger's first key or any later one; the bundle's key rotations lead from it to the key in
-    force. With `writer_keys` ({key id: public key}), every seal's signature is checked too. Every problem found is
-    reported (not just the first); the bundle is good only if `ok`.
+    force. With `writer_keys` ({key id: public key}), every seal's signature is checked too. With `witnesses`, the
+    checkpoint needs its quorum of cosignatures and the events' times are bounded by the earlier cosigned checkpoints
+    (`max_lag_s`: the feeder's maximum lag). Every problem found is reported (not just the first); the bundle is good
+    only if `ok`.
     """
     report = BundleReport()
+    policy = witnesses or WitnessPolicy()
     try:
         trusted = parse_verifier_key(verifier_key)
     except NoteError as exc:
@@ -393,7 +427,8 @@ def verify_bundle(raw: bytes | str, verifier_key: str, writer_keys: Mapping[str,
         if not isinstance(parsed, dict) or parsed.get("format") not in (FORMAT, FORMAT_V1):
             raise _Invalid(f"format: neither {FORMAT} nor {FORMAT_V1}")
         v2 = parsed["format"] == FORMAT
-        bundle = _object(parsed, TOP_LEVEL if v2 else TOP_LEVEL_V1, "the bundle")
+        keys = (TOP_LEVEL if "earlier_checkpoints" in parsed else TOP_LEVEL_PRE_WITNESS) if v2 else TOP_LEVEL_V1
+        bundle = _object(parsed, keys, "the bundle")
         order_id = report.order_id = _str(bundle["order_id"], "order_id")
         _str(bundle["generated_at"], "generated_at")
     except _Invalid as exc:
@@ -418,7 +453,7 @@ def verify_bundle(raw: bytes | str, verifier_key: str, writer_keys: Mapping[str,
     verifier = chain.current
     if bundle["verifier_key"] != verifier.verifier_key:
         report.problems.append("verifier_key: the bundle names another key than the one given")
-    tree = check(_checkpoint, bundle["checkpoint"], chain, origin, report)
+    tree = check(_checkpoint, bundle["checkpoint"], chain, origin, report, policy)
     if tree is not None:
         size, root = tree
         events = check(_events, bundle["events"], "events", order_id, size, root, report, v2, writer_keys)
@@ -428,6 +463,8 @@ def verify_bundle(raw: bytes | str, verifier_key: str, writer_keys: Mapping[str,
         if events is not None and platform is not None:
             check(_on_record, bundle, events, platform)
             check(_deliveries, bundle["deliveries"], order_id, events)
+            if policy.quorum:
+                check(_backdating, bundle, chain, origin, policy, max_lag_s, report)
     check(_attestation, bundle, verifier, order_id)
     return report
 
@@ -440,3 +477,38 @@ def _attestation(bundle: dict[str, Any], verifier: Verifier, order_id: str) -> N
         raise _Invalid(f"attestation: {exc}") from exc
     if text != expected:
         raise _Invalid("attestation: the signed digest is not the digest of this bundle (something in it changed)")
+
+
+def _backdating(
+    bundle: dict[str, Any], chain: KeyChain, origin: str, policy: WitnessPolicy, max_lag_s: float, report: BundleReport
+) -> None:
+    """Flag every event recorded before an earlier checkpoint that does not hold it was cosigned (minus the lag)."""
+    witnessed: list[tuple[int, int]] = []  # (tree size, the time its quorum cosigned it by)
+    for n, note in enumerate(_list(bundle.get("earlier_checkpoints", []), "earlier_checkpoints")):
+        what = f"earlier_checkpoints[{n}]"
+        try:
+            text, _ = split_note(_str(note, what))
+            size = int(text.split("\n")[1])
+            key = chain.key_for(size)
+            if key is None:
+                raise _Invalid(f"{what}: tree size {size} is before the trusted key signed")
+            body = open_checkpoint(note, key, origin)
+        except (NoteError, ValueError, IndexError) as exc:
+            raise _Invalid(f"{what}: {exc}") from exc
+        at = policy.witnessed_at(note)
+        if at is not None:
+            witnessed.append((body.size, at))
+    for section in ("events", "platform_events"):
+        for entry in bundle[section]:
+            env, position = entry["envelope"], entry["position"]
+            bounds = [(size, at) for size, at in witnessed if size < position]
+            if not bounds:
+                continue
+            size, at = max(bounds, key=lambda b: b[1])
+            recorded = datetime.strptime(env["recorded_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+            if recorded.timestamp() < at - max_lag_s:
+                report.problems.append(
+                    f"{section}: event {env['event_id']} at position {position} is backdated: recorded at"
+                    f" {env['recorded_at']}, but the checkpoint of tree size {size} that does not hold it was"
+                    f" cosigned at {datetime.fromtimestamp(at, UTC).isoformat()}"
+                )

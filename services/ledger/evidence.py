@@ -43,6 +43,7 @@ class CheckpointEntry(TypedDict):
     tree_size: int
     root_hash: str
     note: str
+    cosigned_note: str  # the note with the witnesses' cosignatures the ledger holds appended
 
 
 class EvidenceDocument(TypedDict):
@@ -54,6 +55,7 @@ class EvidenceDocument(TypedDict):
     verifier_key: str
     key_rotations: list[str]
     checkpoint: CheckpointEntry
+    earlier_checkpoints: list[str]
     events: list[dict[str, Any]]
     platform_events: list[dict[str, Any]]
     on_record: dict[str, Any] | None
@@ -92,6 +94,7 @@ class Evidence:
         checkpoint = self.ledger.checkpoint_covering(max(positions))
         paths = self.ledger.audit_paths(positions, checkpoint.tree_size)
         formats = self.ledger.leaf_formats()
+        witnessed = self.ledger.cosigned_checkpoint(checkpoint)
 
         def entries(chosen: list[RecordedEvent]) -> list[dict[str, Any]]:
             return [
@@ -111,7 +114,9 @@ class Evidence:
                 tree_size=checkpoint.tree_size,
                 root_hash=bundle.b64(checkpoint.root),
                 note=checkpoint.note,
+                cosigned_note=witnessed.note,
             ),
+            earlier_checkpoints=self.ledger.cosigned_before(positions),
             events=entries(found.events),
             platform_events=entries(found.platform_events),
             on_record=found.on_record,

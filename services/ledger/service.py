@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
@@ -29,12 +30,14 @@ from services.ledger.leaf import LeafFormats, leaf_hash, leaf_index
 from services.ledger.rotation import KeyChain, follow_valid, sign_rotation
 from services.ledger.tree import AuditPath, ConsistencyProof, InclusionProof, LedgerFeeder, TreeHead
 from services.ledger.verify import VerifyReport, verify_ledger
+from services.ledger.witnessing import Witness, Witnessing, cosignature_lines, cosigned, witness
 from shared.auth import Principal
 from shared.clock import Clock
 from shared.db import Database
 from shared.eventstore import EventStore
 from shared.settings import Settings
 from shared.tlog.note import NoteSigner, Verifier, check_key_name
+from shared.tlog.policy import WitnessPolicy
 
 log = logging.getLogger("takedown.ledger")
 
@@ -70,6 +73,9 @@ class Ledger:
         origin_pinned: bool = True,
         writer_keys: Mapping[str, bytes] | None = None,
         max_lag_s: float = 300.0,
+        witnesses: Sequence[Witness] = (),
+        witness_timeout_s: float = 5.0,
+        witness_backoff_max_s: float = 300.0,
     ) -> None:
         self.db, self.store, self.clock = db, store, clock
         self._proposed = check_key_name(origin)
@@ -87,6 +93,10 @@ class Ledger:
             writer_keys = {writer.key_id: writer.public_key} if writer is not None else {}
         self.intake = Intake(writer_keys, timedelta(seconds=max_lag_s))
         self.feeder = LedgerFeeder(db, store, self.intake, now=clock.now, on_idle=self._scheduled_checkpoint)
+        # Its own thread, woken after each checkpoint commits: a witness that is down never holds the feeder up.
+        self.witnessing = Witnessing(
+            db, clock, witnesses, timeout_s=witness_timeout_s, backoff_max_s=witness_backoff_max_s
+        )
 
     # ------------------------------------------------------------------------------------------- identity and keys
 
@@ -218,6 +228,7 @@ class Ledger:
         self.feed()
         made = self._sign_head()
         self._last_checkpoint = time.monotonic()
+        self.witnessing.wake()
         return made
 
     def _sign_head(self) -> Checkpoint:
@@ -238,6 +249,7 @@ class Ledger:
             return
         self._sign_head()
         self._last_checkpoint = time.monotonic()
+        self.witnessing.wake()
 
     def leaf_formats(self) -> LeafFormats:
         """Which leaf has which format (to hand out the right receipt for an event listed)."""
@@ -248,6 +260,22 @@ class Ledger:
         """The newest stored checkpoint (NoCheckpoint if none)."""
         with self.db.read() as conn:
             return checkpoints.latest(conn)
+
+    def cosigned_checkpoint(self, checkpoint: Checkpoint | None = None) -> Checkpoint:
+        """The newest (or this) checkpoint with the witnesses' stored cosignature lines appended to its note."""
+        cp = checkpoint if checkpoint is not None else self.latest_checkpoint()
+        with self.db.read() as conn:
+            return cosigned(cp, cosignature_lines(conn, [cp.tree_size]))
+
+    def cosigned_before(self, positions: Iterable[int]) -> list[str]:
+        """For each position, the newest cosigned checkpoint that does not hold it yet: their cosigned notes, once
+        each, smallest first (what a verifier bounds the events' recorded times with)."""
+        with self.db.read() as conn:
+            lines = cosignature_lines(conn)
+            sizes = sorted(lines)
+            wanted = {sizes[at - 1] for p in positions if (at := bisect.bisect_left(sizes, p))}
+            found = [checkpoints.checkpoint_at(conn, size) for size in sorted(wanted)]
+        return [cosigned(cp, lines).note for cp in found if cp is not None]
 
     def inclusion(self, position: int, tree_size: int) -> InclusionProof:
         """The audit path of the event at `position` against the tree of `tree_size` leaves."""
@@ -284,11 +312,13 @@ class Ledger:
         with self.db.read() as conn:
             return tree.consistency_proof(conn, first, second)
 
-    def verify(self, trusted: Verifier | None = None) -> VerifyReport:
+    def verify(self, trusted: Verifier | None = None, witnesses: WitnessPolicy | None = None) -> VerifyReport:
         """Recompute every leaf and node from the stored events and check every checkpoint against the key chain.
 
         The chain is followed from `trusted` (the key a verifier pinned); without it, from the stored first key,
-        which is only the database's word (the report says so in `trusted_key`).
+        which is only the database's word (the report says so in `trusted_key`). With a witness policy, the newest
+        checkpoint must carry its quorum of cosignatures, and an event recorded before a checkpoint without it was
+        cosigned (minus the maximum lag) is backdated.
         """
         stored = self.stored_keys()
         origin = self.origin
@@ -305,7 +335,7 @@ class Ledger:
                 # Not the trusted key's past, and no statement the chain follows names it: a key slipped in.
                 problems.append(f"ledger_keys row {key.seq}: a key no rotation statement of the chain names")
         with self.db.read() as conn:
-            report = verify_ledger(conn, self.store, chain, origin, self.intake)
+            report = verify_ledger(conn, self.store, chain, origin, self.intake, witnesses=witnesses)
         for problem in problems:
             report.bad(None, problem)
         report.trusted_key = first.verifier_key
@@ -366,10 +396,12 @@ class Ledger:
         """Run the feeder (and the checkpoint schedule) in the background, once the identity and keys are settled."""
         self.key_chain()
         self.feeder.start()
+        self.witnessing.start()
 
     def stop(self) -> None:
-        """Stop the background feeder."""
+        """Stop the background feeder and the witnessing."""
         self.feeder.stop()
+        self.witnessing.stop()
 
 
 @dataclass(frozen=True)
@@ -397,4 +429,7 @@ def ledger_from_settings(
         stream_visible=stream_visible,
         checkpoint_interval_s=settings.ledger_checkpoint_interval_s,
         max_lag_s=settings.ledger_max_lag_s,
+        witnesses=[witness(w.name, w.vkey, w.url) for w in settings.ledger_witnesses],
+        witness_timeout_s=settings.ledger_witness_timeout_s,
+        witness_backoff_max_s=settings.ledger_witness_backoff_max_s,
     )

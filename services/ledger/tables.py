@@ -1,4 +1,4 @@
-"""The ledger's tables: subtree hashes, the tree head (also the feeder's position), checkpoints, identity, keys, formats."""
+"""The ledger's tables: subtree hashes, the head (feeder position), checkpoints, identity, keys, witnesses."""
 
 from __future__ import annotations
 
@@ -84,4 +84,31 @@ ledger_quarantine = Table(
     Column("decided_at", UtcDateTime, nullable=False),
     # The decision signed by the checkpoint key, as a note (services/ledger/admission.py `decision_text`).
     Column("note", Text, nullable=False),
+)
+
+# The witnesses' cosignatures of our checkpoints (C2SP tlog-cosignature), as they answered: one per witness and
+# tree size. `timestamp` is the POSIX time the cosignature states; `received_at` is ours. Rows are only inserted.
+ledger_cosignatures = Table(
+    "ledger_cosignatures",
+    metadata,
+    Column("witness", String(200), primary_key=True),
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("line", Text, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+)
+
+# Per witness: the largest tree size it has cosigned (or told us it holds, in a 409), which the next submission
+# sends as its old size, and the backoff after failures to cosign the checkpoint of `attempted_size` (shared by
+# every feeder process; a newer checkpoint is tried at once).
+ledger_witness_state = Table(
+    "ledger_witness_state",
+    metadata,
+    Column("witness", String(200), primary_key=True),
+    Column("tree_size", BigInteger, nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("attempted_size", BigInteger, nullable=True),
+    Column("retry_at", UtcDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
 )

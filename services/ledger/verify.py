@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, select
 
 from services.ledger import tree
 from services.ledger.admission import BACKDATED, CHANGED, DELETED, FORGED, GAP, MISSING, UNKNOWN_KEY
-from services.ledger.checkpoints import all_checkpoints
+from services.ledger.checkpoints import Checkpoint, all_checkpoints
 from services.ledger.identity import leaf_formats
 from services.ledger.intake import Intake
 from services.ledger.leaf import leaf_hash
 from services.ledger.rotation import KeyChain
 from services.ledger.tables import ledger_nodes
+from services.ledger.witnessing import cosignature_lines, cosigned
 from shared.eventstore import EventStore
 from shared.tlog import merkle
 from shared.tlog.note import NoteError, Verifier, open_checkpoint
+from shared.tlog.policy import WitnessPolicy
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class VerifyReport:
     keys_followed: int = 1  # how many keys that chain holds
     bad_positions: list[BadPosition] = field(default_factory=list)
     quarantined: list[QuarantinedPosition] = field(default_factory=list)
+    quorum: int = 0  # the cosignatures a checkpoint needs to count (0: witnesses not checked)
+    witnessed_size: int | None = None  # the largest checkpoint that counts under the witness policy
 
     @property
     def ok(self) -> bool:
@@ -87,6 +91,8 @@ class VerifyReport:
             "first_bad_position": self.first_bad_position,
             "bad_positions": [asdict(b) for b in sorted(self.bad_positions, key=lambda b: b.position)],
             "quarantined": [asdict(q) for q in self.quarantined],
+            "quorum": self.quorum,
+            "witnessed_size": self.witnessed_size,
             "problems": self.problems,
         }
 
@@ -144,14 +150,19 @@ def verify_ledger(
     origin: str,
     intake: Intake,
     batch: int = 5000,
+    witnesses: WitnessPolicy | None = None,
 ) -> VerifyReport:
     """Check every event against the tree and the admission checks, every quarantine decision against its
     signature, and every checkpoint against its signature and the rebuilt roots; report every bad position.
 
     Each checkpoint must be signed by the key the chain puts in force at its tree size (services/ledger/rotation.py);
-    each leaf is recomputed in the format it was written in (services/ledger/leaf.py).
+    each leaf is recomputed in the format it was written in (services/ledger/leaf.py). With a witness policy, the
+    newest checkpoint must carry the quorum of cosignatures, and an event recorded earlier than the time a checkpoint
+    that does not hold it was cosigned (minus the maximum lag) is reported backdated.
     """
     report = VerifyReport()
+    policy = witnesses or WitnessPolicy()
+    report.quorum = policy.quorum
     chain = verifier if isinstance(verifier, KeyChain) else KeyChain.single(verifier)
     formats = leaf_formats(conn)
     # Checkpoints before the head: a checkpoint made meanwhile is then never beyond the head read next.
@@ -177,6 +188,8 @@ def verify_ledger(
             continue
         roots.setdefault(body.size, []).append((cp.tree_size, body.root))
     sizes = [cp.tree_size for cp in checkpoints]
+    # (tree size, time the quorum says it was cosigned by), for the checkpoints that count.
+    witnessed = _witnessed(conn, checkpoints, policy, report)
 
     def checkpoint_before(position: int) -> datetime | None:
         # The checkpoint of the largest tree not holding `position` yet: the last one signed before it was fed
@@ -226,6 +239,17 @@ def verify_ledger(
                 where = "in the tree" if position <= current.size else "the feeder refuses it"
                 report.fault(position, verdict.refusal, f"{_SCREENED.get(verdict.refusal, verdict.refusal)} ({where})")
                 bisect.insort(bad_leaves, position)
+            elif (late := _cosigned_before(witnessed, position)) is not None and (
+                event.recorded_at.timestamp() < late[1] - intake.max_lag.total_seconds()
+            ):
+                report.fault(
+                    position,
+                    BACKDATED,
+                    f"event {event.event_id} recorded at {event.recorded_at.isoformat()}, but the checkpoint of tree"
+                    f" size {late[0]} that does not hold it was cosigned at"
+                    f" {datetime.fromtimestamp(late[1], UTC).isoformat()} (more than the maximum lag later)",
+                )
+                bisect.insort(bad_leaves, position)
             if position > current.size:
                 report.pending_events += 1
                 continue
@@ -243,3 +267,32 @@ def verify_ledger(
     if not bad_leaves and merkle.frontier_root(frontier) != current.root:
         report.bad(None, f"the ledger head's root at size {current.size} differs from the rebuilt tree")
     return report
+
+
+def _witnessed(
+    conn: Connection, checkpoints: list[Checkpoint], policy: WitnessPolicy, report: VerifyReport
+) -> list[tuple[int, int]]:
+    """The checkpoints that count under the policy, as (tree size, the latest time so far that one of size at most
+    this was cosigned by); the newest checkpoint not counting is a problem."""
+    if policy.quorum == 0 or not checkpoints:
+        return []
+    lines = cosignature_lines(conn)
+    found: list[tuple[int, int]] = []
+    latest = 0
+    for cp in checkpoints:
+        at = policy.witnessed_at(cosigned(cp, lines).note)
+        if at is not None:
+            latest = max(latest, at)
+            found.append((cp.tree_size, latest))
+            report.witnessed_size = cp.tree_size
+    newest = checkpoints[-1]
+    problem = policy.problem(cosigned(newest, lines).note, f"checkpoint at tree size {newest.tree_size} (the newest)")
+    if problem is not None:
+        report.bad(None, problem)
+    return found
+
+
+def _cosigned_before(witnessed: list[tuple[int, int]], position: int) -> tuple[int, int] | None:
+    """The counted checkpoint that does not hold `position` and was cosigned latest: (its size, that time)."""
+    at = bisect.bisect_left(witnessed, (position, -1))  # sizes below position do not hold it
+    return witnessed[at - 1] if at else None

@@ -32,6 +32,8 @@ FIGURES: dict[str, frozenset[str]] = {
             "takedown_ledger_checkpoint_age_seconds",
             "takedown_ledger_lag_events",
             "takedown_ledger_lag_seconds",
+            "takedown_ledger_witness_cosigned_size",
+            "takedown_ledger_witness_cosignature_age_seconds",
         }
     ),
     "notifier": frozenset(

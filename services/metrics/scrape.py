@@ -83,6 +83,11 @@ def ledger_state(c: Container) -> dict[str, Any]:
     return {"status": "blocked", "position": refused.position, "reason": refused.reason}
 
 
+def witnesses(c: Container) -> None:
+    """Each witness's newest cosigned size and the age of its cosignature, from the store."""
+    c.ledger.witnessing.report()
+
+
 def ledger_lag(c: Container) -> None:
     """How far the tree is behind the numbered events, in events and in the age of the oldest one it lacks."""
     size = c.ledger.head().size
@@ -136,7 +141,7 @@ READINGS: dict[str, tuple[Reading, ...]] = {
     "sequencer": (_numbering_now,),
     "scheduler": (sla_statuses,),
     "projections": (projection_lag,),
-    "ledger feeder": (ledger_state, ledger_lag),
+    "ledger feeder": (ledger_state, ledger_lag, witnesses),
     "notifier": (),  # its figures are counters and histograms, moved as it delivers
 }
 # The embedded process runs every part: it reads every figure.

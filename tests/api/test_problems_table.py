@@ -21,6 +21,7 @@ NEVER_AT_THE_EDGE = {
     "services.ledger.errors.SigningKeyError",  # refuses to start the app without a usable key
     "shared.tlog.merkle.ProofError",  # a proof that does not verify: the offline verifier's verdict
     "shared.tlog.note.NoteError",  # a note that does not verify: the offline verifier's verdict
+    "shared.tlog.policy.PolicyError",  # a --witness or --quorum the verify commands refuse as a usage error
     "services.ledger.rotation.RotationError",  # a key rotation that does not verify: the verifier's verdict
     # A configured origin that is not the stored one, or a key file that is not the chain's key: resolved when the
     # ledger starts (Ledger.start, every ledger command), a misconfiguration that stops the process.

@@ -388,7 +388,11 @@ def test_a_format_1_bundle_still_verifies(api: Api) -> None:
         conn.execute(delete(ledger_leaf_formats))  # a ledger from before migration 0013
     doc = _bundle(api)
     assert all("leaf_format" not in e["envelope"] for e in doc["events"])
-    old = {k: v for k, v in doc.items() if k != "key_rotations"} | {"format": bundles.FORMAT_V1}
+    # Nor witnesses: no earlier checkpoints, no cosigned note.
+    old = {k: v for k, v in doc.items() if k not in ("key_rotations", "earlier_checkpoints")} | {
+        "format": bundles.FORMAT_V1,
+        "checkpoint": {k: v for k, v in doc["checkpoint"].items() if k != "cosigned_note"},
+    }
     old = api.container.ledger.attest(old)
     first = _first_key(api)
     report = bundles.verify_bundle(json.dumps(old), first)

@@ -42,6 +42,9 @@ class EvidenceCheckpoint(BaseModel):
     tree_size: int
     root_hash: str = Field(description="base64 SHA-256 root")
     note: str = Field(description="the C2SP signed note, verifiable with verifier_key")
+    cosigned_note: str = Field(
+        description="the same note with the witnesses' cosignature/v1 lines the ledger holds for it appended"
+    )
 
 
 class OnRecord(BaseModel):
@@ -64,6 +67,10 @@ class EvidenceBundle(BaseModel):
     verifier_key: str = Field(description="the checkpoint key in force when the bundle was made")
     key_rotations: list[str] = Field(description="signed key rotation statements, from the ledger's first key on")
     checkpoint: EvidenceCheckpoint
+    earlier_checkpoints: list[str] = Field(
+        description="for each event, the newest cosigned checkpoint that does not hold it yet (cosigned notes):"
+        " an event recorded well before such a checkpoint was cosigned is backdated"
+    )
     events: list[EvidenceEvent] = Field(description="the order's events, version 1..n")
     platform_events: list[EvidenceEvent] = Field(description="the platform's registry events up to the delivery")
     on_record: OnRecord | None = Field(description="who was on record at delivery; null if never delivered")

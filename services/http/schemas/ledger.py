@@ -13,7 +13,10 @@ class CheckpointOut(BaseModel):
     origin: str
     tree_size: int
     root_hash: str = Field(description="base64 SHA-256 root")
-    note: str = Field(description="the signed note, verifiable with the key from /v1/ledger/public-key")
+    note: str = Field(
+        description="the signed note, verifiable with the key from /v1/ledger/public-key, followed by the"
+        " cosignature/v1 lines of the witnesses that cosigned it (c2sp.org/tlog-cosignature)"
+    )
     created_at: datetime
 
 
