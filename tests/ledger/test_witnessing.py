@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client import generate_latest
 from typer.testing import CliRunner
@@ -35,24 +36,30 @@ from services.ledger.witnessing import (
 )
 from services.metrics.scrape import refresh
 from shared.clock import FrozenClock
-from shared.db import Database
+from shared.db import Database, make_engine
 from shared.settings import Settings, WitnessSetting
 from shared.tlog.cosignature import cosignatures
 from shared.tlog.note import CheckpointBody, NoteSigner, parse_verifier_key, sign_checkpoint
 from shared.tlog.policy import PolicyError, WitnessPolicy, parse_policy
+from tests.conftest import fresh_sqlite_url
 from tests.support import Api, make_api
 
 from . import offline_verify
 from .conftest import ORIGIN, SEED, T0, append_events, signed_store
+from .real_witness import RealWitness
 from .witness_double import WitnessDouble
 
 WITNESSED_AT = int(T0.timestamp())
 
 
 @pytest.fixture
-def doubles() -> Iterator[list[WitnessDouble]]:
-    """Three witnesses on 127.0.0.1 whose cosignatures state the time T0."""
-    made = [WitnessDouble(f"witness.test/{n}", now=lambda: WITNESSED_AT) for n in "abc"]
+def doubles(request: pytest.FixtureRequest) -> Iterator[list[Any]]:
+    """Three witnesses on 127.0.0.1 whose cosignatures state the time T0: test doubles, or (parametrized "real")
+    the repository's own `services/witness/` served by uvicorn."""
+    if getattr(request, "param", "double") == "real":
+        made: list[Any] = [RealWitness(f"witness.test/{n}", WITNESSED_AT) for n in "abc"]
+    else:
+        made = [WitnessDouble(f"witness.test/{n}", now=lambda: WITNESSED_AT) for n in "abc"]
     yield made
     for w in made:
         w.down()
@@ -278,6 +285,7 @@ def _first_key(api: Api) -> str:
     return str(api.call("GET", "/v1/ledger/public-key", None).json()["key_chain"][0]["verifier_key"])
 
 
+@pytest.mark.parametrize("doubles", ["double", "real"], indirect=True)
 def test_cosignatures_are_served_with_the_checkpoint_and_the_metrics(
     witnessed_api: Api, doubles: list[WitnessDouble]
 ) -> None:
@@ -298,6 +306,7 @@ def test_cosignatures_are_served_with_the_checkpoint_and_the_metrics(
     assert math.isnan(COSIGNATURE_AGE.labels(witness=doubles[2].name)._value.get())  # never cosigned
 
 
+@pytest.mark.parametrize("doubles", ["double", "real"], indirect=True)
 def test_quorum_two_of_two_and_two_of_three_with_one_down_pass(
     witnessed_api: Api, doubles: list[WitnessDouble], tmp_path: Path
 ) -> None:
@@ -323,6 +332,7 @@ def test_quorum_two_of_two_and_two_of_three_with_one_down_pass(
     assert f"cosigned by {doubles[0].name}, {doubles[1].name} (quorum 2)" in result.output
 
 
+@pytest.mark.parametrize("doubles", ["double", "real"], indirect=True)
 def test_a_checkpoint_cosigned_by_one_of_two_required_fails(
     witnessed_api: Api, doubles: list[WitnessDouble], tmp_path: Path
 ) -> None:
@@ -444,3 +454,34 @@ def test_the_commands_submit_and_verify_with_a_quorum(
     assert refused.exit_code == 1
     assert "checkpoint at tree size 3 (the newest): 1 valid cosignatures of the 2 required" in refused.output
     assert runner.invoke(cli, ["ledger", "verify", "--witness", f"{a.name}={b.vkey}"]).exit_code == 2
+
+
+def test_a_forked_log_is_refused_by_both_real_witnesses_and_the_evidence_is_served(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    witnesses = [RealWitness(f"witness.test/{n}", WITNESSED_AT) for n in "ab"]
+    try:
+        for d in "hf":
+            (tmp_path / d).mkdir()
+        honest_db, forked_db = (Database(make_engine(fresh_sqlite_url(sqlite_template, tmp_path / d))) for d in "hf")
+        honest = witnessed_ledger(honest_db, witnesses)
+        append_events(honest_db, 3)
+        honest.checkpoint()
+        assert all(isinstance(o, Cosigned) for o in honest.witnessing.run_once().values())
+        # The same origin and key, another history: what a log showing two views would have to submit.
+        forked = witnessed_ledger(forked_db, witnesses)
+        append_events(forked_db, 5)
+        forked.checkpoint()
+        outcomes = forked.witnessing.run_once()
+        assert all(isinstance(o, Failed) and "422" in o.reason for o in outcomes.values()), outcomes
+        assert forked.cosigned_checkpoint().note == forked.latest_checkpoint().note  # no cosignature gathered
+        for w in witnesses:
+            refusals = httpx.get(f"{w.url}/refusals", timeout=5).json()
+            evidence = [r for r in refusals["items"] if r["status"] == 422]
+            assert evidence, refusals
+            # Two notes signed by the one log key that no consistency proof joins: proof of the fork, for anyone.
+            assert evidence[0]["checkpoint"] == forked.latest_checkpoint().note
+            assert evidence[0]["latest_checkpoint"].startswith(honest.latest_checkpoint().note)
+    finally:
+        for w in witnesses:
+            w.down()
