@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 import struct
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from shared.tlog.note import SIGNATURE_PREFIX, NoteError, b64decode_strict, check_key_name, split_note
+from shared.tlog.note import SIGNATURE_PREFIX, NoteError, check_key_name, split_note, split_vkey
 
 COSIGNATURE_V1 = 0x04
 _MAX_TIMESTAMP = 2**63 - 1
@@ -70,16 +69,9 @@ class CosignatureVerifier:
 
 def parse_cosigner_vkey(text: str) -> CosignatureVerifier:
     """Parse "name+keyid+base64(0x04||key)", checking the key ID against the name and key."""
-    parts = text.strip().split("+", 2)
-    if len(parts) != 3:
-        raise NoteError("a verifier key is name+hash+key")
-    name, id_hex, encoded = parts
-    check_key_name(name)
-    raw = b64decode_strict(encoded)
-    if len(raw) != 33 or raw[0] != COSIGNATURE_V1:
-        raise NoteError("a cosigner key is a cosignature/v1 Ed25519 key (type 0x04, 32 bytes)")
-    verifier = CosignatureVerifier(name, raw[1:])
-    if not re.fullmatch(r"[0-9a-f]{8}", id_hex) or bytes.fromhex(id_hex) != verifier.key_id:
+    name, public_key, given = split_vkey(text, COSIGNATURE_V1)
+    verifier = CosignatureVerifier(name, public_key)
+    if given != verifier.key_id:
         raise NoteError("the verifier key's ID does not match its name and key")
     return verifier
 

@@ -82,18 +82,27 @@ class Verifier:
 
 def parse_verifier_key(text: str) -> Verifier:
     """Parse "name+hash+base64(0x01||key)", checking the hash against the key."""
+    name, public_key, given = split_vkey(text, ED25519)
+    verifier = Verifier(name, public_key)
+    if given != verifier.key_hash:
+        raise NoteError("the verifier key's hash does not match its name and key")
+    return verifier
+
+
+def split_vkey(text: str, algorithm: int) -> tuple[str, bytes, bytes]:
+    """A C2SP vkey "name+<8 hex digits>+base64(algorithm||32-byte Ed25519 key)" as (name, key, the stated hash);
+    the caller checks the hash, which each key type computes its own way."""
     parts = text.strip().split("+", 2)  # the base64 key may hold '+' itself; the name may not
     if len(parts) != 3:
         raise NoteError("a verifier key is name+hash+key")
     name, hash_hex, encoded = parts
     check_key_name(name)
     raw = b64decode_strict(encoded)
-    if len(raw) != 33 or raw[0] != ED25519:
-        raise NoteError("only Ed25519 verifier keys (algorithm 1, 32 bytes) are supported")
-    verifier = Verifier(name, raw[1:])
-    if not re.fullmatch(r"[0-9a-f]{8}", hash_hex) or bytes.fromhex(hash_hex) != verifier.key_hash:
-        raise NoteError("the verifier key's hash does not match its name and key")
-    return verifier
+    if len(raw) != 33 or raw[0] != algorithm:
+        raise NoteError(f"expected an Ed25519 key of type 0x{algorithm:02x} (32 bytes)")
+    if not re.fullmatch(r"[0-9a-f]{8}", hash_hex):
+        raise NoteError("a verifier key's hash is 8 hex digits")
+    return name, raw[1:], bytes.fromhex(hash_hex)
 
 
 class NoteSigner:
