@@ -127,8 +127,12 @@ def test_a_clients_request_id_reaches_the_api_and_comes_back(proxy: Proxy, upstr
     # Without one, the proxy makes one (nginx's $request_id: 32 hex digits), which the API uses and returns.
     assert made.status_code == 200 and re.fullmatch(r"[0-9a-f]{32}", made.headers["x-request-id"])
     assert made.headers["x-request-id"] in seen
-    log = (proxy.prefix / "access.log").read_text()  # the proxy's line carries the same id as the API's
-    assert "request_id=client-req-42" in log and f"request_id={made.headers['x-request-id']}" in log
+    # The proxy's line carries the same id as the API's; nginx writes it after the response has gone out.
+    wanted = ["request_id=client-req-42", f"request_id={made.headers['x-request-id']}"]
+    deadline = time.monotonic() + 5
+    while not all(w in (log := (proxy.prefix / "access.log").read_text()) for w in wanted):
+        assert time.monotonic() < deadline, (wanted, log)
+        time.sleep(0.05)
 
 
 def test_a_body_over_max_body_bytes_is_refused_by_the_proxy_as_a_problem(
