@@ -18,13 +18,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.bootstrap import Container, bootstrap
 from services.metrics.figures import FIGURES
-from tests.builders import TEST_KEK, service_settings
+from tests.builders import service_settings
 from tests.conftest import fresh_sqlite_url
 from tests.notifier.fleet import TrackingReceiver, issue_orders, register_platforms, wait_for_delivered
 from tests.notifier.receiver import unused_port
-from tests.processes import TAKEDOWN
+from tests.processes import ROOT, TAKEDOWN, process_env
 
-ROOT = Path(__file__).resolve().parents[2]
 KEY = "metrics-test-key"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -35,20 +34,17 @@ class Process:
     def __init__(self, args: list[str], db_url: str, tmp: Path, port: int, **env: str) -> None:
         self.port = port
         self.log_path = tmp / f"{args[0]}-{port}.log"
-        environment = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("TAKEDOWN_")},
-            "TAKEDOWN_DATABASE_URL": db_url,
-            "TAKEDOWN_ENVIRONMENT": "test",
-            "TAKEDOWN_EMBEDDED_WORKERS": "false",
-            "TAKEDOWN_WEBHOOK_ALLOW_LIST": '["127.0.0.1"]',
-            "TAKEDOWN_SECRETS_KEK": TEST_KEK,
-            "TAKEDOWN_WRITER_KEY_FILE": os.environ["TAKEDOWN_WRITER_KEY_FILE"],  # the test's own (conftest)
-            "TAKEDOWN_LEDGER_KEY_FILE": str(tmp / "ledger.key"),
-            "TAKEDOWN_METRICS_PORT": str(port),
-            "TAKEDOWN_METRICS_KEY": KEY,
-            "PYTHONUNBUFFERED": "1",
-            **env,
-        }
+        environment = process_env(
+            db_url,
+            f"{args[0]}-{port}",
+            {
+                "TAKEDOWN_WRITER_KEY_FILE": os.environ["TAKEDOWN_WRITER_KEY_FILE"],  # the test's own (conftest)
+                "TAKEDOWN_LEDGER_KEY_FILE": str(tmp / "ledger.key"),
+                "TAKEDOWN_METRICS_PORT": str(port),
+                "TAKEDOWN_METRICS_KEY": KEY,
+                **env,
+            },
+        )
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [str(TAKEDOWN), *args], cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT
