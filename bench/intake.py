@@ -2,7 +2,7 @@
 
 Run: `.venv/bin/python bench/intake.py [--duration S] [--quick] [--orders N] [--rounds R] [--no-profile]`
 (PostgreSQL at 127.0.0.1:5432, user postgres; override with BENCH_PG_URL; wrk on PATH: `make bench` installs it).
-It creates databases named bench_intake_* and drops them. In one run:
+It creates databases named bench_intake_<pid>_* and drops them. In one run:
 
 1. POST /v1/orders (a new two-item order per request, each with its own issuer_reference and Idempotency-Key),
    then GET /v1/orders/{id} (a random one of 1,000 stored orders) and GET /v1/orders?limit=50, each driven by wrk
@@ -13,7 +13,12 @@ It creates databases named bench_intake_* and drops them. In one run:
    - one:  `takedown api`, one process, with an issuer key made by `takedown keys create` and a platform
      registered through POST /v1/platforms (an admin key made the same way);
    - two:  two `takedown api` processes on one port with SO_REUSEPORT (the kernel spreads connections between
-     them: no proxy process competes for the two cores, and `takedown api` has no workers option).
+     them: no proxy process competes for the two cores, and `takedown api` has no workers option);
+   - fleet: as docker-compose.yml runs it (issue 25): nginx with ops/nginx/takedown.conf in front of two
+     `takedown api`, with two notifiers (one child each), the scheduler, the sequencer, the projection runner and
+     the ledger feeder running, each its own process, the platform's webhook on a receiver on 127.0.0.1; after
+     each POST run, the time until every stored order's webhook has arrived. CPU per request is given for the
+     APIs and for all the fleet's processes (nginx's included).
    Each round runs the servers in rotating order; --rounds rounds (default 2), the best round of each kept.
    Reported: requests/s, p50/p99 latency, non-2xx responses (wrk's count of status >= 400, plus socket errors),
    CPU seconds per request of the server process(es) (user + system, from psutil before and after).
@@ -65,14 +70,25 @@ import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
 from bench.pg import ADMIN_URL, conninfo, create_db, drop_db, sa_url, say  # noqa: E402
+from tests.proxy import Proxy, start_nginx, stop_nginx  # noqa: E402  (the system test's nginx, same shipped file)
 
-PREFIX = "bench_intake_"
+# Its own databases per run: two benches at once (two checkouts on one server) never drop each other's.
+PREFIX = f"bench_intake_{os.getpid()}_"
 BIN = Path(sys.executable).parent
 TAKEDOWN = BIN / "takedown"
 CONNECTIONS = 16
 THREADS = 2
 AUTHORITY = ("mci", "Ministry of Culture and Information")
-SERVERS = ("bare", "one", "two")
+SERVERS = ("bare", "one", "two", "fleet")
+# The fleet's processes besides its two APIs, as docker-compose.yml runs them (one child per notifier: 2 cores).
+FLEET_WORKERS = (
+    ("notifier-0", ("notifier",)),
+    ("notifier-1", ("notifier",)),
+    ("scheduler", ("scheduler",)),
+    ("sequencer", ("sequencer",)),
+    ("projections", ("projections", "run")),
+    ("feeder", ("ledger", "feeder")),
+)
 ISSUERS = 8
 TARGETS = {
     "post_one_vs_bare": ">= 0.6",
@@ -193,17 +209,38 @@ def peak_rss_mb(pid: int) -> tuple[float, float]:
 
 
 class Server:
-    """One system under test: its processes, its port, its database and the key wrk sends."""
+    """One system under test: its API processes, its port, its database and the key wrk sends.
+
+    The fleet also has `workers` (notifiers, scheduler, ...), a proxy in front and a webhook receiver."""
 
     def __init__(
         self, name: str, dbname: str, procs: list[subprocess.Popen[bytes]], port: int, key: str, platform: str
     ):
         self.name, self.dbname, self.procs, self.port = name, dbname, procs, port
         self.key, self.platform_id = key, platform
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.proxy: Proxy | None = None
+        self.receiver: Receiver | None = None
 
     @property
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs]
+
+    def all_pids(self) -> list[int]:
+        """Every process of this system: APIs, workers, and the proxy's master and workers."""
+        pids = self.pids + [p.pid for p in self.workers if p.poll() is None]
+        if self.proxy is not None:
+            master = psutil.Process(self.proxy.process.pid)
+            pids += [master.pid, *(c.pid for c in master.children())]
+        return pids
+
+    def stop(self) -> None:
+        """Stop the proxy first (no new requests), then the APIs and the workers (each drains), then the receiver."""
+        if self.proxy is not None:
+            stop_nginx(self.proxy)
+        stop(self.procs + self.workers)
+        if self.receiver is not None:
+            self.receiver.close()
 
     @property
     def url(self) -> str:
@@ -280,6 +317,57 @@ def start_service(name: str, dbname: str, template: str, workdir: Path, processe
         stop(procs)
         raise
     return Server(name, dbname, procs, port, issuer_key, platform)
+
+
+def start_fleet(dbname: str, template: str, workdir: Path) -> Server:
+    """The fleet: nginx (ops/nginx/takedown.conf) before two `takedown api`, with the notifiers, scheduler, sequencer,
+    projection runner and ledger feeder running, each its own process; the platform's webhook on a local receiver.
+
+    Environment `development`, not `production`: production refuses a webhook receiver on loopback."""
+    create_db(dbname, template)
+    env = {
+        **service_env(dbname, workdir / "fleet"),
+        "TAKEDOWN_ENVIRONMENT": "development",
+        "TAKEDOWN_WEBHOOK_ALLOW_LIST": '["127.0.0.1"]',
+        "TAKEDOWN_NOTIFIER_PROCESSES": "1",
+    }
+    (workdir / "fleet").mkdir(exist_ok=True)
+    admin_key = make_key(env, workdir, "--role", "admin", "--label", "bench")
+    issuer_key = make_key(
+        env, workdir, "--role", "issuer", "--authority", AUTHORITY[0], "--authority-name", AUTHORITY[1]
+    )
+    ports = [free_port(), free_port()]
+    procs = [
+        spawn([str(TAKEDOWN), "api", "--host", "127.0.0.1", "--port", str(port)], env, workdir, f"fleet-api-{n}")
+        for n, port in enumerate(ports)
+    ]
+    server = Server("fleet", dbname, procs, 0, issuer_key, "")
+    try:
+        for port in ports:
+            wait_ready(port, procs)
+        server.receiver = Receiver()
+        server.proxy = start_nginx(ports)
+        server.port = int(server.proxy.base.rsplit(":", 1)[1])
+        hook = f"http://127.0.0.1:{server.receiver.port}/hook"
+        server.platform_id = register_platform(server.url, admin_key, hook)
+        server.workers = [
+            spawn([str(TAKEDOWN), *args], env, workdir, f"fleet-{label}") for label, args in FLEET_WORKERS
+        ]
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def delivered_after(server: Server, timeout: float = 180.0) -> tuple[int, int, float]:
+    """Wait until the receiver has a webhook for every stored order: (received, orders, seconds waited)."""
+    assert server.receiver is not None
+    t0 = time.monotonic()
+    while (orders := count_rows(server.dbname)["orders"]) > len(server.receiver.arrivals):
+        if time.monotonic() - t0 > timeout:
+            break
+        time.sleep(0.1)
+    return len(server.receiver.arrivals), orders, time.monotonic() - t0
 
 
 def start_bare(dbname: str, template: str, workdir: Path) -> Server:
@@ -413,12 +501,13 @@ def run_wrk(server: Server, script: str, duration: float, label: str) -> dict[st
         server.url,
     ]
     try:
-        cpu0 = cpu_seconds(server.pids)
+        everything = server.all_pids()
+        cpu0, all0 = cpu_seconds(server.pids), cpu_seconds(everything)
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(min(duration / 2, 3.0))
-        split = server.connections() if len(server.procs) > 1 else []
+        split = server.connections() if len(server.procs) > 1 and server.proxy is None else []
         out, err = proc.communicate(timeout=duration + 60)
-        cpu1 = cpu_seconds(server.pids)
+        cpu1, all1 = cpu_seconds(server.pids), cpu_seconds(everything)
     finally:
         os.unlink(path)
     line = next((ln for ln in out.splitlines() if ln.startswith("WRKJSON ")), None)
@@ -435,6 +524,8 @@ def run_wrk(server: Server, script: str, duration: float, label: str) -> dict[st
         "requests": float(w["requests"]),
         "cpu_ms_per_request": (cpu1 - cpu0) / requests * 1000,
     }
+    if len(everything) > len(server.pids):  # the fleet: its workers and proxy too
+        result["cpu_ms_per_request_all"] = (all1 - all0) / requests * 1000
     if split:
         result["connection_split"] = float(min(split))  # the fewer of the two processes' connections
         say(f"    {label}: connections per process (SO_REUSEPORT): {split}")
@@ -445,6 +536,7 @@ def fmt(r: dict[str, float]) -> str:
     return (
         f"{r['rps']:8.1f} req/s  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  non-2xx {r['non_2xx']:.0f}"
         f"  socket errors {r['socket_errors']:.0f}  CPU {r['cpu_ms_per_request']:.2f} ms/request"
+        + (f" (all processes {r['cpu_ms_per_request_all']:.2f})" if "cpu_ms_per_request_all" in r else "")
     )
 
 
@@ -763,16 +855,17 @@ def embedded_run(per_issuer: int, workdir: Path) -> dict[str, float]:
 
 @contextlib.contextmanager
 def servers(template: str, workdir: Path) -> Iterator[dict[str, Server]]:
-    """The three systems under test, each on its own fresh database; stopped (databases kept) on exit."""
+    """The four systems under test, each on its own fresh database; stopped (databases kept) on exit."""
     started: dict[str, Server] = {}
     try:
         started["bare"] = start_bare(f"{PREFIX}bare", template, workdir)
         started["one"] = start_service("one", f"{PREFIX}one", template, workdir, 1)
         started["two"] = start_service("two", f"{PREFIX}two", template, workdir, 2)
+        started["fleet"] = start_fleet(f"{PREFIX}fleet", template, workdir)
         yield started
     finally:
         for s in started.values():
-            stop(s.procs)
+            s.stop()
 
 
 def best_of(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -808,11 +901,11 @@ def main() -> int:
     say(
         f"  wrk -t{THREADS} -c{CONNECTIONS} -d{duration:.0f}s per run, {rounds} round(s), servers in rotating order,"
         " best round kept; two processes share one port with SO_REUSEPORT (no proxy on the two cores; the kernel"
-        " spreads connections)"
+        " spreads connections); the fleet's two APIs behind nginx with every worker process running"
     )
     figures: dict[str, float] = {}
     template = f"{PREFIX}template"
-    dbs = [template, f"{PREFIX}bare", f"{PREFIX}one", f"{PREFIX}two"]
+    dbs = [template, *(f"{PREFIX}{name}" for name in SERVERS)]
     workdir = Path(tempfile.mkdtemp(prefix="bench_intake_"))
     profile_lines: list[str] = []
     try:
@@ -824,16 +917,22 @@ def main() -> int:
             results: dict[str, dict[str, list[dict[str, float]]]] = {
                 kind: {s: [] for s in SERVERS} for kind in ("post", "get_one", "get_page")
             }
+            drains: list[float] = []
             say("\n1. POST /v1/orders (a new two-item order each, its own issuer_reference and Idempotency-Key)")
             for name in SERVERS:  # untimed warm-up: connections, caches, the first compiled statements
                 run_wrk(running[name], post_script(running[name], f"W{os.getpid()}"), 2, f"{name} warm-up")
             for round_no in range(rounds):
-                order = SERVERS[round_no % 3 :] + SERVERS[: round_no % 3]
+                order = SERVERS[round_no % len(SERVERS) :] + SERVERS[: round_no % len(SERVERS)]
                 for name in order:
                     s = running[name]
                     r = run_wrk(s, post_script(s, f"R{round_no}p{os.getpid()}"), duration, f"{name} POST")
                     results["post"][name].append(r)
-                    say(f"  round {round_no + 1}  {name:<4} {fmt(r)}")
+                    say(f"  round {round_no + 1}  {name:<5} {fmt(r)}")
+                    if name == "fleet":  # every order's webhook, pushed by the two notifiers meanwhile
+                        received, orders, waited = delivered_after(s)
+                        drains.append(waited)
+                        figures["fleet_webhooks_missing"] = float(orders - received)
+                        say(f"    fleet: {received} of {orders} orders' webhooks received, {waited:.1f} s after wrk")
             for name in SERVERS:
                 analyze(running[name].dbname)
                 rows = count_rows(running[name].dbname)
@@ -842,13 +941,13 @@ def main() -> int:
             paths_one = {n: [f"/v1/orders/{i}" for i in sample_ids(running[n].dbname, 1000)] for n in SERVERS}
             for kind, label in (("get_one", "GET one"), ("get_page", "GET page")):
                 for round_no in range(rounds):
-                    order = SERVERS[round_no % 3 :] + SERVERS[: round_no % 3]
+                    order = SERVERS[round_no % len(SERVERS) :] + SERVERS[: round_no % len(SERVERS)]
                     for name in order:
                         s = running[name]
                         paths = paths_one[name] if kind == "get_one" else ["/v1/orders?limit=50"]
                         r = run_wrk(s, get_script(s, f"G{round_no}", paths), duration, f"{name} {label}")
                         results[kind][name].append(r)
-                        say(f"  round {round_no + 1}  {label:<8} {name:<4} {fmt(r)}")
+                        say(f"  round {round_no + 1}  {label:<8} {name:<5} {fmt(r)}")
             for kind in results:
                 for name in SERVERS:
                     best = best_of(results[kind][name])
@@ -866,6 +965,10 @@ def main() -> int:
         f["get_one_vs_bare"] = f["get_one_one_rps"] / f["get_one_bare_rps"]
         f["get_page_vs_bare"] = f["get_page_one_rps"] / f["get_page_bare_rps"]
         f["get_one_two_vs_one"] = f["get_one_two_rps"] / f["get_one_one_rps"]
+        f["post_fleet_vs_two"] = f["post_fleet_rps"] / f["post_two_rps"]
+        f["get_one_fleet_vs_two"] = f["get_one_fleet_rps"] / f["get_one_two_rps"]
+        f["get_page_fleet_vs_two"] = f["get_page_fleet_rps"] / f["get_page_two_rps"]
+        f["fleet_drain_s"] = max(drains)
         say(
             f"\n  best rounds: POST bare {f['post_bare_rps']:.0f}/s, one {f['post_one_rps']:.0f}/s,"
             f" two {f['post_two_rps']:.0f}/s; one/bare {f['post_one_vs_bare']:.2f}, p99 one/bare"
@@ -876,6 +979,13 @@ def main() -> int:
             f"  GET one: bare {f['get_one_bare_rps']:.0f}/s, one {f['get_one_one_rps']:.0f}/s (ratio"
             f" {f['get_one_vs_bare']:.2f}); GET page of 50: bare {f['get_page_bare_rps']:.0f}/s, one"
             f" {f['get_page_one_rps']:.0f}/s (ratio {f['get_page_vs_bare']:.2f})"
+        )
+        say(
+            f"  fleet (nginx, two APIs, notifiers, scheduler, sequencer, projections, feeder): POST"
+            f" {f['post_fleet_rps']:.0f}/s ({f['post_fleet_vs_two']:.2f} of two), p99 {f['post_fleet_p99_ms']:.0f} ms,"
+            f" {f['post_fleet_cpu_ms_per_request_all']:.2f} ms CPU per order in all its processes; GET one"
+            f" {f['get_one_fleet_vs_two']:.2f} of two, page {f['get_page_fleet_vs_two']:.2f}; every webhook"
+            f" delivered at most {f['fleet_drain_s']:.1f} s after the load stopped"
         )
 
         say(f"\n4. peak RSS of `takedown api` serving reads over a store of {total:,} orders")
