@@ -277,6 +277,12 @@ def _issue(cmd: IssueOrder, now: datetime) -> list[Event]:
     return [OrderIssued(order_id=cmd.order_id, issued_at=now, **dict(order))]
 
 
+# How far a platform's actioned_at may stand outside [notice, report] and still be taken as its claim. The platform
+# reads a webhook before the service records the answer as the notice (up to the webhook timeout, 15 s), and its
+# clock is not ours: a platform that removes at once and says so was refused 409 in the system test before this.
+CLAIM_SKEW = timedelta(seconds=60)
+
+
 def _report(state: OrderState, cmd: ReportOutcomes, now: datetime) -> list[Event]:
     _require_platform_turn(state)
     if not cmd.outcomes:
@@ -290,15 +296,16 @@ def _report(state: OrderState, cmd: ReportOutcomes, now: datetime) -> list[Event
             raise DomainError("outcome-already-reported", f"item {o.item_id!r} already has an outcome")
         if o.outcome == "declined" and not (o.reason or "").strip():
             raise DomainError("reason-required", f"declining item {o.item_id!r} needs a reason")
-        if o.actioned_at > now:
+        # actioned_at is the platform's claim, read off its own clock: kept, never used to judge the deadline, and
+        # never (beyond CLAIM_SKEW) before the platform knew of the order (its notification, or the order's issue
+        # while it was not yet notified) or after the service received the report.
+        if o.actioned_at > now + CLAIM_SKEW:
             raise DomainError("actioned-in-future", f"item {o.item_id!r}: actioned_at is in the future")
-        # actioned_at is the platform's claim: kept, never used to judge the deadline, and never before the
-        # platform knew of the order (its notification, or the order's issue while it was not yet notified).
-        if state.notified_at is not None and o.actioned_at < state.notified_at:
+        if state.notified_at is not None and o.actioned_at < state.notified_at - CLAIM_SKEW:
             raise DomainError(
                 "actioned-before-notice", f"item {o.item_id!r}: actioned_at is before the platform was notified"
             )
-        if o.actioned_at < state.issued.issued_at:
+        if o.actioned_at < state.issued.issued_at - CLAIM_SKEW:
             raise DomainError("actioned-before-issue", f"item {o.item_id!r}: actioned_at is before the order")
         seen.add(o.item_id)
     new: list[Event] = _notified_by_inbox(state, now)

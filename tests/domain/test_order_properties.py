@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from services.orders.domain import (
+    CLAIM_SKEW,
     ESCALATION_LEVELS,
     REVIEW_OVERDUE,
     AcceptDeclines,
@@ -162,6 +163,8 @@ def _at(when: tuple[str, float], issued_at: datetime, notified_at: datetime, now
         return issued_at - timedelta(seconds=x)
     if kind == "since_notice":
         return notified_at + (now - notified_at) * x
+    if kind == "before_notice":
+        return notified_at - timedelta(seconds=x)
     return issued_at + (now - issued_at) * x
 
 
@@ -211,12 +214,15 @@ item_refs: st.SearchStrategy[int | str] = st.one_of(*[st.integers(0, MAX_ITEMS -
 reasons = st.sampled_from([None, "", "  ", "lawful speech", "not illegal", "satire"])
 texts = st.sampled_from(["", " ", "because", "issued in error", "Статья 26"])
 # actioned_at: mostly between the order's issue and now (both ends included), sometimes in the future or
-# before the order was issued
+# before the order was issued, by up to an hour (within the platform's clock skew, or beyond it)
+SKEW_S = CLAIM_SKEW.total_seconds()
+off_by = st.sampled_from([1.0, SKEW_S, SKEW_S + 1]) | st.integers(1, 3600).map(float)
 whens = st.one_of(
     *[st.tuples(st.just("between"), st.sampled_from([0.0, 0.5, 1.0]) | st.floats(0, 1))] * 3,
     *[st.tuples(st.just("since_notice"), st.sampled_from([0.0, 0.5, 1.0]) | st.floats(0, 1))] * 3,
-    st.tuples(st.just("future"), st.integers(1, 3600).map(float)),
-    st.tuples(st.just("before_issue"), st.integers(1, 3600).map(float)),
+    st.tuples(st.just("future"), off_by),
+    st.tuples(st.just("before_issue"), off_by),
+    st.tuples(st.just("before_notice"), off_by),
 )
 
 outcome_entries = st.tuples(
@@ -376,9 +382,9 @@ def check_invariants(log: list[Event], state: OrderState | None, stored: list[Ev
             assert (state.status == "declined") == (every_item_answered and some_declined)
     for e in (e for e in log if isinstance(e, ItemOutcomeReported)):
         assert e.outcome != "declined" or (e.reason or "").strip()
-        assert state.issued.issued_at <= e.actioned_at <= e.reported_at
+        assert state.issued.issued_at - CLAIM_SKEW <= e.actioned_at <= e.reported_at + CLAIM_SKEW
         if state.notified_at is not None and state.notified_at < e.reported_at:
-            assert e.actioned_at >= state.notified_at, "a claim of acting before the platform was notified"
+            assert e.actioned_at >= state.notified_at - CLAIM_SKEW, "a claim of acting before the platform knew"
 
     # Each escalation level at most once, and only known levels.
     levels = Counter(e.level for e in log if isinstance(e, OrderEscalated))

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from services.orders.domain import (
+    CLAIM_SKEW,
     DEADLINE_MISSED,
     NOT_NOTIFIED,
     REVIEW_OVERDUE,
@@ -376,8 +377,13 @@ def test_one_bad_outcome_refuses_the_whole_report() -> None:
 
 
 def test_actioned_in_the_future_refused() -> None:
-    cmd = ReportOutcomes((out("i0", at=LATER + S),))
+    cmd = ReportOutcomes((out("i0", at=LATER + CLAIM_SKEW + S),))
     assert refused(delivered(), cmd, LATER) == "actioned-in-future"
+
+
+def test_actioned_a_little_ahead_of_our_clock_is_the_platforms_claim() -> None:
+    state, _ = execute(delivered(), ReportOutcomes((out("i0", at=LATER + CLAIM_SKEW),)), LATER)
+    assert state.outcomes["i0"].actioned_at == LATER + CLAIM_SKEW
 
 
 def test_actioned_exactly_now_is_accepted() -> None:
@@ -386,7 +392,7 @@ def test_actioned_exactly_now_is_accepted() -> None:
 
 
 def test_actioned_before_issue_refused_while_not_notified() -> None:
-    cmd = ReportOutcomes((out("i0", at=T0 - S),))
+    cmd = ReportOutcomes((out("i0", at=T0 - CLAIM_SKEW - S),))
     assert refused(issued(), cmd, LATER) == "actioned-before-issue"
 
 
@@ -397,9 +403,16 @@ def test_actioned_exactly_at_issue_is_accepted_while_not_notified() -> None:
 
 
 def test_backdated_actioned_at_before_notification_refused() -> None:
-    # Notified at T0+1h: a claim of having acted a second earlier is refused, even though it is after the issue.
-    assert refused(delivered(), ReportOutcomes((out("i0", at=T0 + H - S),)), LATER) == "actioned-before-notice"
+    # Notified at T0+1h: a claim of having acted earlier than the skew allows is refused, though after the issue.
+    early = T0 + H - CLAIM_SKEW - S
+    assert refused(delivered(), ReportOutcomes((out("i0", at=early),)), LATER) == "actioned-before-notice"
     assert refused(delivered(), ReportOutcomes((out("i0", at=T0 - S),)), LATER) == "actioned-before-notice"
+
+
+def test_acting_as_the_webhook_arrives_is_accepted_though_before_the_recorded_notice() -> None:
+    # The platform acted on the webhook a few seconds before the service recorded the answer as the notice.
+    state, _ = execute(delivered(), ReportOutcomes((out("i0", at=T0 + H - CLAIM_SKEW),)), LATER)
+    assert state.outcomes["i0"].actioned_at == T0 + H - CLAIM_SKEW
 
 
 def test_actioned_exactly_at_notification_is_accepted_and_kept_as_the_claim() -> None:

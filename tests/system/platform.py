@@ -74,6 +74,7 @@ class PlatformSimulator(Receiver):
             with self._state_lock:
                 first = wid not in self._seen
                 self._seen.add(wid)
+            received = datetime.now(UTC)  # by the platform's clock, before it answers the webhook
             order = body["data"]["order"]
             answer, then = plan(order["issuer_reference"])
             if body["type"] != "order.issued" or not first:
@@ -87,7 +88,7 @@ class PlatformSimulator(Receiver):
             writer.write(_head(status, {"content-length": "0", **headers}))
             await writer.drain()
             if status == 200 and body["type"] == "order.issued" and then != "ignore":
-                asyncio.get_running_loop().create_task(self._act(request.path, order, then))
+                asyncio.get_running_loop().create_task(self._act(request.path, order, then, received))
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         except Exception as exc:  # noqa: BLE001 - a test helper reports every failure to the test
@@ -97,7 +98,7 @@ class PlatformSimulator(Receiver):
             self._tasks.discard(task)
             writer.transport.abort()
 
-    async def _act(self, path: str, order: dict[str, Any], then: str) -> None:
+    async def _act(self, path: str, order: dict[str, Any], then: str, received: datetime) -> None:
         order_id = order["id"]
         with self._state_lock:
             if order_id in self.acted:
@@ -107,11 +108,10 @@ class PlatformSimulator(Receiver):
             if then == "contest":
                 await self._post(path, order_id, "contest", {"grounds": "not_illegal", "detail": "satire"})
             else:
-                document = await self._post(path, order_id, "acknowledge", {})
-                # Removed at the moment of notice, as the service recorded it: each process reads the database's
-                # clock through its own measured offset (a few ms apart on a loaded host), so a time read here may
-                # fall before the recorded notice (409 actioned-before-notice).
-                now = document["notified_at"] if document else datetime.now(UTC).isoformat()
+                await self._post(path, order_id, "acknowledge", {})
+                # Removed on receipt, by the platform's own clock: before the service recorded the webhook's
+                # answer as the notice, and read off another clock than any API process's (CLAIM_SKEW takes both).
+                now = received.isoformat()
                 outcome = {"remove": "removed", "restrict": "restricted"}[then]
                 items = [{"item_id": i["item_id"], "outcome": outcome, "actioned_at": now} for i in order["items"]]
                 await self._post(path, order_id, "outcomes", {"outcomes": items})
@@ -143,8 +143,8 @@ class PlatformSimulator(Receiver):
             if attempt and response.status_code == 409:  # the first try went through before its answer was lost
                 self.trying.pop(order_id, None)
                 return None
-            if response.status_code in (502, 503, 504) or "actioned-in-future" in response.text:
-                await asyncio.sleep(0.2)  # no live upstream for a moment; or this API's clock a few ms behind
+            if response.status_code in (502, 503, 504):
+                await asyncio.sleep(0.2)  # no live upstream for a moment
                 continue
             raise AssertionError(f"{command} answered {response.status_code}: {response.text}")
         raise AssertionError(f"{command} of {order_id}: no API answered")
