@@ -52,7 +52,7 @@ def create_receipts_app(kit: ReceiptsKit, max_body_bytes: int = MAX_BODY_BYTES) 
         """`ok` is false once the log showed an inconsistency; `latest_alerts` carries the evidence."""
         found = kit.status()
         latest = found.pop("checkpoint")
-        alerts = found.pop("alerts")
+        alerts = found.pop("latest_alerts")
         return StatusOut(
             **found,
             checkpoint=None if latest is None else CheckpointSeen(**latest),

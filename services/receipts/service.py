@@ -245,7 +245,7 @@ class ReceiptsKit:
             "checkpoint": None if latest is None else {"tree_size": latest.size, "root_hash": b64(latest.root)},
             "last_sync_at": self.last_sync_at,
             "sync_failures": self.failures,
-            "alerts": alerts,
+            "latest_alerts": alerts,
         }
 
     def statement(self, platform_id: str, start: datetime, end: datetime, sla_hours: float = 24.0) -> dict[str, Any]:

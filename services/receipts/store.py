@@ -7,6 +7,7 @@ have their own MetaData and are created at start-up (as the witness's are).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -99,6 +100,8 @@ alerts = Table(
     Column("checkpoint", Text, nullable=True),  # the note served that caused it
     Column("earlier_checkpoint", Text, nullable=True),  # the accepted note it contradicted
     Column("detail", Text, nullable=False),  # JSON: the proof, the event, whatever else was shown
+    # The same inconsistency shown again at every pass is one record, not one per pass.
+    Column("digest", String(64), nullable=False, unique=True),
 )
 
 
@@ -315,17 +318,19 @@ def record_alert(
     earlier_checkpoint: str | None,
     detail: dict[str, Any],
 ) -> None:
-    """Keep the evidence of one inconsistency."""
-    conn.execute(
-        alerts.insert().values(
-            at=at,
-            kind=kind,
-            reason=reason,
-            checkpoint=checkpoint,
-            earlier_checkpoint=earlier_checkpoint,
-            detail=json.dumps(detail, sort_keys=True),
-        )
-    )
+    """Keep the evidence of one inconsistency (once: the same one shown again adds nothing)."""
+    text = json.dumps(detail, sort_keys=True)
+    digest = hashlib.sha256(json.dumps([kind, reason, checkpoint, earlier_checkpoint, text]).encode()).hexdigest()
+    row = {
+        "at": at,
+        "kind": kind,
+        "reason": reason,
+        "checkpoint": checkpoint,
+        "earlier_checkpoint": earlier_checkpoint,
+        "detail": text,
+        "digest": digest,
+    }
+    conn.execute(sqlite_insert(alerts).values(**row).on_conflict_do_nothing(index_elements=["digest"]))
 
 
 def list_alerts(conn: Connection, limit: int = 100) -> list[Alert]:

@@ -132,4 +132,3 @@ def running_platform(tmp_path: Path, sqlite_template: Path, witnessed: bool = Tr
         rotated = api.call("POST", f"/v1/platforms/{api.platform_a}/secret/rotate", "admin").json()
         kit.secrets[:] = [str(rotated["webhook_secret"])]
         yield Platform(api, service_url, kit, kit_url, kit_clock, system, witnesses, kit_db_url)
-

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rfc8785
 from typer.testing import CliRunner
 
 from services.cli import cli
@@ -19,7 +20,14 @@ from services.ledger.bundle import b64
 from services.ledger.leaf import rfc3339_utc
 from services.receipts.domain import parse_time, verify_statement
 from shared.tlog import merkle
-from shared.tlog.note import CheckpointBody, NoteSigner, parse_checkpoint, parse_verifier_key, sign_checkpoint, split_note
+from shared.tlog.note import (
+    CheckpointBody,
+    NoteSigner,
+    parse_checkpoint,
+    parse_verifier_key,
+    sign_checkpoint,
+    split_note,
+)
 from shared.tlog.policy import parse_policy
 
 from .conftest import NOW, Platform, running_platform
@@ -157,8 +165,6 @@ def _event_data_rehashed(s: Statement) -> None:
     # The changed event with its leaf and leaf hash made to match: it is no longer the leaf the tree holds.
     entry = s["orders"][0]["events"][1]
     entry["envelope"]["recorded_at"] = rfc3339_utc(parse_time(entry["envelope"]["recorded_at"]) + timedelta(hours=5))
-    import rfc8785
-
     entry["leaf"] = rfc8785.dumps(entry["envelope"]).decode()
     entry["leaf_hash"] = b64(merkle.leaf_hash(entry["leaf"].encode()))
 
