@@ -22,6 +22,7 @@ from shared.db import Database, make_engine
 from shared.settings import Settings
 from shared.tlog.note import NoteSigner, Verifier, open_checkpoint
 from tests.conftest import fresh_sqlite_url
+from tests.logcapture import json_logs
 from tests.notifier.receiver import Respond
 from tests.support import make_api, serve
 
@@ -85,7 +86,10 @@ def test_a_forked_log_is_refused_and_both_checkpoints_are_kept(tmp_path: Path, s
         seen = kit(honest_url).sync()
         assert seen.alerts == [] and seen.checkpoint_size == honest.container.ledger.latest_checkpoint().tree_size
         shown_fork = kit(forked_url)
-        report = shown_fork.sync()
+        with json_logs() as lines:
+            report = shown_fork.sync()
+        [line] = lines.where(logger="takedown.receipts", level="error")
+        assert "fork" in line["message"] and line["checkpoint"] == forked.container.ledger.cosigned_checkpoint().note
         assert len(report.alerts) == 1 and report.alerts[0].startswith("fork: "), report
         # Refused: the kit keeps the view it had, and says so.
         assert report.checkpoint_size == seen.checkpoint_size
