@@ -228,16 +228,17 @@ def witness_from_settings(settings: Settings, clock: Clock | None = None) -> Wit
     return Witness(Database(engine), logs, witness_cosigner(settings), clock or SystemClock())
 
 
-def receipts_from_settings(settings: Settings, clock: Clock | None = None) -> ReceiptsKit:
+def receipts_from_settings(settings: Settings, clock: Clock | None = None, receiving: bool = True) -> ReceiptsKit:
     """A platform's receipts kit: its own SQLite file (tables created here), the service's API, the log's key.
 
+    `receiving`: it will check webhooks, so it needs the platform's secret (writing a statement needs none).
     ValueError naming what is missing or malformed (no log key, no webhook secret, a SQLite-only store).
     """
     if not settings.receipts_database_url.startswith("sqlite"):
         raise ValueError("the receipts kit keeps its own SQLite file: TAKEDOWN_RECEIPTS_DATABASE_URL=sqlite:///...")
     if not settings.receipts_log_key:
         raise ValueError("the log's verifier key is needed to check its checkpoints: TAKEDOWN_RECEIPTS_LOG_KEY")
-    if not settings.receipts_webhook_secrets:
+    if receiving and not settings.receipts_webhook_secrets:
         raise ValueError(
             "the platform's webhook secret is needed to check signatures: TAKEDOWN_RECEIPTS_WEBHOOK_SECRETS"
         )

@@ -877,21 +877,19 @@ _ReceiptsDb = Annotated[str | None, typer.Option("--db-url", help="its SQLite fi
 def _receipts_settings(**given: Any) -> Settings:
     """The settings with the command line's receipts options over them (None: the setting as configured)."""
     settings = _settings()
-    changes = {f"receipts_{k}": v for k, v in given.items() if v is not None}
+    changes = {f"receipts_{k}": v for k, v in given.items() if v}  # None or [] : as configured
     if "receipts_api_key" in changes:
         changes["receipts_api_key"] = SecretStr(changes["receipts_api_key"])
     if "receipts_webhook_secrets" in changes:
-        changes["receipts_webhook_secrets"] = [SecretStr(s) for s in changes["receipts_webhook_secrets"]] or None
-        if changes["receipts_webhook_secrets"] is None:
-            del changes["receipts_webhook_secrets"]
+        changes["receipts_webhook_secrets"] = [SecretStr(s) for s in changes["receipts_webhook_secrets"]]
     return settings.model_copy(update=changes)
 
 
-def _receipts_kit(settings: Settings) -> ReceiptsKit:
+def _receipts_kit(settings: Settings, receiving: bool = True) -> ReceiptsKit:
     from services.bootstrap import receipts_from_settings
 
     try:
-        return receipts_from_settings(settings)
+        return receipts_from_settings(settings, receiving=receiving)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
 
@@ -941,15 +939,8 @@ def receipts_statement(
     log_key: Annotated[str | None, typer.Option("--log-key", help="the log's note verifier key, or a file")] = None,
 ) -> None:
     """Write, from the kit's SQLite file alone (no network), the statement of the orders first received in the period."""
-    from services.bootstrap import receipts_from_settings
-
     settings = _receipts_settings(database_url=db_url, log_key=_verifier_key(log_key) if log_key else None)
-    if not settings.receipts_webhook_secrets:  # the statement needs no secret: only the store and the log's key
-        settings = settings.model_copy(update={"receipts_webhook_secrets": [SecretStr("unused")]})
-    try:
-        kit = receipts_from_settings(settings)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    kit = _receipts_kit(settings, receiving=False)  # the store and the log's key; no network, no secret
     try:
         document = kit.statement(platform, _utc(start), _utc(end), sla_hours)
     finally:

@@ -344,8 +344,8 @@ def build_statement(
         )
     used = [e.tree_size for _, proven in orders.values() for e in proven]
     chain = sorted(checkpoints, key=lambda c: c.size)
-    if used:
-        chain = [c for c in chain if c.size >= min(used)]
+    # From the first checkpoint an event is proven in to the latest accepted (without events: the latest alone).
+    chain = [c for c in chain if c.size >= min(used)] if used else chain[-1:]
     links = [
         {"first": a.size, "second": b.size, "proof": list(consistency.get((a.size, b.size), []))}
         for a, b in itertools.pairwise(chain)

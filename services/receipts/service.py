@@ -201,11 +201,23 @@ class ReceiptsKit:
         if not ready:
             return
         leaves = self.client.leaves(order_id)
+        with self.db.read() as conn:
+            pushed = {
+                facts.event_id: facts.leaf_hash
+                for r in store.receipts_of(conn, [order_id]).get(order_id, [])
+                if (facts := webhook_facts(r.body)).event_id is not None
+            }
         for event in ready:
             leaf = leaves.get(str(event["event_id"]), {})
             inclusion = self.client.inclusion(int(event["position"]), at.size)
             try:
                 proven = prove_event(order_id, event, leaf, inclusion, at)
+                receipt = pushed.get(proven.event_id, proven.leaf_hash)
+                if receipt != proven.leaf_hash:
+                    raise LogInconsistency(
+                        "leaf-mismatch",
+                        f"event {proven.event_id}: the webhook's receipt {receipt} is not its leaf in the log",
+                    )
             except LogInconsistency as exc:
                 detail = {"event": event, "leaf": leaf, "inclusion": inclusion}
                 self._alert(exc, at.note, None, detail, report)

@@ -3,6 +3,8 @@ a failed forward never loses the receipt, and the background pass runs on its ow
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -10,8 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from services.bootstrap import receipts_from_settings
+from services.cli import cli
 from services.http.receipts import create_receipts_app
 from services.receipts import store
 from services.receipts.client import LogClient
@@ -170,3 +174,27 @@ def test_the_app_declares_its_routes(tmp_path: Path) -> None:
     assert document["paths"]["/webhook"]["post"]["responses"]["401"]["content"]["application/problem+json"]
     assert document["paths"]["/status"]["get"]["responses"]["200"]
     engine.dispose()
+
+
+def test_a_push_whose_receipt_is_not_the_logs_leaf_is_an_alert(tmp_path: Path, sqlite_template: Path) -> None:
+    with running_platform(tmp_path, sqlite_template, witnessed=False) as p:
+        p.api.issue()
+        assert p.push() == 1
+        with Database(make_engine(p.kit_db_url)).read() as conn:
+            body = json.loads(conn.execute(select(store.receipts.c.body)).scalar_one())
+        # The same event pushed again with another receipt (as a service telling the platform one leaf and the
+        # log another would).
+        body["data"]["event"]["leaf_hash"] = base64.b64encode(bytes(32)).decode()
+        assert _post(f"{p.kit_url}/webhook", p.kit.secrets[0], json.dumps(body).encode(), "msg_x").status_code == 200
+        p.checkpoint()
+        report = p.kit.sync()
+        assert [a.split(":")[0] for a in report.alerts] == ["leaf-mismatch"], report
+        assert "is not its leaf in the log" in report.alerts[0]
+        assert p.kit.status()["ok"] is False
+
+
+def test_serve_refuses_to_start_without_the_logs_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TAKEDOWN_RECEIPTS_LOG_KEY", raising=False)
+    args = ["receipts", "serve", "--db-url", f"sqlite:///{tmp_path / 'r.db'}", "--secret", generate_secret()]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 2 and "TAKEDOWN_RECEIPTS_LOG_KEY" in refused.output
