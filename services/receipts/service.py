@@ -291,6 +291,8 @@ class ReceiptsKit:
                 self.forward_pending()
                 report = self.sync()
                 failed = bool(report.errors) or report.pending > 0
+                if report.errors:
+                    log.warning("a receipts sync pass could not fetch what it needs (retried): %s", report.errors[0])
             except Exception:  # the loop outlives any one pass; the next tries again
                 log.exception("a receipts sync pass failed")
                 failed = True
