@@ -41,7 +41,7 @@ from services.ledger.bundle import parse as parse_json
 from services.ledger.leaf import rfc3339_utc
 from services.receipts.errors import LogInconsistency, StatementInvalid
 from shared.tlog import merkle
-from shared.tlog.note import CheckpointBody, NoteError, Verifier, b64decode_strict, open_checkpoint, split_note
+from shared.tlog.note import CheckpointBody, NoteError, Verifier, b64decode_strict, open_checkpoint
 from shared.tlog.policy import WitnessPolicy
 
 FORMAT = "takedown-receipts-statement/1"
@@ -582,8 +582,3 @@ def verify_statement(
         except StatementInvalid as exc:
             report.problems.append(str(exc))
     return report
-
-
-def split_view(note: str) -> str:
-    """The signed text of a note (without its signature lines): what two notes of one checkpoint share."""
-    return split_note(note)[0]
