@@ -30,6 +30,11 @@ class LogClient:
         """The latest checkpoint note, with the witnesses' cosignature lines."""
         return str(self._get("/v1/ledger/checkpoint")["note"])
 
+    def rotations(self) -> list[str]:
+        """The log's signed key rotation statements, oldest first (followed from the pinned key)."""
+        chain = self._get("/v1/ledger/public-key").get("key_chain", [])
+        return [str(k["rotation"]) for k in chain if k.get("rotation")]
+
     def consistency(self, first: int, second: int) -> list[str]:
         """The consistency proof between two tree sizes (base64 hashes)."""
         return list(self._get("/v1/ledger/proofs/consistency", first=first, second=second)["proof"])

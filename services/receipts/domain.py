@@ -5,6 +5,8 @@ A statement (`FORMAT`) is one JSON document:
 
     format, platform_id, period {from, to}, generated_at, sla_hours
     log            {origin, verifier_key}: the log the kit was configured with (the verifier is given its own key)
+    key_rotations  the log's signed key rotation statements (services/ledger/rotation.py), followed from the
+                   verifier's key: each checkpoint must be signed by the key in force at its tree size
     checkpoints    the signed checkpoint notes the kit accepted, smallest tree first, each with the witnesses'
                    cosignature lines the log served with it (c2sp.org/tlog-cosignature)
     consistency    [{first, second, proof}]: an RFC 9162 consistency proof between each checkpoint and the next
@@ -39,9 +41,18 @@ import rfc8785
 from services.ledger.bundle import b64
 from services.ledger.bundle import parse as parse_json
 from services.ledger.leaf import rfc3339_utc
+from services.ledger.rotation import KeyChain, follow
 from services.receipts.errors import LogInconsistency, StatementInvalid
 from shared.tlog import merkle
-from shared.tlog.note import CheckpointBody, NoteError, Verifier, b64decode_strict, open_checkpoint
+from shared.tlog.note import (
+    CheckpointBody,
+    NoteError,
+    Verifier,
+    b64decode_strict,
+    open_checkpoint,
+    parse_checkpoint,
+    split_note,
+)
 from shared.tlog.policy import WitnessPolicy
 
 FORMAT = "takedown-receipts-statement/1"
@@ -55,6 +66,7 @@ TOP_LEVEL = (
     "generated_at",
     "sla_hours",
     "log",
+    "key_rotations",
     "checkpoints",
     "consistency",
     "orders",
@@ -127,10 +139,26 @@ class Seen:
     note: str
 
 
-def open_served(note: str, verifier: Verifier) -> CheckpointBody:
-    """A served checkpoint signed by the log's key (its origin is the key's name); LogInconsistency otherwise."""
+def key_chain(pinned: Verifier, rotations: Sequence[str]) -> KeyChain:
+    """The log's keys followed from the pinned one through its signed rotations; LogInconsistency if one fails."""
     try:
-        return open_checkpoint(note, verifier, verifier.name)
+        return follow(pinned, pinned.name, rotations)
+    except NoteError as exc:
+        raise LogInconsistency(
+            "bad-key-rotation", f"the log's key rotations do not follow from its key: {exc}"
+        ) from exc
+
+
+def open_served(note: str, chain: KeyChain | Verifier) -> CheckpointBody:
+    """A served checkpoint signed by the key the chain puts in force at its size (its origin is the key's name);
+    LogInconsistency otherwise."""
+    chain = KeyChain.single(chain) if isinstance(chain, Verifier) else chain
+    try:
+        claimed = parse_checkpoint(split_note(note)[0])
+        key = chain.key_for(claimed.size)
+        if key is None:
+            raise NoteError(f"tree size {claimed.size} is before the pinned key signs")
+        return open_checkpoint(note, key, key.name)
     except NoteError as exc:
         raise LogInconsistency("bad-checkpoint-signature", f"the served checkpoint does not verify: {exc}") from exc
 
@@ -321,6 +349,7 @@ def build_statement(
     sla_hours: float,
     origin: str,
     verifier_key: str,
+    key_rotations: Sequence[str],
     checkpoints: Sequence[Seen],
     consistency: Mapping[tuple[int, int], Sequence[str]],
     orders: Mapping[str, tuple[Sequence[StoredReceipt], Sequence[ProvenEvent]]],
@@ -357,6 +386,7 @@ def build_statement(
         "generated_at": rfc3339_utc(generated_at),
         "sla_hours": sla_hours,
         "log": {"origin": origin, "verifier_key": verifier_key},
+        "key_rotations": list(key_rotations),
         "checkpoints": [c.note for c in chain],
         "consistency": links,
         "orders": entries,
@@ -418,12 +448,22 @@ def _time(value: Any, what: str) -> datetime:
 
 
 def _checkpoints(statement: dict[str, Any], verifier: Verifier, report: StatementReport) -> dict[int, bytes]:
-    """Every checkpoint signed by the log and each consistent with the next: {tree size: root}."""
+    """Every checkpoint signed by the log's key in force at its size (the rotations followed from the trusted key),
+    and each consistent with the next: {tree size: root}."""
+    rotations = [r if isinstance(r, str) else "" for r in _list(statement["key_rotations"], "key_rotations")]
+    try:
+        chain = follow(verifier, verifier.name, rotations)
+    except NoteError as exc:
+        raise StatementInvalid(f"key_rotations: {exc}") from exc
     roots: dict[int, bytes] = {}
     bodies: list[CheckpointBody] = []
     for n, note in enumerate(_list(statement["checkpoints"], "checkpoints")):
         try:
-            body = open_checkpoint(note if isinstance(note, str) else "", verifier, verifier.name)
+            text = note if isinstance(note, str) else ""
+            key = chain.key_for(parse_checkpoint(split_note(text)[0]).size)
+            if key is None:
+                raise NoteError("its tree size is before the trusted key signs")
+            body = open_checkpoint(text, key, verifier.name)
         except NoteError as exc:
             raise StatementInvalid(f"checkpoints[{n}]: not signed by the log's key ({exc})") from exc
         if bodies and body.size <= bodies[-1].size:

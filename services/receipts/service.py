@@ -30,6 +30,7 @@ from services.receipts.domain import (
     build_statement,
     check_consistent,
     consistency_needed,
+    key_chain,
     open_served,
     prove_event,
     signature_lines,
@@ -166,8 +167,10 @@ class ReceiptsKit:
         with self.db.read() as conn:
             latest = store.latest_checkpoint(conn)
         proof: list[str] = []
+        rotations: list[str] = []
         try:
-            body = open_served(note, self.verifier)
+            rotations = self.client.rotations()
+            body = open_served(note, key_chain(self.verifier, rotations))
             needed = consistency_needed(latest, body)
             if needed is not None:
                 proof = self.client.consistency(*needed)
@@ -181,6 +184,7 @@ class ReceiptsKit:
             return latest
         now = self.clock.now()
         with self.db.transaction() as conn:
+            store.keep_rotations(conn, rotations)
             if latest is not None and body.size == latest.size:
                 merged = add_cosignatures(latest.note, signature_lines(note))
                 if merged != latest.note:
@@ -323,6 +327,7 @@ def statement_from(
         sla_hours=sla_hours,
         origin=verifier.name,
         verifier_key=verifier.verifier_key,
+        key_rotations=store.rotations(conn),
         checkpoints=store.all_checkpoints(conn),
         consistency=store.consistency_proofs(conn),
         orders={o: (receipts.get(o, []), proven.get(o, [])) for o in order_ids if proven.get(o)},

@@ -90,6 +90,13 @@ proven_events = Table(
     Column("proof", Text, nullable=False),
 )
 
+key_rotations = Table(
+    "receipts_key_rotations",
+    metadata,
+    Column("n", Integer, primary_key=True, autoincrement=False),  # 0 for the first rotation from the pinned key
+    Column("statement", Text, nullable=False),
+)
+
 alerts = Table(
     "receipts_alerts",
     metadata,
@@ -255,6 +262,17 @@ def accept_checkpoint(conn: Connection, seen: Seen, at: datetime, proof: tuple[i
         first, second, hashes = proof
         statement = sqlite_insert(consistency).values(first=first, second=second, proof="\n".join(hashes))
         conn.execute(statement.on_conflict_do_nothing())
+
+
+def rotations(conn: Connection) -> list[str]:
+    """The log's key rotations the kit followed from its pinned key, oldest first."""
+    return [str(r.statement) for r in conn.execute(select(key_rotations).order_by(key_rotations.c.n))]
+
+
+def keep_rotations(conn: Connection, statements: Sequence[str]) -> None:
+    """Keep the rotations followed (the chain only grows: those kept are a prefix of these)."""
+    for n, statement in enumerate(statements):
+        conn.execute(sqlite_insert(key_rotations).values(n=n, statement=statement).on_conflict_do_nothing())
 
 
 def update_note(conn: Connection, size: int, note: str) -> None:

@@ -4,6 +4,7 @@ pushing to a real kit (its app under uvicorn, its own SQLite file), and the plat
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -53,11 +54,15 @@ class Platform:
     system: Receiver
     witnesses: list[RealWitness]
     kit_db_url: str
+    vkey: str  # the log's note verifier key when the kit was set up: what the platform pins
 
-    @property
-    def vkey(self) -> str:
-        """The log's note verifier key, as the platform pins it."""
-        return self.api.container.ledger.verifier.verifier_key
+    def rotate_log_key(self) -> None:
+        """The log rotates its checkpoint key (a statement signed by the old one names the new); the witnesses are
+        told the new key, the kit is not: it follows the rotation from the key it pinned."""
+        ledger = self.api.container.ledger
+        rotated = ledger.rotate_key(hashlib.sha256(b"the log's second key").digest())
+        for w in self.witnesses:
+            w.trust(ledger.origin, rotated.new)
 
     def advance(self, **delta: float) -> None:
         """Both clocks move together (the kit's host and the service's agree within the skew)."""
@@ -131,4 +136,5 @@ def running_platform(tmp_path: Path, sqlite_template: Path, witnessed: bool = Tr
         assert r.status_code == 200, r.text
         rotated = api.call("POST", f"/v1/platforms/{api.platform_a}/secret/rotate", "admin").json()
         kit.secrets[:] = [str(rotated["webhook_secret"])]
-        yield Platform(api, service_url, kit, kit_url, kit_clock, system, witnesses, kit_db_url)
+        vkey = ledger.verifier.verifier_key
+        yield Platform(api, service_url, kit, kit_url, kit_clock, system, witnesses, kit_db_url, vkey)

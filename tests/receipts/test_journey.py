@@ -22,7 +22,9 @@ from services.receipts.domain import parse_time, verify_statement
 from shared.tlog import merkle
 from shared.tlog.note import (
     CheckpointBody,
+    NoteError,
     NoteSigner,
+    open_checkpoint,
     parse_checkpoint,
     parse_verifier_key,
     sign_checkpoint,
@@ -37,7 +39,8 @@ Statement = dict[str, Any]
 
 @pytest.fixture(scope="module")
 def journey(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[tuple[Platform, Statement]]:
-    """One order issued, pushed to the kit, acknowledged and answered; the kit synced twice; its statement."""
+    """One order issued, pushed to the kit, acknowledged and answered; the kit synced twice, the log's key rotated
+    in between; its statement."""
     tmp = tmp_path_factory.mktemp("journey")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("TAKEDOWN_LEDGER_KEY_FILE", str(tmp / "ledger.key"))
@@ -51,6 +54,7 @@ def journey(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> 
             first = p.kit.sync()
             assert first.alerts == [] and first.proven == 2, first  # order.issued and order.delivered
             p.advance(minutes=30)
+            p.rotate_log_key()  # the kit pinned the first key and follows the rotation the log signed
             p.answer(order)
             p.advance(minutes=1)
             p.checkpoint()
@@ -85,8 +89,14 @@ def test_the_statement_verifies_offline_and_says_the_order_was_answered_in_time(
         "order.item_outcome_reported",
         "order.closed",
     ]
-    # Two syncs, two checkpoints, joined by a consistency proof; the latest cosigned by both witnesses.
+    # Two syncs, two checkpoints (by the first key and by the second), joined by a consistency proof; the latest
+    # cosigned by both witnesses; the rotation between the keys, signed by the first.
     assert len(statement["checkpoints"]) == 2 and len(statement["consistency"]) == 1
+    assert len(statement["key_rotations"]) == 1
+    first_key = parse_verifier_key(p.vkey)
+    open_checkpoint(statement["checkpoints"][0], first_key, first_key.name)
+    with pytest.raises(NoteError):  # the latest is the second key's: only the followed rotation makes it count
+        open_checkpoint(statement["checkpoints"][1], first_key, first_key.name)
     summary = order["summary"]
     assert summary["met"] is True
     notified, answered = parse_time(summary["notified_at"]), parse_time(summary["answered_at"])
@@ -201,6 +211,10 @@ def _flipped_summary(s: Statement) -> None:
     s["orders"][0]["summary"]["answered_at"] = s["orders"][0]["summary"]["notified_at"]
 
 
+def _dropped_rotation(s: Statement) -> None:
+    s["key_rotations"].clear()
+
+
 def _dropped_consistency(s: Statement) -> None:
     s["consistency"][0]["proof"].pop()
 
@@ -217,6 +231,7 @@ TAMPERINGS: dict[str, tuple[Callable[[Statement], None], str]] = {
     "fewer cosignatures than the quorum": (_stripped_cosignature, "1 valid cosignatures of the 2 required"),
     "summary": (_flipped_summary, "the summary is not what its receipts and events say (['answered_at'])"),
     "consistency proof": (_dropped_consistency, "consistency[0]: tree"),
+    "dropped key rotation": (_dropped_rotation, "checkpoints[1]: not signed by the log's key"),
 }
 
 
