@@ -198,3 +198,19 @@ def test_serve_refuses_to_start_without_the_logs_key(tmp_path: Path, monkeypatch
     args = ["receipts", "serve", "--db-url", f"sqlite:///{tmp_path / 'r.db'}", "--secret", generate_secret()]
     refused = CliRunner().invoke(cli, args)
     assert refused.exit_code == 2 and "TAKEDOWN_RECEIPTS_LOG_KEY" in refused.output
+
+
+def test_a_checkpoint_not_signed_by_the_pinned_key_is_refused(tmp_path: Path, sqlite_template: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'receipts.db'}")
+    store.create(engine)
+    with make_api(fresh_sqlite_url(sqlite_template, tmp_path)) as api, serve(api.client.app) as url:
+        api.container.ledger.checkpoint()
+        origin = api.container.ledger.verifier.name
+        impostor = NoteSigner(origin, bytes(32)).verifier  # the log's name, another key
+        kit = ReceiptsKit(Database(engine), LogClient(url, None), impostor, ["x"], FrozenClock(NOW))
+        report = kit.sync()
+        assert [a.split(":")[0] for a in report.alerts] == ["bad-checkpoint-signature"], report
+        assert report.checkpoint_size is None and kit.status()["checkpoints"] == 0
+        [alert] = kit.status()["latest_alerts"]
+        assert alert.checkpoint == api.container.ledger.cosigned_checkpoint().note
+    engine.dispose()
