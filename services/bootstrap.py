@@ -23,6 +23,9 @@ from services.notifier.worker import Notifier, NotifierConfig
 from services.orders.service import OrderService
 from services.orders.sla_clock import SlaPolicy
 from services.orders.visibility import tenant
+from services.receipts import store as receipts_store
+from services.receipts.client import LogClient
+from services.receipts.service import ReceiptsKit
 from services.registry import service as platforms
 from services.registry.kek import keyring_from_settings
 from services.registry.service import PlatformsProjection, Registry, WebhookEndpoint
@@ -43,7 +46,7 @@ from shared.keyfile import read_or_create
 from shared.projections import Projection, ProjectionRunner
 from shared.settings import Settings
 from shared.tlog.cosignature import Cosigner
-from shared.tlog.note import check_key_name
+from shared.tlog.note import check_key_name, parse_verifier_key
 
 
 @dataclass
@@ -223,3 +226,33 @@ def witness_from_settings(settings: Settings, clock: Clock | None = None) -> Wit
     witness_store.create(engine)
     logs = trusted_logs(settings.witness_logs)
     return Witness(Database(engine), logs, witness_cosigner(settings), clock or SystemClock())
+
+
+def receipts_from_settings(settings: Settings, clock: Clock | None = None, receiving: bool = True) -> ReceiptsKit:
+    """A platform's receipts kit: its own SQLite file (tables created here), the service's API, the log's key.
+
+    `receiving`: it will check webhooks, so it needs the platform's secret (writing a statement needs none).
+    ValueError naming what is missing or malformed (no log key, no webhook secret, a SQLite-only store).
+    """
+    if not settings.receipts_database_url.startswith("sqlite"):
+        raise ValueError("the receipts kit keeps its own SQLite file: TAKEDOWN_RECEIPTS_DATABASE_URL=sqlite:///...")
+    if not settings.receipts_log_key:
+        raise ValueError("the log's verifier key is needed to check its checkpoints: TAKEDOWN_RECEIPTS_LOG_KEY")
+    if receiving and not settings.receipts_webhook_secrets:
+        raise ValueError(
+            "the platform's webhook secret is needed to check signatures: TAKEDOWN_RECEIPTS_WEBHOOK_SECRETS"
+        )
+    engine = make_engine(settings.receipts_database_url)
+    receipts_store.create(engine)
+    key = settings.receipts_api_key.get_secret_value() if settings.receipts_api_key else None
+    return ReceiptsKit(
+        Database(engine),
+        LogClient(settings.receipts_service_url, key),
+        parse_verifier_key(settings.receipts_log_key),
+        [s.get_secret_value() for s in settings.receipts_webhook_secrets],
+        clock or SystemClock(),
+        forward_url=settings.receipts_forward_url,
+        forward_timeout_s=settings.receipts_forward_timeout_s,
+        poll_s=settings.receipts_poll_s,
+        backoff_max_s=settings.receipts_backoff_max_s,
+    )

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Protocol
 
 import typer
 import uvicorn
+from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from services.bootstrap import Container, bootstrap
@@ -31,6 +32,7 @@ from services.keys.service import KEY_STATUSES, KeyStatus
 from services.ledger.verify import VerifyReport
 from services.metrics import scrape
 from services.metrics.server import MetricsServer
+from services.receipts.service import ReceiptsKit
 from services.registry.errors import SecretsKeyError
 from services.registry.kek import Keyring, keyring_from_settings, load_kek
 from services.registry.service import reseal
@@ -861,6 +863,145 @@ def witness_vkey(key_file: _WitnessKey = None, name: _WitnessName = None) -> Non
 
 
 cli.add_typer(witness_cli, name="witness")
+
+
+# ------------------------------------------------------------------------------------------------ receipts
+
+receipts_cli = typer.Typer(
+    help="A platform's receipts kit: keeps the service's webhooks, checks the log, writes statements for a court.",
+    no_args_is_help=True,
+)
+_ReceiptsDb = Annotated[str | None, typer.Option("--db-url", help="its SQLite file (default: RECEIPTS_DATABASE_URL)")]
+
+
+def _receipts_settings(**given: Any) -> Settings:
+    """The settings with the command line's receipts options over them (None: the setting as configured)."""
+    settings = _settings()
+    changes = {f"receipts_{k}": v for k, v in given.items() if v}  # None or [] : as configured
+    if "receipts_api_key" in changes:
+        changes["receipts_api_key"] = SecretStr(changes["receipts_api_key"])
+    if "receipts_webhook_secrets" in changes:
+        changes["receipts_webhook_secrets"] = [SecretStr(s) for s in changes["receipts_webhook_secrets"]]
+    return settings.model_copy(update=changes)
+
+
+def _receipts_kit(settings: Settings, receiving: bool = True) -> ReceiptsKit:
+    from services.bootstrap import receipts_from_settings
+
+    try:
+        return receipts_from_settings(settings, receiving=receiving)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+@receipts_cli.command("serve")
+def receipts_serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8095,
+    db_url: _ReceiptsDb = None,
+    service_url: Annotated[str | None, typer.Option("--service-url", help="the service's API base URL")] = None,
+    api_key: Annotated[str | None, typer.Option("--api-key", help="the platform's API key")] = None,
+    secret: Annotated[
+        list[str] | None, typer.Option("--secret", help="the platform's webhook secret (whsec_...); repeatable")
+    ] = None,
+    log_key: Annotated[str | None, typer.Option("--log-key", help="the log's note verifier key, or a file")] = None,
+    forward_url: Annotated[str | None, typer.Option("--forward-url", help="where to forward each order")] = None,
+) -> None:
+    """Serve POST /webhook and GET /status; follow every order received into the log in the background."""
+    from services.http.receipts import create_receipts_app
+
+    settings = _receipts_settings(
+        database_url=db_url,
+        service_url=service_url,
+        api_key=api_key,
+        webhook_secrets=secret,
+        log_key=_verifier_key(log_key) if log_key else None,
+        forward_url=forward_url,
+    )
+    kit = _receipts_kit(settings)
+    _starting(settings, "receipts")
+    log.info("receipts kit for the log %s, following %s", kit.verifier.name, settings.receipts_service_url)
+    kit.start()
+    try:
+        uvicorn.run(create_receipts_app(kit), host=host, port=port, log_config=None, access_log=False)
+    finally:
+        kit.stop()
+
+
+@receipts_cli.command("statement")
+def receipts_statement(
+    platform: Annotated[str, typer.Option("--platform", help="the platform's id")],
+    start: Annotated[datetime, typer.Option("--from", help="first instant (UTC unless a zone is given)")],
+    end: Annotated[datetime, typer.Option("--to", help="the instant after the last (UTC unless a zone is given)")],
+    out: Annotated[str | None, typer.Option("--out", help="write it here (default: standard output)")] = None,
+    sla_hours: Annotated[float, typer.Option("--sla-hours", help="hours allowed from notification")] = 24.0,
+    db_url: _ReceiptsDb = None,
+    log_key: Annotated[str | None, typer.Option("--log-key", help="the log's note verifier key, or a file")] = None,
+) -> None:
+    """Write, from the kit's SQLite file alone (no network), the statement of the orders first received in the period."""
+    settings = _receipts_settings(database_url=db_url, log_key=_verifier_key(log_key) if log_key else None)
+    kit = _receipts_kit(settings, receiving=False)  # the store and the log's key; no network, no secret
+    try:
+        document = kit.statement(platform, _utc(start), _utc(end), sla_hours)
+    finally:
+        kit.stop()
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    Path(out).write_text(text, encoding="utf-8")
+    typer.echo(f"{len(document['orders'])} orders, {len(document['checkpoints'])} checkpoints: {out}", err=True)
+
+
+def _utc(moment: datetime) -> datetime:
+    from datetime import UTC
+
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+@receipts_cli.command("verify")
+def receipts_verify(
+    file: Annotated[str, typer.Argument(help="the statement (JSON), '-' for standard input")],
+    key: Annotated[str, typer.Option("--key", help="the log's note verifier key you trust, or a file holding it")],
+    witness: WitnessOption = None,
+    quorum: QuorumOption = None,
+    max_skew_s: Annotated[
+        float, typer.Option("--max-skew-s", help="how far the kit's clock may be from the service's")
+    ] = 300.0,
+) -> None:
+    """Check a statement offline; exit 1 naming every check that failed.
+
+    With --witness, the statement's latest checkpoint must carry --quorum valid cosignatures of those witnesses
+    (every earlier one is joined to it by consistency proofs).
+    """
+    from services.receipts.domain import verify_statement
+    from shared.tlog.note import NoteError, parse_verifier_key
+
+    policy = _policy(witness, quorum)
+    try:
+        trusted = parse_verifier_key(_verifier_key(key))
+    except NoteError as exc:
+        raise typer.BadParameter(f"--key: {exc}") from exc
+    try:
+        raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {file}: {exc}") from exc
+    report = verify_statement(raw, trusted, policy, max_skew_s)
+    if report.ok:
+        typer.echo(
+            f"ok: platform {report.platform_id}: {report.orders_checked} orders, {report.events_checked} events proven,"
+            f" {report.checkpoints_checked} checkpoints consistent up to tree size {report.head_size}"
+        )
+        if policy.quorum:
+            typer.echo(f"witnessed: cosigned by {', '.join(report.cosigned_by)} (quorum {policy.quorum})")
+        return
+    typer.echo(f"FAILED: statement of platform {report.platform_id or '?'}", err=True)
+    for problem in report.problems:
+        typer.echo(f"  {problem}", err=True)
+    raise typer.Exit(1)
+
+
+cli.add_typer(receipts_cli, name="receipts")
 
 
 @cli.command("report")

@@ -152,6 +152,19 @@ class Settings(BaseSettings):
     witness_name: str | None = None  # default: the public base URL's host + /witness
     witness_key_file: str = "./witness.key"
     witness_logs: dict[str, str] = Field(default_factory=dict)
+    # `takedown receipts serve`, a platform's receipts kit run in front of its own systems: its own SQLite file,
+    # the service's API (base URL and the platform's API key), the platform's webhook secrets (several during a
+    # rotation), the log's note verifier key it checks every checkpoint with, and where to forward each order.
+    receipts_database_url: str = "sqlite:///./receipts.db"
+    receipts_service_url: str = "http://127.0.0.1:8000"
+    receipts_api_key: SecretStr | None = None
+    receipts_webhook_secrets: list[SecretStr] = Field(default_factory=list)
+    receipts_log_key: str | None = None
+    receipts_forward_url: str | None = None
+    receipts_forward_timeout_s: float = Field(default=10.0, gt=0)
+    # A pass over the log every this long; after a failed one (the feeder lags), backoff doubling from 1 s to the cap.
+    receipts_poll_s: float = Field(default=10.0, gt=0)
+    receipts_backoff_max_s: float = Field(default=300.0, gt=0)
 
     @field_validator("log_level", mode="before")
     @classmethod

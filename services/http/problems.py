@@ -33,6 +33,7 @@ from services.orders.errors import (
     OrderNotFound,
     UnknownPlatform,
 )
+from services.receipts.errors import BadSignature
 from services.registry.errors import (
     PlatformNameTaken,
     PlatformNotFound,
@@ -175,6 +176,8 @@ SERVICE_ERRORS: dict[type[Exception], ProblemType] = {
     OldSizeMismatch: ProblemType(409, "Old size is not the latest cosigned"),
     RootMismatch: ProblemType(409, "Same size, another root"),
     BadProof: ProblemType(422, "Consistency proof does not verify"),
+    # The receipts kit's webhook route: a push not signed with the platform's secret is not kept.
+    BadSignature: ProblemType(401, "Bad webhook signature"),
 }
 
 

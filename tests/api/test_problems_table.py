@@ -26,7 +26,12 @@ NEVER_AT_THE_EDGE = {
     # A configured origin that is not the stored one, or a key file that is not the chain's key: resolved when the
     # ledger starts (Ledger.start, every ledger command), a misconfiguration that stops the process.
     "services.ledger.errors.LedgerIdentityError",
-    "services.ledger.bundle._Invalid",  # a bundle that does not verify: the offline verifier's verdict
+    "services.ledger.bundle._Invalid",
+    # The receipts kit records the log's inconsistencies as alerts and retries failed fetches; a statement that does
+    # not verify is the offline verifier's verdict: none reaches a route.
+    "services.receipts.errors.LogInconsistency",
+    "services.receipts.errors.FetchFailed",
+    "services.receipts.errors.StatementInvalid",  # a bundle that does not verify: the offline verifier's verdict
     # A missing or wrong KEK: every serving process opens it when it starts (sealing plaintext secrets) and stops.
     "services.registry.errors.SecretsKeyError",
     "shared.eventstore.store.DuplicateEventError",  # an event id reused with other content: a programming error
