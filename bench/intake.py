@@ -46,7 +46,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -70,7 +69,7 @@ import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
 from bench.pg import ADMIN_URL, conninfo, create_db, drop_db, sa_url, say  # noqa: E402
-from tests.proxy import Proxy, start_nginx, stop_nginx  # noqa: E402  (the system test's nginx, same shipped file)
+from bench.proxy import Proxy, free_port, start_nginx, stop_nginx  # noqa: E402
 
 # Its own databases per run: two benches at once (two checkouts on one server) never drop each other's.
 PREFIX = f"bench_intake_{os.getpid()}_"
@@ -103,13 +102,6 @@ LOG_DIR = Path(tempfile.gettempdir()) / "bench_intake_logs"
 
 
 # ----------------------------------------------------------------------------------------------------- plumbing
-
-
-def free_port() -> int:
-    """A port nobody listens on now (the server binds it a moment later)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http_json(

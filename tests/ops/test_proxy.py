@@ -20,11 +20,11 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bench.proxy import CONF, Proxy, start_nginx, stop_nginx
 from services.http.app import create_app
 from shared.settings import Settings
 from tests.conftest import fresh_sqlite_url
 from tests.notifier.receiver import unused_port
-from tests.proxy import CONF, Proxy, start_nginx, stop_nginx
 from tests.support import Api, make_api
 
 PROBLEM = "application/problem+json"

@@ -30,6 +30,7 @@ import httpx
 import pytest
 from sqlalchemy import Table, func, select
 
+from bench.proxy import Proxy, start_nginx, stop_nginx
 from services.bootstrap import Container, bootstrap
 from services.ledger import tree
 from services.notifier.tables import deliveries
@@ -43,7 +44,6 @@ from tests.builders import order_body, platform_fields, service_settings
 from tests.conftest import drop_pg, fresh_pg_url
 from tests.notifier.receiver import unused_port
 from tests.processes import TAKEDOWN, TakedownProcess, process_env
-from tests.proxy import Proxy, start_nginx, stop_nginx
 
 from .platform import PlatformSimulator, plan
 

@@ -1,7 +1,8 @@
-"""The shipped nginx configuration (ops/nginx/) run by real nginx for a test: unprivileged, in a temporary prefix.
+"""The shipped nginx configuration (ops/nginx/) run by real nginx: unprivileged, in a temporary prefix.
 
-nginx runs as `nobody` when the tests run as root, with its prefix, pid, logs and temp paths in a temporary
-directory and a free 127.0.0.1 port. Fails, never skips, when nginx is missing (`make install` brings it).
+Used by bench/intake.py's fleet and by the tests (tests/ops, tests/system). nginx runs as `nobody` when started
+as root, with its prefix, pid, logs and temp paths in a temporary directory and a free 127.0.0.1 port. Raises,
+never skips, when nginx is missing (`make install` brings it).
 """
 
 from __future__ import annotations
@@ -18,14 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.notifier.receiver import unused_port
-
 ROOT = Path(__file__).resolve().parents[1]
 NGINX_DIR = ROOT / "ops" / "nginx"
 CONF = NGINX_DIR / "takedown.conf"
 NOBODY = 65534
+
+
+def free_port() -> int:
+    """A 127.0.0.1 port nobody listens on now (the server binds it a moment later)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def upstreams_conf(ports: list[int]) -> str:
@@ -41,7 +45,7 @@ def upstreams_conf(ports: list[int]) -> str:
 def nginx_binary() -> str:
     found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
     if found is None:
-        pytest.fail("nginx is not installed: `make install` installs Debian's package", pytrace=False)
+        raise RuntimeError("nginx is not installed: `make install` installs Debian's package")
     return found
 
 
@@ -61,7 +65,7 @@ def start_nginx(upstream_ports: list[int]) -> Proxy:
     """Start nginx with the shipped file (copied beside its includes) and wait until it accepts connections."""
     prefix = Path(tempfile.mkdtemp(prefix="takedown-nginx-"))
     shutil.copyfile(CONF, prefix / "takedown.conf")
-    port = unused_port()
+    port = free_port()
     (prefix / "listen.conf").write_text(f"listen 127.0.0.1:{port};\n")
     (prefix / "upstreams.conf").write_text(upstreams_conf(upstream_ports))
     stdout = open(prefix / "access.log", "wb")  # noqa: SIM115 - handed to the process, closed below
@@ -85,7 +89,7 @@ def start_nginx(upstream_ports: list[int]) -> Proxy:
             if process.poll() is not None or time.monotonic() > deadline:
                 log = proxy.log()
                 stop_nginx(proxy)
-                pytest.fail(f"nginx did not start (exit {process.returncode}): {log}", pytrace=False)
+                raise RuntimeError(f"nginx did not start (exit {process.returncode}): {log}") from None
             time.sleep(0.05)
 
 
