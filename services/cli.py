@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Protocol
@@ -776,16 +776,25 @@ def verify_bundle(
         except OSError as exc:
             raise typer.BadParameter(f"cannot read {file}: {exc}") from exc
     report = check_bundle(raw, _verifier_key(key), writers, policy, lag)
-    if report.ok:
-        typer.echo(
-            f"ok: order {report.order_id}: {report.events_checked} events proven against the signed checkpoint"
-            f" of tree size {report.tree_size}; on record, deliveries and attestation verified"
-        )
-        if policy.quorum:
-            typer.echo(f"witnessed: cosigned by {', '.join(report.cosigned_by)} (quorum {policy.quorum})")
+    _verdict(
+        report.problems,
+        f"ok: order {report.order_id}: {report.events_checked} events proven against the signed checkpoint"
+        f" of tree size {report.tree_size}; on record, deliveries and attestation verified",
+        f"FAILED: evidence bundle of order {report.order_id or '?'}",
+        report.cosigned_by,
+        policy.quorum,
+    )
+
+
+def _verdict(problems: Sequence[str], ok: str, failed: str, cosigned_by: Sequence[str], quorum: int) -> None:
+    """An offline check's answer: its ok line (and who cosigned), or every problem on stderr and exit 1."""
+    if not problems:
+        typer.echo(ok)
+        if quorum:
+            typer.echo(f"witnessed: cosigned by {', '.join(cosigned_by)} (quorum {quorum})")
         return
-    typer.echo(f"FAILED: evidence bundle of order {report.order_id or '?'}", err=True)
-    for problem in report.problems:
+    typer.echo(failed, err=True)
+    for problem in problems:
         typer.echo(f"  {problem}", err=True)
     raise typer.Exit(1)
 
@@ -987,18 +996,14 @@ def receipts_verify(
     except OSError as exc:
         raise typer.BadParameter(f"cannot read {file}: {exc}") from exc
     report = verify_statement(raw, trusted, policy, max_skew_s)
-    if report.ok:
-        typer.echo(
-            f"ok: platform {report.platform_id}: {report.orders_checked} orders, {report.events_checked} events proven,"
-            f" {report.checkpoints_checked} checkpoints consistent up to tree size {report.head_size}"
-        )
-        if policy.quorum:
-            typer.echo(f"witnessed: cosigned by {', '.join(report.cosigned_by)} (quorum {policy.quorum})")
-        return
-    typer.echo(f"FAILED: statement of platform {report.platform_id or '?'}", err=True)
-    for problem in report.problems:
-        typer.echo(f"  {problem}", err=True)
-    raise typer.Exit(1)
+    _verdict(
+        report.problems,
+        f"ok: platform {report.platform_id}: {report.orders_checked} orders, {report.events_checked} events proven,"
+        f" {report.checkpoints_checked} checkpoints consistent up to tree size {report.head_size}",
+        f"FAILED: statement of platform {report.platform_id or '?'}",
+        report.cosigned_by,
+        policy.quorum,
+    )
 
 
 cli.add_typer(receipts_cli, name="receipts")

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio.to_thread
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -43,6 +43,28 @@ from shared.migrate import current_revision, head_revision
 def operation_id(route: APIRoute) -> str:
     """An operation's id is its route's name (the function's): short and stable, e.g. `issue_order`."""
     return route.name
+
+
+def finish_standalone(app: FastAPI, router: APIRouter, tags: list[dict[str, str]], max_body_bytes: int) -> FastAPI:
+    """Give a small app of its own (the witness, the receipts kit) the API's edge: problem+json errors, the body
+    limit, request ids, and problems declared by reference in its OpenAPI document."""
+    problems.install(app, [router], json_bodies=False)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        # Problems are declared by reference (problems.problem_responses): their schemas join the components.
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes, tags=tags
+            )
+            document.setdefault("components", {}).setdefault("schemas", {}).update(problems.problem_schemas())
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
 
 
 def create_app(container: Container, run_workers: bool | None = None, demo: bool = False) -> FastAPI:

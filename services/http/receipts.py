@@ -6,16 +6,11 @@ leaves as a 401 problem from the one table (problems.SERVICE_ERRORS), like every
 
 from __future__ import annotations
 
-from typing import Any
-
 import anyio.to_thread
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.openapi.utils import get_openapi
 
 from services.http import problems
-from services.http.app import operation_id
-from services.http.bodylimit import BodyLimitMiddleware
-from services.http.requestid import RequestIdMiddleware
+from services.http.app import finish_standalone, operation_id
 from services.http.schemas.receipts import AlertOut, CheckpointSeen, ReceiptOut, StatusOut
 from services.receipts.service import ReceiptsKit
 
@@ -59,19 +54,4 @@ def create_receipts_app(kit: ReceiptsKit, max_body_bytes: int = MAX_BODY_BYTES) 
             latest_alerts=[AlertOut(**vars(a)) for a in alerts],
         )
 
-    problems.install(app, [router], json_bodies=False)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
-    app.add_middleware(RequestIdMiddleware)
-    app.include_router(router)
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            document = get_openapi(
-                title=app.title, version=app.version, summary=app.summary, routes=app.routes, tags=TAGS
-            )
-            document.setdefault("components", {}).setdefault("schemas", {}).update(problems.problem_schemas())
-            app.openapi_schema = document
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-    return app
+    return finish_standalone(app, router, TAGS, max_body_bytes)

@@ -7,17 +7,14 @@ error leaves as problem+json like the service's. The protocol route answers in p
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio.to_thread
 from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse, Response
 
 from services.http import problems
-from services.http.app import operation_id
-from services.http.bodylimit import BodyLimitMiddleware
-from services.http.requestid import RequestIdMiddleware
+from services.http.app import finish_standalone, operation_id
 from services.http.schemas.witness import RefusalOut, RefusalsPage
 from services.witness.errors import OldSizeMismatch, WitnessError
 from services.witness.service import Witness
@@ -127,20 +124,4 @@ def create_witness_app(witness: Witness, max_body_bytes: int = MAX_BODY_BYTES) -
             items=[_refusal_out(r) for r in found], next_after=found[-1].id if len(found) == limit else None
         )
 
-    problems.install(app, [router], json_bodies=False)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
-    app.add_middleware(RequestIdMiddleware)
-    app.include_router(router)
-
-    def openapi() -> dict[str, Any]:
-        # Problems are declared by reference (problems.problem_responses): their schemas join the components.
-        if app.openapi_schema is None:
-            document = get_openapi(
-                title=app.title, version=app.version, summary=app.summary, routes=app.routes, tags=TAGS
-            )
-            document.setdefault("components", {}).setdefault("schemas", {}).update(problems.problem_schemas())
-            app.openapi_schema = document
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-    return app
+    return finish_standalone(app, router, TAGS, max_body_bytes)
