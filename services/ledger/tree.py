@@ -1,8 +1,8 @@
 """The incremental Merkle tree in the database, and the feeder that appends every sequenced event to it.
 
 Only complete subtrees are stored (`ledger_nodes`), so appending a leaf writes 1 + (trailing one-bits of its
-index) rows, two on average and log2(n) at most, after reading the right edge once per batch (one row per
-set bit of the size); a proof or a tree head reads O(log n) rows by primary key in one query. Nothing here
+index) rows, two on average and log2(n) at most, from the tree's right edge (one row per set bit of the size,
+which the feeder keeps between its batches and reads only when another process fed last); a proof or a tree head reads O(log n) rows by primary key in one query. Nothing here
 commits: every function runs in the caller's transaction (`Database.transaction()` owns the commit).
 """
 
