@@ -44,7 +44,7 @@ from pydantic import SecretStr  # noqa: E402
 
 from bench.pg import ADMIN_URL, collect, conninfo, create_db, create_migrated, drop_db, report, sa_url, say  # noqa: E402
 
-PREFIX = "bench_ledger_"
+PREFIX = f"bench_ledger_{os.getpid()}_"  # per run: helpers on one server run benches at once
 WRITERS = 4
 WARMUP_ORDERS = 10  # per writer, untimed
 PROOF_SAMPLES = 1000

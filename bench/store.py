@@ -55,7 +55,7 @@ from psycopg.types.json import Json  # noqa: E402
 
 from bench.pg import ADMIN_URL, collect, conninfo, create_db, create_migrated, drop_db, report, sa_url, say  # noqa: E402
 
-PREFIX = "bench_store_"
+PREFIX = f"bench_store_{os.getpid()}_"  # per run: helpers on one server run benches at once
 WRITERS = (1, 4, 8)
 # ours_unsigned: the same store with writer signatures off, the baseline of their cost in the same run.
 SYSTEMS = ("ours", "ours_unsigned", "eventsourcing", "executemany")

@@ -40,6 +40,16 @@ def integer(value: int) -> bytes:
     return b"%d" % value if -_SAFE_INT < value < _SAFE_INT else rfc8785.dumps(value)
 
 
+def _plain(text: str) -> bool:
+    """Whether JSON text holds no character outside the BMP and, outside its strings, no float or long integer."""
+    if not text.isascii() and _ASTRAL.search(text):
+        return False
+    # Without a backslash every '"' delimits a string, so the even pieces of a split are what lies outside them:
+    # in C, where the string-skipping regex stepped through every character (30 us of 37 for an order document).
+    outside = "".join(text.split('"')[::2]) if "\\" not in text else _STRINGS.sub("", text)
+    return not _NUMBER_TO_CHECK.search(outside)
+
+
 def dumps(value: Any) -> bytes:
     """The RFC 8785 bytes of a JSON value."""
     try:
@@ -47,7 +57,7 @@ def dumps(value: Any) -> bytes:
     except (TypeError, ValueError):
         return rfc8785.dumps(value)  # the library names what JSON has no form for
     # No key that sorts differently in UTF-16, no number whose ES6 form may differ from Python's.
-    if not _ASTRAL.search(text) and not _NUMBER_TO_CHECK.search(_STRINGS.sub("", text)):
+    if _plain(text):
         try:
             return text.encode()
         except UnicodeEncodeError:  # a lone surrogate: the library says what to do with it

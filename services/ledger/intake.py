@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+import orjson
 from sqlalchemy import Connection, select
 
 from services.ledger.admission import Decision, decision_leaf, decision_text, refusal
 from services.ledger.identity import leaf_formats, read_identity, stored_keys
-from services.ledger.leaf import V2, leaf_hash
+from services.ledger.leaf import V2, LeafFormats, leaf_hash
 from services.ledger.rotation import KeyChain, follow_valid
 from services.ledger.tables import ledger_checkpoints, ledger_quarantine
 from shared import canonical
@@ -47,6 +48,49 @@ class Refusal:
     reason: str
     event_id: str
     stream_id: str
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """What screening a batch reads besides its events, in one or two statements: the leaf formats, each of its
+    streams' version before it, whether a quarantine decision falls in it, and when the newest checkpoint was signed."""
+
+    formats: LeafFormats
+    versions: dict[str, int]
+    any_decision: bool
+    latest_checkpoint_at: datetime | None
+
+
+# PostgreSQL: the batch's ledger reads in one statement whose text never changes (prepared once).
+_PG_CONTEXT = """
+    SELECT (SELECT created_at FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1),
+           (SELECT json_agg(json_build_array(from_size, format) ORDER BY format) FROM ledger_leaf_formats)::text,
+           EXISTS (SELECT 1 FROM ledger_quarantine WHERE position > %(after)s AND position <= %(upto)s)
+"""
+
+
+def batch_context(conn: Connection, store: EventStore, events: Sequence[RecordedEvent]) -> BatchContext:
+    """The reads `Intake.screen` needs for these consecutive sequenced events (at least one), in the caller's
+    transaction: the feeder reads them after locking the head, so no checkpoint is signed until it commits."""
+    first, last = events[0].position or 0, events[-1].position or 0
+    versions = store.versions_before(conn, sorted({e.stream_id for e in events}), first - 1)
+    if conn.dialect.name != "postgresql":
+        return BatchContext(
+            leaf_formats(conn),
+            versions,
+            conn.execute(
+                select(ledger_quarantine.c.position)
+                .where(ledger_quarantine.c.position > first - 1, ledger_quarantine.c.position <= last)
+                .limit(1)
+            ).first()
+            is not None,
+            latest_checkpoint_time(conn),
+        )
+    at, formats, any_decision = conn.exec_driver_sql(_PG_CONTEXT, {"after": first - 1, "upto": last}).one()
+    switches = tuple((int(size), int(fmt)) for size, fmt in orjson.loads(formats or "[]"))
+    return BatchContext(
+        LeafFormats(switches), versions, bool(any_decision), at.astimezone(UTC) if at is not None else None
+    )
 
 
 @dataclass(frozen=True)
@@ -105,20 +149,27 @@ class Intake:
         events: Sequence[RecordedEvent],
         checkpoint_before: CheckpointBefore,
         chain: KeyChain | None = None,
+        context: BatchContext | None = None,
     ) -> list[Verdict]:
         """The verdict on each of these consecutive sequenced events, read with their seals (`read_all(seals=True)`).
 
-        A few reads for the whole batch; each leaf in the format its index was assigned (services/ledger/leaf.py).
-        The admission checks hold from leaf format 2 on, the release that brought them: a format 1 leaf was fed
-        before and is checked by the tree alone.
+        A few reads for the whole batch (`batch_context`, unless the caller read it); each leaf in the format its
+        index was assigned (services/ledger/leaf.py). The admission checks hold from leaf format 2 on, the release
+        that brought them: a format 1 leaf was fed before and is checked by the tree alone.
         """
         if not events:
             return []
         first, last = events[0].position or 0, events[-1].position or 0
-        formats = leaf_formats(conn)
-        versions = store.versions_before(conn, sorted({e.stream_id for e in events}), first - 1)
-        # Only a decision the checkpoint key signed counts: a row slipped into the table sets nothing aside.
-        decided = {d.decision.position: d.decision for d in self.decisions(conn, first - 1, last, chain) if d.signed}
+        if context is None:
+            context = batch_context(conn, store, events)
+        formats, versions = context.formats, dict(context.versions)
+        # Only a decision the checkpoint key signed counts: a row slipped into the table sets nothing aside. The
+        # key chain is read only for a batch that holds a decision.
+        decided = (
+            {d.decision.position: d.decision for d in self.decisions(conn, first - 1, last, chain) if d.signed}
+            if context.any_decision
+            else {}
+        )
         verdicts = []
         for event in events:
             position = event.position or 0

@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from shared import canonical
+from shared.eventstore.writer import seal_form
 from shared.tlog.merkle import leaf_hash as hash_leaf_bytes
 
 
@@ -133,7 +134,7 @@ def leaf_bytes(event: StoredEvent, fmt: int, forms: tuple[bytes, bytes] | None =
             b',"leaf_format":2,"meta":', meta,
             b',"recorded_at":"', rfc3339_utc(event.recorded_at).encode(),
             b'","schema_version":', canonical.integer(event.schema_version),
-            b',"seal":', canonical.dumps(event.seal),
+            b',"seal":', seal_form(event.seal),
             b',"stream_id":', canonical.string(event.stream_id),
             b',"type":', canonical.string(event.type),
             b',"version":', canonical.integer(event.version),

@@ -156,6 +156,33 @@ class WriterSigner:
         return [{"kid": kid, "i": i, "batch": batch, "sig": signature} for i in range(len(digests))]
 
 
+_SEAL_KEYS = {"batch", "i", "kid", "sig"}
+
+
+def seal_form(seal: Any) -> bytes:
+    """The RFC 8785 bytes of a stored seal (what a format 2 leaf commits to), written directly for a seal of the
+    shape `WriterSigner.seal` makes (its keys sort as batch, i, kid, sig); any other value through `canonical`."""
+    if type(seal) is dict and seal.keys() == _SEAL_KEYS:
+        batch, index, kid, signature = seal["batch"], seal["i"], seal["kid"], seal["sig"]
+        if (
+            type(batch) is list
+            and type(index) is int
+            and type(kid) is str
+            and type(signature) is str
+            and all(type(d) is str for d in batch)
+        ):
+            return b"".join(
+                (
+                    b'{"batch":[', b",".join(map(canonical.string, batch)),
+                    b'],"i":', canonical.integer(index),
+                    b',"kid":', canonical.string(kid),
+                    b',"sig":', canonical.string(signature),
+                    b"}",
+                )
+            )  # fmt: skip
+    return canonical.dumps(seal)
+
+
 def public_key_text(public_key: bytes) -> str:
     """The published form of a writer key: '<key id>+<base64 public key>'."""
     return f"{key_id(public_key)}+{_b64(public_key)}"

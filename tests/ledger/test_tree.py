@@ -60,6 +60,23 @@ def test_small_batches_build_the_same_tree_as_one(db: Database, ledger: Ledger) 
     assert feeder.catch_up() == 0
 
 
+def test_feeders_taking_turns_and_a_rolled_back_batch_leave_no_stale_right_edge(db: Database, ledger: Ledger) -> None:
+    # Each feeder keeps the right edge its last append made; when another fed since, or its own batch rolled
+    # back, the head no longer matches and the edge is read again.
+    one, two = (LedgerFeeder(db, ledger.store, ledger.intake, batch=3) for _ in range(2))
+    append_events(db, 20)
+    for turn in range(6):
+        assert (one if turn % 2 else two)._fed_once() == 3
+        assert ledger.head().root == merkle.root_of(_leaf_hashes(db)[: 3 * (turn + 1)])
+    with pytest.raises(RuntimeError), db.transaction() as conn:
+        assert one.run_once(conn) == 2  # positions 19 and 20 (the batch is 3; two are left)
+        raise RuntimeError("rolled back")
+    assert ledger.head().size == 18 and two.catch_up() == 2 and one.catch_up() == 0
+    append_events(db, 5, start=20)
+    assert one.catch_up() == 5
+    assert ledger.head().root == merkle.root_of(_leaf_hashes(db))
+
+
 def test_tracking_position_is_written_in_the_feeders_transaction(db: Database, ledger: Ledger) -> None:
     append_events(db, 10)
     feeder = LedgerFeeder(db, ledger.store, ledger.intake)

@@ -46,6 +46,18 @@ def test_floats_and_big_integers_take_the_library_s_form() -> None:
         assert dumps(value) == rfc8785.dumps(value)
 
 
+def test_number_like_text_inside_strings_never_hides_a_number_outside_them() -> None:
+    # The quick scan splits on '"' only when no backslash can escape one; these need either path to be right.
+    for value in (
+        {"a": "1.5e3", "b": 7},
+        {"a\\": 'x"1.5', "b": 2.5},
+        ['\\"', 1e16, "12345678901234567"],
+        {"t": "2026-03-02T09:00:00.123Z", "n": 9007199254740991},
+        {"\u00e9": "9.5", "x": [1, 2.0]},
+    ):
+        assert dumps(value) == rfc8785.dumps(value)
+
+
 @settings(max_examples=300)
 @given(st.text() | st.integers(min_value=-(2**64), max_value=2**64))
 def test_one_string_or_integer_takes_the_library_s_form(value: str | int) -> None:

@@ -27,6 +27,7 @@ from shared.eventstore.writer import (
     load_or_create_seed,
     parse_public_key,
     public_key_text,
+    seal_form,
 )
 from tests.strategies import json_values
 
@@ -125,6 +126,28 @@ def test_the_envelope_is_the_canonical_form_of_the_whole_event(
     assert canonical_event(event_id, stream_id, version, type_, 1, data, meta, at) == expected
     fields = (event_id, stream_id, version, type_, 1, data, meta)
     assert batch_digests([fields, fields], at) == [hashlib.sha256(expected).digest()] * 2
+
+
+@given(st.integers(1, 5), json_values)
+def test_a_seals_form_is_its_canonical_json_whatever_its_shape(size: int, odd: object) -> None:
+    seals = SIGNER.seal([hashlib.sha256(bytes([n])).digest() for n in range(size)])
+    # The seals the writer makes, and values a tampered row may hold instead: each has one canonical form.
+    tampered = [
+        None,
+        odd,
+        seals[0] | {"i": True},
+        seals[0] | {"extra": odd},
+        seals[0] | {"batch": [*seals[0]["batch"], odd]},
+        {k: v for k, v in seals[0].items() if k != "kid"},
+    ]
+    for seal in [*seals, *tampered]:
+        try:
+            expected = canonical.dumps(seal)
+        except Exception as refused:  # noqa: BLE001 - what has no canonical form is refused by both
+            with pytest.raises(type(refused)):
+                seal_form(seal)
+            continue
+        assert seal_form(seal) == expected
 
 
 def test_the_public_key_text_round_trips_and_names_its_id() -> None:
