@@ -167,6 +167,9 @@ class Scheduler:
                 seconds=job.interval_s,
                 id=job.name,
                 next_run_time=self.sweep.clock.now(),
+                # Its first run is now by the injected clock, however late that is by APScheduler's own: an hourly
+                # job whose start-up run were skipped as missed would wait an hour.
+                misfire_grace_time=None,
             )
         scheduler.start()
         self._scheduler = scheduler
