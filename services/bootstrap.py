@@ -31,7 +31,8 @@ from services.registry.kek import keyring_from_settings
 from services.registry.service import PlatformsProjection, Registry, WebhookEndpoint
 from services.sla.projection import SlaProjection
 from services.sla.queries import ids_with_status
-from services.sla.sweep import Scheduler, Sweep, record_escalation
+from services.sla.sweep import Job, Scheduler, Sweep, record_escalation
+from services.transparency.publication import Publisher
 from services.witness import store as witness_store
 from services.witness.domain import trusted_logs
 from services.witness.service import Witness
@@ -72,6 +73,7 @@ class Container:
     ledger: Ledger
     evidence: Evidence
     keys: Keys
+    publisher: Publisher
 
     def rebuildable(self) -> list[Projection]:
         """Every projection `takedown projections rebuild` replays: the runner's, and the registry's table (which
@@ -147,6 +149,14 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
     projections = ProjectionRunner(db, store, [sla])
     ledger = ledger_from_settings(settings, db, store, clock, order_stream_visible)
     sweep = Sweep(db, store, orders, sla, policy, clock)
+    publisher = Publisher(
+        db,
+        store,
+        bus,
+        clock,
+        settle=timedelta(hours=settings.transparency_settle_h),
+        min_cell=settings.transparency_min_cell,
+    )
     sources = EvidenceSources(
         deliveries=lambda conn, order_id: delivery_log.find(conn, order_id=order_id, limit=10_000),
         on_record=platforms.on_record,
@@ -182,7 +192,12 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
         notifier=notifier,
         deliveries=DeliveryLog(db, clock, notifier.wake),
         sweep=sweep,
-        scheduler=Scheduler(sweep, settings.sweep_interval_s),
+        scheduler=Scheduler(
+            sweep,
+            settings.sweep_interval_s,
+            # Finished, settled months fixed in the ledger: the expected-version append makes it once per month.
+            [Job("transparency-publish", publisher.run_once, settings.transparency_publish_interval_s)],
+        ),
         sla=sla,
         projections=projections,
         ledger=ledger,
@@ -196,6 +211,7 @@ def bootstrap(settings: Settings, clock: Clock | None = None, engine: Engine | N
             last_used_every=timedelta(seconds=settings.key_last_used_every_s),
             platform_exists=lambda conn, platform_id: platforms.find(conn, platform_id) is not None,
         ),
+        publisher=publisher,
     )
 
 

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
@@ -1048,6 +1048,104 @@ def report(
         with open(csv, "w", encoding="utf-8", newline="") as out:
             out.write(to_csv(made))
         typer.echo(f"CSV written to {csv}")
+
+
+transparency_cli = typer.Typer(
+    help="Published months of the transparency report: fixed in the ledger, checked, amended.", no_args_is_help=True
+)
+_Period = Annotated[str, typer.Argument(help="the month, YYYY-MM")]
+
+
+def _month(text: str) -> date:
+    """The month a YYYY-MM names, or a usage error."""
+    from services.transparency.errors import ReportError
+    from services.transparency.publication import parse_period
+
+    try:
+        return parse_period(text)
+    except ReportError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _published_line(p: Any) -> str:
+    return f"{p.period} revision {p.revision} published (stream {p.stream_id}, version {p.version})"
+
+
+@transparency_cli.command("publish")
+def transparency_publish(
+    period: Annotated[
+        str | None,
+        typer.Option(
+            help="this finished month (YYYY-MM), even before its settle time; default: every "
+            "finished, settled, unpublished month, as the scheduler does"
+        ),
+    ] = None,
+) -> None:
+    """Publish now: the month's report documents and their hashes as one event in the ledger."""
+    from services.transparency.errors import MonthNotFinished
+
+    month = _month(period) if period is not None else None
+    container = _container()
+    try:
+        if month is None:
+            made = container.publisher.run_once()
+            for p in made:
+                typer.echo(_published_line(p))
+            if not made:
+                typer.echo("nothing to publish: every finished, settled month is published")
+            return
+        try:
+            found = container.publisher.publish(month, actor="cli")
+        except MonthNotFinished as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        typer.echo(_published_line(found) if found else f"{period} is published already (see `amend`)")
+    finally:
+        container.close()
+
+
+@transparency_cli.command("check")
+def transparency_check(period: _Period) -> None:
+    """Recompute the month's report from the projections and compare each document's hash with the published one."""
+    from services.transparency.errors import NotPublished
+
+    month = _month(period)
+    container = _container()
+    try:
+        published, differ = container.publisher.check(month)
+    except NotPublished as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        container.close()
+    if differ:
+        typer.echo(f"{period} revision {published.revision}: differs from the published report in: {', '.join(differ)}")
+        raise typer.Exit(1)
+    typer.echo(f"{period} revision {published.revision}: the {len(published.sha256)} documents match their hashes")
+
+
+@transparency_cli.command("amend")
+def transparency_amend(
+    period: _Period,
+    reason: Annotated[str, typer.Option(help="why the published figures are replaced (published with them)")],
+) -> None:
+    """Publish a new revision of a published month, recomputed now, superseding the newest one."""
+    from services.transparency.errors import AmendmentRefused, NotPublished
+
+    month = _month(period)
+    container = _container()
+    try:
+        made = container.publisher.amend(month, reason)
+    except (NotPublished, AmendmentRefused) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        container.close()
+    typer.echo(f"{_published_line(made)}, superseding revision {made.supersedes}")
+
+
+cli.add_typer(transparency_cli, name="transparency")
 
 
 @cli.command()

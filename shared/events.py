@@ -252,6 +252,21 @@ class PlatformWebhookDisabled(Event):
     disabled_at: datetime
 
 
+class TransparencyReportPublished(Event):
+    """A finished month's transparency report, fixed: every document the report route serves for that month, each
+    with the SHA-256 of its RFC 8785 form. Stream `transparency-YYYY-MM`; revision n is stream version n, and a
+    revision after the first supersedes the one before it for a stated reason."""
+
+    type: ClassVar[str] = "transparency.report_published"
+    period: str  # YYYY-MM
+    revision: int
+    documents: dict[str, dict[str, Any]]  # "all" (no grouping) and one per grouping dimension
+    sha256: dict[str, str]  # per document: hex SHA-256 of its RFC 8785 canonical JSON
+    supersedes: int | None = None
+    reason: str | None = None
+    generated_at: datetime
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
@@ -270,6 +285,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PlatformChanged,
         PlatformSecretRotated,
         PlatformWebhookDisabled,
+        TransparencyReportPublished,
     )
 }
 

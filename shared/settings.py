@@ -145,6 +145,10 @@ class Settings(BaseSettings):
     log_json: bool = False
     # The public transparency report withholds every cell with fewer orders than this (small-cell suppression).
     transparency_min_cell: int = Field(default=5, ge=1)
+    # A month's report is published (fixed in the ledger) this long after the month ends, so that late outcomes
+    # land first; the scheduler looks for such months this often.
+    transparency_settle_h: float = Field(default=72.0, ge=0)
+    transparency_publish_interval_s: float = Field(default=3600.0, gt=0)
     # `takedown witness serve`, a C2SP tlog-witness run on its own (by a platform or an NGO): its own database (not
     # the service's), its name, its Ed25519 cosigning seed (a file made with mode 0600 on first use), and the logs it
     # witnesses as {origin: note verifier key} (TAKEDOWN_WITNESS_LOGS='{"example.com/log": "name+hash+key"}').

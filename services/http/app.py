@@ -176,6 +176,8 @@ def create_app(container: Container, run_workers: bool | None = None, demo: bool
         ready["ledger"] = ledger
         if c.read_db is not c.db:
             ready["read_replica"] = scrape.replica(c)
+        if c.ledger.witnessing.witnesses:
+            ready["witnesses"] = scrape.witness_states(c)
         return ready
 
     @app.get(

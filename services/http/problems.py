@@ -42,7 +42,7 @@ from services.registry.errors import (
     WebhookUrlRefused,
 )
 from services.sla.errors import InvalidSlaCursor
-from services.transparency.errors import ReportError
+from services.transparency.errors import AmendmentRefused, MonthNotFinished, NotPublished, ReportError
 from services.witness.errors import (
     BadProof,
     MalformedSubmission,
@@ -148,6 +148,7 @@ SERVICE_ERRORS: dict[type[Exception], ProblemType] = {
     PositionNotFound: ProblemType(404, "Not Found"),
     EvidenceNotFound: ProblemType(404, "Not Found"),
     NoCheckpoint: ProblemType(404, "No Checkpoint Yet"),
+    NotPublished: ProblemType(404, "Not Published"),
     InvalidCursor: ProblemType(400, "Invalid cursor"),
     InvalidSlaCursor: ProblemType(400, "Invalid cursor"),
     UnknownPlatform: ProblemType(422, "Unknown platform"),
@@ -163,6 +164,9 @@ SERVICE_ERRORS: dict[type[Exception], ProblemType] = {
     RepresentativeConflict: ProblemType(409, "Conflicts with the registration"),
     DeliveryPending: ProblemType(409, "Delivery still pending"),
     KeyNotActive: ProblemType(409, "Key not active"),
+    # The command line's (`takedown transparency publish|amend`); no route publishes.
+    MonthNotFinished: ProblemType(409, "Month not finished"),
+    AmendmentRefused: ProblemType(422, "Amendment refused"),
     TreeTooSmall: ProblemType(409, "Tree Too Small"),
     NotYetInLedger: ProblemType(409, "Not Yet In The Ledger"),
     ConcurrencyError: ProblemType(409, "Conflict", "conflict", "the order kept changing; retry"),

@@ -1,25 +1,28 @@
-"""The public transparency report: aggregates only, small cells withheld, as JSON and as CSV (no API key)."""
+"""The public transparency report: aggregates only, small cells withheld, as JSON and as CSV (no API key); and
+the published months, each with its ledger inclusion proof."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
 
 from services.http.deps import ContainerDep
 from services.http.problems import problem_responses
-from services.http.schemas.transparency import FiguresOut, ReportOut, RowOut
-from services.transparency.render import to_csv
-from services.transparency.report import Dimension, Figures, Period, Report
+from services.http.schemas.ledger import CheckpointOut, InclusionOut
+from services.http.schemas.transparency import PublicationOut, PublicationProofOut, ReportOut
+from services.ledger.errors import NotYetInLedger, PositionNotFound
+from services.ledger.leaf import envelope
+from services.transparency.errors import NotPublished
+from services.transparency.publication import Publication, latest, parse_period, published_in, with_published
+from services.transparency.render import document, to_csv
+from services.transparency.report import Dimension, Period, Report
 from services.transparency.service import make_report
 
 router = APIRouter(prefix="/v1/transparency", tags=["transparency"])
-
-
-def _figures(f: Figures) -> FiguresOut:
-    return FiguresOut(**f.__dict__)
 
 
 From = Annotated[date | None, Query(alias="from", description="first day (a monthly report starts on the 1st)")]
@@ -30,9 +33,12 @@ Grouping = Annotated[Dimension | None, Query(description="one dimension, monthly
 def _report(
     c: ContainerDep, start: From = None, to: To = None, period: Period = "month", group_by: Grouping = None
 ) -> Report:
-    """The report the query asks for: one dependency, so that the JSON and CSV forms take the same parameters."""
+    """The report the query asks for: one dependency, so that the JSON and CSV forms take the same parameters.
+
+    A published month's rows are served as published, so a figure once published never moves under its reader.
+    """
     with c.read_db.read() as conn:
-        return make_report(
+        made = make_report(
             conn,
             today=c.clock.now().date(),
             start=start,
@@ -41,6 +47,10 @@ def _report(
             group_by=group_by,
             min_cell=c.settings.transparency_min_cell,
         )
+        if made.period != "month":
+            return made
+        months = sorted({date.fromisoformat(r.period + "-01") for r in made.rows})
+        return with_published(made, published_in(c.store, conn, months))
 
 
 Made = Annotated[Report, Depends(_report)]
@@ -78,30 +88,7 @@ def report(made: Made, c: ContainerDep, response: Response, if_none_match: IfNon
 
     Finished periods only, unless `to` says otherwise; a row of the current period is marked provisional.
     """
-    out = ReportOut(
-        from_=made.start,
-        to=made.end,
-        period=made.period,
-        group_by=made.group_by,
-        provisional=made.provisional,
-        generated_at=c.clock.now(),
-        min_cell=made.min_cell,
-        suppressed_cells=made.suppressed_cells,
-        suppression_rule=made.rule,
-        rows=[
-            RowOut(
-                period=r.period,
-                dimension=made.group_by if r.dimension else None,
-                group=r.group,
-                label=r.label,
-                suppressed=r.suppressed,
-                provisional=r.provisional,
-                figures=None if r.figures is None else _figures(r.figures),
-            )
-            for r in made.rows
-        ],
-        total=_figures(made.total),
-    )
+    out = ReportOut.model_validate({**document(made), "generated_at": c.clock.now(), "published": made.published})
     headers, same = _caching(made, out.model_dump_json(exclude={"generated_at"}), if_none_match)
     if same:
         return Response(status_code=304, headers=headers)
@@ -132,3 +119,99 @@ def report_csv(made: Made, if_none_match: IfNoneMatch = None) -> Response:
         return Response(status_code=304, headers=headers)
     headers["Content-Disposition"] = f'attachment; filename="{name}"'
     return Response(body, media_type="text/csv; charset=utf-8", headers=headers)
+
+
+# ----------------------------------------------------------------------------------------------- published months
+
+PeriodPath = Annotated[str, Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM", examples=["2026-03"])]
+
+
+def _publication_out(p: Publication) -> PublicationOut:
+    return PublicationOut(
+        period=p.period,
+        revision=p.revision,
+        supersedes=p.supersedes,
+        reason=p.reason,
+        generated_at=p.generated_at,
+        documents=p.documents,
+        sha256=p.sha256,
+        stream_id=p.stream_id,
+        stream_version=p.version,
+        event_id=p.event_id,
+        position=p.position,
+        recorded_at=p.recorded_at,
+    )
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+@router.get(
+    "/publications/{period}",
+    operation_id="transparency_publication",
+    summary="A finished month's published report: its documents, their hashes, its revision (public)",
+    response_model=PublicationOut,
+    responses=problem_responses(404, 422),
+)
+def publication(c: ContainerDep, period: PeriodPath) -> PublicationOut:
+    """The newest revision; `/proof` proves its event is in the signed ledger."""
+    with c.read_db.read() as conn:
+        found = latest(c.store, conn, parse_period(period))
+    if found is None:
+        raise NotPublished(
+            f"{period} is not published (a month is, {c.settings.transparency_settle_h:g} h after it ends)"
+        )
+    return _publication_out(found)
+
+
+@router.get(
+    "/publications/{period}/proof",
+    operation_id="transparency_publication_proof",
+    summary="The RFC 9162 inclusion proof of a month's publication event against the signed checkpoint (public)",
+    response_model=PublicationProofOut,
+    responses=problem_responses(404, 409, 422),
+)
+def publication_proof(c: ContainerDep, period: PeriodPath) -> PublicationProofOut:
+    """Hash `leaf` (RFC 8785) as a leaf, follow `inclusion.proof` to `checkpoint.root_hash`, check the checkpoint's
+    signature with /v1/ledger/public-key: then `leaf.data.sha256` are the month's published hashes."""
+    # The primary: the proof is the ledger's, whose tree may hold what a replica has not replayed yet.
+    with c.db.read() as conn:
+        found = latest(c.store, conn, parse_period(period))
+        if found is None:
+            raise NotPublished(f"{period} is not published")
+        if found.position is None:
+            raise NotYetInLedger(f"the publication of {period} has no global position yet")
+        events = c.store.read_all(conn, after=found.position - 1, limit=1, seals=True)
+    if not events or events[0].event_id != found.event_id:
+        raise PositionNotFound(found.position)
+    checkpoint = c.ledger.latest_checkpoint()
+    if checkpoint.tree_size < found.position:
+        raise NotYetInLedger(
+            f"the publication of {period} is at position {found.position}, beyond the signed tree's"
+            f" {checkpoint.tree_size} leaves"
+        )
+    p = c.ledger.inclusion(found.position, checkpoint.tree_size)
+    witnessed = c.ledger.cosigned_checkpoint(checkpoint)
+    fmt = c.ledger.leaf_formats().of_position(found.position)
+    return PublicationProofOut(
+        period=found.period,
+        revision=found.revision,
+        leaf_format=fmt,
+        leaf=envelope(events[0], fmt),
+        inclusion=InclusionOut(
+            position=p.position,
+            leaf_index=p.index,
+            tree_size=p.tree_size,
+            leaf_hash=_b64(p.leaf_hash),
+            root_hash=_b64(p.root),
+            proof=[_b64(h) for h in p.proof],
+        ),
+        checkpoint=CheckpointOut(
+            origin=witnessed.origin,
+            tree_size=witnessed.tree_size,
+            root_hash=_b64(witnessed.root),
+            note=witnessed.note,
+            created_at=witnessed.created_at,
+        ),
+    )

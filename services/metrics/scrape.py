@@ -88,6 +88,27 @@ def witnesses(c: Container) -> None:
     c.ledger.witnessing.report()
 
 
+def witness_states(c: Container) -> list[dict[str, Any]]:
+    """Each configured witness as /readyz details it, from the store (never asking the witness: one that is down
+    makes nothing slow or unready); sets the witness gauges too."""
+    now = c.clock.now()
+    urls = {w.name: w.url for w in c.ledger.witnessing.witnesses}
+    return [
+        {
+            "name": s.name,
+            "url": urls[s.name],
+            "cosigned_size": s.cosigned_size,
+            "cosignature_age_seconds": None
+            if s.received_at is None
+            else max(0.0, (now - s.received_at).total_seconds()),
+            "failures": s.state.failures,
+            "last_error": s.state.last_error,
+            "retry_at": s.state.retry_at,
+        }
+        for s in c.ledger.witnessing.report()
+    ]
+
+
 def ledger_lag(c: Container) -> None:
     """How far the tree is behind the numbered events, in events and in the age of the oldest one it lacks."""
     size = c.ledger.head().size

@@ -14,7 +14,8 @@ of due orders, not of open ones.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -118,11 +119,21 @@ _META = {"actor": "sweep", "role": "system"}
 RETRY_REFUSED = timedelta(minutes=5)
 
 
-class Scheduler:
-    """The sweep as an APScheduler interval job (in-memory job store, one run at a time in this process)."""
+@dataclass(frozen=True)
+class Job:
+    """Another interval job of the scheduler, given by the wiring (e.g. publishing finished transparency months)."""
 
-    def __init__(self, sweep: Sweep, interval_s: float) -> None:
-        self.sweep, self.interval_s = sweep, interval_s
+    name: str
+    run: Callable[[], object]
+    interval_s: float
+
+
+class Scheduler:
+    """The sweep and the other jobs as APScheduler interval jobs (in-memory job store, one run of each at a time in
+    this process; instances coordinate through the database, as each job's own docstring says)."""
+
+    def __init__(self, sweep: Sweep, interval_s: float, jobs: Sequence[Job] = ()) -> None:
+        self.sweep, self.interval_s, self.jobs = sweep, interval_s, list(jobs)
         self._scheduler: BackgroundScheduler | None = None
 
     def _run(self) -> None:
@@ -130,6 +141,16 @@ class Scheduler:
             self.sweep.run_once()
         except Exception:
             log.exception("the sweep failed; it runs again at the next interval")
+
+    @staticmethod
+    def _guarded(job: Job) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                job.run()
+            except Exception:
+                log.exception("scheduler job %s failed; it runs again at the next interval", job.name)
+
+        return run
 
     def start(self) -> None:
         """Start the interval job (and run it once now)."""
@@ -139,6 +160,17 @@ class Scheduler:
         scheduler.add_job(
             self._run, "interval", seconds=self.interval_s, id="sweep", next_run_time=self.sweep.clock.now()
         )
+        for job in self.jobs:
+            scheduler.add_job(
+                self._guarded(job),
+                "interval",
+                seconds=job.interval_s,
+                id=job.name,
+                next_run_time=self.sweep.clock.now(),
+                # Its first run is now by the injected clock, however late that is by APScheduler's own: an hourly
+                # job whose start-up run were skipped as missed would wait an hour.
+                misfire_grace_time=None,
+            )
         scheduler.start()
         self._scheduler = scheduler
 

@@ -15,3 +15,21 @@ class ReportError(TransparencyError, ValueError):
     """A report that cannot be made as asked (a range or grouping outside the published lattice)."""
 
     code = "invalid-report"
+
+
+class NotPublished(TransparencyError, LookupError):
+    """The month has no published report (yet)."""
+
+    code = "not-published"
+
+
+class MonthNotFinished(TransparencyError):
+    """A month is published only once it has ended: its figures still grow."""
+
+    code = "month-not-finished"
+
+
+class AmendmentRefused(TransparencyError):
+    """An amendment needs a reason, and a published month to supersede."""
+
+    code = "amendment-refused"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, Table, select
+from sqlalchemy import Connection, Select, Table, func, select
 
 from services.orders.views import orders
 from services.sla.tables import sla_orders
@@ -131,3 +131,9 @@ def filtered(
         if value:
             stmt = stmt.where(table.c[column] == value)
     return stmt
+
+
+def first_issued(conn: Connection) -> datetime | None:
+    """When the first order was issued (None before any): the first month a report can be published for."""
+    found: datetime | None = conn.execute(select(func.min(orders.c.issued_at))).scalar_one()
+    return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import asdict
 from typing import Any
 
 from services.transparency.facts import OUTCOMES
@@ -49,6 +50,61 @@ def _figures(f: Figures | None) -> dict[str, Any]:
     }
     flat.update({f"items_{o}": n for o, n in f.outcomes.items()})
     return flat
+
+
+def document(report: Report) -> dict[str, Any]:
+    """The report as the JSON the report route serves, without the answer's own time (`generated_at`): what a
+    publication fixes and hashes, so the same figures always make the same bytes."""
+    return {
+        "from": report.start.isoformat(),
+        "to": report.end.isoformat(),
+        "period": report.period,
+        "group_by": report.group_by,
+        "provisional": report.provisional,
+        "min_cell": report.min_cell,
+        "suppressed_cells": report.suppressed_cells,
+        "suppression_rule": report.rule,
+        "rows": [
+            {
+                "period": r.period,
+                "dimension": report.group_by if r.dimension else None,
+                "group": r.group,
+                "label": r.label,
+                "suppressed": r.suppressed,
+                "provisional": r.provisional,
+                "figures": None if r.figures is None else asdict(r.figures),
+            }
+            for r in report.rows
+        ],
+        "total": asdict(report.total),
+    }
+
+
+def _figures_of(doc: dict[str, Any] | None) -> Figures | None:
+    return None if doc is None else Figures(**doc)
+
+
+def rows_of(doc: dict[str, Any]) -> list[Row]:
+    """The rows of a report document (`document`), as the report holds them."""
+    return [
+        Row(
+            r["period"],
+            r["dimension"],
+            r["group"],
+            r["label"],
+            r["suppressed"],
+            _figures_of(r["figures"]),
+            r["provisional"],
+        )
+        for r in doc["rows"]
+    ]
+
+
+def total_of(doc: dict[str, Any]) -> Figures:
+    """The range total of a report document."""
+    total = _figures_of(doc["total"])
+    assert total is not None  # a document always has its total
+    return total
 
 
 def records(report: Report) -> list[dict[str, Any]]:

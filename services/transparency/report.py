@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Literal, TypeVar
 
@@ -89,6 +89,8 @@ class Report:
     rows: list[Row]
     total: Figures
     suppressed_cells: int
+    # The months whose rows (and, for a one-month report, total) are their published report's: month -> revision.
+    published: dict[str, int] = field(default_factory=dict)
 
     @property
     def provisional(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time
 
 from sqlalchemy import Connection
@@ -9,6 +10,7 @@ from sqlalchemy import Connection
 from services.registry import service as registry
 from services.transparency import facts as facts_of
 from services.transparency.errors import ReportError
+from services.transparency.facts import OrderFacts
 from services.transparency.report import Dimension, Period, Report, build, covering_months, last_finished_day
 
 
@@ -40,6 +42,20 @@ def make_report(
         raise ReportError("`from` is after `to` (or in the future)")
     first, after = covering_months(start, end)
     loaded = facts_of.load(conn, _at(first), _at(after))
+    return build(
+        loaded,
+        start=start,
+        end=end,
+        period=period,
+        group_by=group_by,
+        min_cell=min_cell,
+        label=labeller(conn, loaded),
+        today=today,
+    )
+
+
+def labeller(conn: Connection, loaded: Sequence[OrderFacts]) -> Callable[[Dimension, str], str]:
+    """How a group is named in a report: a platform by its registered name, an authority as its orders name it."""
     names = {p.id: p.name for p in registry.list_all(conn)}
     authorities = {f.authority_id: f.authority_name for f in loaded}
 
@@ -50,6 +66,4 @@ def make_report(
             return authorities.get(key, key)
         return key
 
-    return build(
-        loaded, start=start, end=end, period=period, group_by=group_by, min_cell=min_cell, label=label, today=today
-    )
+    return label

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from shared.auth import create_key
 from tests.builders import order_body, platform_fields
 from tests.support import Api
 
+PUBLISHED = "2026-02"
 CALLERS = ("none", "bad", "revoked", "expired", "admin", "auditor", "issuer", "issuer2", "platform", "platform2")
 
 # issuer: the authority of the order in the path (mci); issuer2: another authority. platform: the platform the
@@ -70,6 +71,8 @@ MATRIX: dict[str, tuple[int, ...]] = {
     # public
     "transparency_report":      (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
     "transparency_report_csv":  (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "transparency_publication": (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "transparency_publication_proof": (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
     "health":                   (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
     "readiness":                (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
     "metrics":                  (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
@@ -188,6 +191,8 @@ CALLS: dict[str, Callable[[World], Request]] = {
     ),
     "transparency_report": lambda w: ("/v1/transparency/report", {}),
     "transparency_report_csv": lambda w: ("/v1/transparency/report.csv", {}),
+    "transparency_publication": lambda w: (f"/v1/transparency/publications/{PUBLISHED}", {}),
+    "transparency_publication_proof": lambda w: (f"/v1/transparency/publications/{PUBLISHED}/proof", {}),
     "health": lambda w: ("/healthz", {}),
     "readiness": lambda w: ("/readyz", {}),
     "metrics": lambda w: ("/metrics", {}),
@@ -201,6 +206,8 @@ def world(api: Api) -> World:
     )
     assert hooked.status_code == 201, hooked.text
     order = api.issue(issuer_reference="MATRIX-0").json()["id"]
+    # The month before T0 is finished: its (empty) report published, and in the checkpoint below.
+    assert api.container.publisher.publish(date.fromisoformat(PUBLISHED + "-01")) is not None
     api.container.sequencer.catch_up()
     checkpoint = api.container.ledger.checkpoint()
     position = api.call("GET", f"/v1/orders/{order}/events", "admin").json()[0]["position"]

@@ -40,6 +40,8 @@ OPERATIONS = {
     ("get", "/v1/dashboard/overview"): "dashboard_overview",
     ("get", "/v1/transparency/report"): "transparency_report",
     ("get", "/v1/transparency/report.csv"): "transparency_report_csv",
+    ("get", "/v1/transparency/publications/{period}"): "transparency_publication",
+    ("get", "/v1/transparency/publications/{period}/proof"): "transparency_publication_proof",
     ("get", "/v1/deliveries"): "list_deliveries",
     ("post", "/v1/deliveries/{delivery_id}/redeliver"): "redeliver",
     ("get", "/v1/sla/summary"): "sla_summary",

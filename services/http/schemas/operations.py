@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
@@ -49,6 +50,19 @@ class LedgerState(BaseModel):
     )
 
 
+class WitnessReadiness(BaseModel):
+    """One configured ledger witness as the ledger last heard from it (detail: a witness down never makes a process
+    unready; the checkpoints wait for its cosignature, nothing else does)."""
+
+    name: str
+    url: str
+    cosigned_size: int = Field(description="the largest tree size it has cosigned (0: none yet)")
+    cosignature_age_seconds: float | None = Field(description="since its newest cosignature arrived (null: none)")
+    failures: int = Field(description="failed submissions since its last cosignature")
+    last_error: str | None
+    retry_at: datetime | None = Field(description="when the failed checkpoint is submitted again")
+
+
 class Readiness(BaseModel):
     """Ready (`ok`) when the database answers and is at the newest migration; otherwise why not."""
 
@@ -58,3 +72,6 @@ class Readiness(BaseModel):
     numbering: Numbering = not_sent()
     read_replica: ReadReplica = not_sent()
     ledger: LedgerState = not_sent()
+    witnesses: Annotated[list[WitnessReadiness], Field(description="the configured witnesses (none: absent)")] = (
+        not_sent()
+    )
