@@ -236,8 +236,17 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A connection for reads; whatever it did is rolled back."""
-        with self.engine.connect().execution_options(takedown_readonly=True) as conn:
+        """A connection for reads: on PostgreSQL in autocommit, on SQLite in a read transaction rolled back after.
+
+        PostgreSQL reads at READ COMMITTED, where each statement takes its own snapshot inside a transaction too:
+        autocommit sees the same rows, saves the BEGIN and the ROLLBACK (a round trip each) and never leaves a
+        transaction open between statements (so a write here would commit at once: reads only). SQLite is
+        in-process: its read transaction costs no round trip and keeps a multi-statement read on one snapshot.
+        """
+        options: dict[str, Any] = {"takedown_readonly": True}
+        if self.engine.dialect.name == "postgresql":
+            options["isolation_level"] = "AUTOCOMMIT"
+        with self.engine.connect().execution_options(**options) as conn:
             try:
                 yield conn
             finally:

@@ -18,7 +18,7 @@ from services.http.deps import (
     Reader,
 )
 from services.http.problems import problem_responses
-from services.http.responses import Validated
+from services.http.responses import Documents, Validated
 from services.http.schemas.orders import (
     NUL_FREE,
     AcknowledgeIn,
@@ -55,7 +55,9 @@ ORDER_READ = {**AUTHENTICATED, **problem_responses(400, 404, 422)}
 # The hot routes answer a Response validated here once (services/http/responses.py), not a value FastAPI
 # validates again; each still declares its response_model, which states the contract.
 ORDER = Validated(OrderOut)
-PAGE = Validated(OrderPage)
+# The reads answer stored documents: each distinct one checked in full once, then only what the read recomputes
+# (`services/orders/views.refresh`: the SLA status and remaining time as of now) and the page around them.
+STORED = Documents(OrderOut, OrderPage, moving=("sla_status", "remaining_seconds"))
 
 
 def command(path: str, summary: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
@@ -123,13 +125,13 @@ def list_orders(
         limit=limit,
         cursor=cursor,
     )
-    return PAGE.response({"items": items, "next_cursor": next_cursor})
+    return STORED.page(items, next_cursor=next_cursor)
 
 
 @router.get("/{order_id}", summary="One order", response_model=OrderOut, responses=ORDER_READ)
 def get_order(order_id: OrderId, principal: Reader, c: ContainerDep) -> Response:
     """The order with its items, outcomes, status and deadline."""
-    return ORDER.response(c.orders.get(principal, order_id))
+    return STORED.one(c.orders.get(principal, order_id))
 
 
 @router.get(
