@@ -10,8 +10,10 @@ from fastapi import APIRouter, Depends, Query
 from services.http.deps import ContainerDep, require
 from services.http.problems import problem_responses
 from services.http.schemas.ledger import ChainKeyOut, CheckpointOut, ConsistencyOut, InclusionOut, PublicKeyOut
+from services.ledger.checkpoints import Checkpoint
 from services.ledger.errors import PositionNotFound
 from services.ledger.service import StreamVisibility
+from services.ledger.tree import InclusionProof
 from shared.auth import Principal
 from shared.eventstore.writer import public_key_text
 
@@ -23,6 +25,25 @@ MAX_INDEX = 2**63 - 1
 
 def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
+
+
+def checkpoint_out(cp: Checkpoint) -> CheckpointOut:
+    """A checkpoint as the API answers it (the ledger's routes and the publications' proofs)."""
+    return CheckpointOut(
+        origin=cp.origin, tree_size=cp.tree_size, root_hash=_b64(cp.root), note=cp.note, created_at=cp.created_at
+    )
+
+
+def inclusion_out(p: InclusionProof) -> InclusionOut:
+    """An inclusion proof as the API answers it."""
+    return InclusionOut(
+        position=p.position,
+        leaf_index=p.index,
+        tree_size=p.tree_size,
+        leaf_hash=_b64(p.leaf_hash),
+        root_hash=_b64(p.root),
+        proof=[_b64(h) for h in p.proof],
+    )
 
 
 # ----------------------------------------------------------------------------------------------- dependencies
@@ -48,10 +69,7 @@ Visibility = Annotated[StreamVisibility, Depends(stream_visibility)]
 )
 def get_checkpoint(c: ContainerDep) -> CheckpointOut:
     """The newest checkpoint the ledger has signed, its note carrying the cosignature lines the witnesses sent."""
-    cp = c.ledger.cosigned_checkpoint()
-    return CheckpointOut(
-        origin=cp.origin, tree_size=cp.tree_size, root_hash=_b64(cp.root), note=cp.note, created_at=cp.created_at
-    )
+    return checkpoint_out(c.ledger.cosigned_checkpoint())
 
 
 @router.get("/public-key", operation_id="ledger_public_key", summary="The checkpoint verifier key (public)")
@@ -113,11 +131,4 @@ def get_inclusion(
     # Another tenant's event is "not found", never "forbidden": its existence is not the caller's business.
     if not visible(principal, p.stream_id):
         raise PositionNotFound(position)
-    return InclusionOut(
-        position=p.position,
-        leaf_index=p.index,
-        tree_size=p.tree_size,
-        leaf_hash=_b64(p.leaf_hash),
-        root_hash=_b64(p.root),
-        proof=[_b64(h) for h in p.proof],
-    )
+    return inclusion_out(p)

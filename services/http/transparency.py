@@ -3,7 +3,6 @@ the published months, each with its ledger inclusion proof."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from datetime import date
 from typing import Annotated, Any
@@ -11,8 +10,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
 
 from services.http.deps import ContainerDep
+from services.http.ledger import checkpoint_out, inclusion_out
 from services.http.problems import problem_responses
-from services.http.schemas.ledger import CheckpointOut, InclusionOut
 from services.http.schemas.transparency import PublicationOut, PublicationProofOut, ReportOut
 from services.ledger.errors import NotYetInLedger, PositionNotFound
 from services.ledger.leaf import envelope
@@ -143,10 +142,6 @@ def _publication_out(p: Publication) -> PublicationOut:
     )
 
 
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode()
-
-
 @router.get(
     "/publications/{period}",
     operation_id="transparency_publication",
@@ -199,19 +194,6 @@ def publication_proof(c: ContainerDep, period: PeriodPath) -> PublicationProofOu
         revision=found.revision,
         leaf_format=fmt,
         leaf=envelope(events[0], fmt),
-        inclusion=InclusionOut(
-            position=p.position,
-            leaf_index=p.index,
-            tree_size=p.tree_size,
-            leaf_hash=_b64(p.leaf_hash),
-            root_hash=_b64(p.root),
-            proof=[_b64(h) for h in p.proof],
-        ),
-        checkpoint=CheckpointOut(
-            origin=witnessed.origin,
-            tree_size=witnessed.tree_size,
-            root_hash=_b64(witnessed.root),
-            note=witnessed.note,
-            created_at=witnessed.created_at,
-        ),
+        inclusion=inclusion_out(p),
+        checkpoint=checkpoint_out(witnessed),
     )
