@@ -19,7 +19,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from prometheus_client import Gauge
 from sqlalchemy import Connection
 
 from services.transparency import facts as facts_of
@@ -40,11 +39,6 @@ STREAM_PREFIX = "transparency-"
 WHOLE = "all"  # the document without a grouping; the others are named by their dimension
 DOCUMENTS: tuple[str, ...] = (WHOLE, *DIMENSIONS)
 _PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-
-LAST_PUBLISHED = Gauge(
-    "takedown_transparency_last_published_month",
-    "The newest month whose transparency report this process published or found published, as YYYYMM (0: none)",
-)
 
 
 def parse_period(text: str) -> date:
@@ -208,8 +202,6 @@ class Publisher:
         with self.db.read() as conn:
             months = self.due(conn, self.clock.now())
         made = [p for m in months if (p := self.publish(m)) is not None]
-        if months:
-            LAST_PUBLISHED.set(int(months[-1].strftime("%Y%m")))
         return made
 
     def publish(self, month: date, actor: str = "scheduler") -> Publication | None:
